@@ -1,0 +1,89 @@
+"""Loading model weights from this project's Lightning checkpoints or plain state dicts."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rankrobust.errors import ConfigError
+
+
+def check_checkpoint_path(path: str | Path) -> Path:
+    """The path as a Path, or a ConfigError when no such file exists."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(
+            f"model.checkpoint '{path}' does not exist. Give the path of a .ckpt written by a "
+            "previous run (outputs/.../checkpoints/last.ckpt) or of a saved state dict (.pt)."
+        )
+    return p
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The model's state dict from a Lightning checkpoint or a plain state dict file.
+
+    Loaded with weights_only=True: a file that needs arbitrary pickled objects is refused.
+    Lightning checkpoints hold {"state_dict": {"model.<key>": ...}}; the "model." prefix is
+    stripped. A checkpoint of a bare network (no Normalize layer) is also accepted by
+    `load_weights`.
+    """
+    p = check_checkpoint_path(path)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConfigError(
+            f"model.checkpoint '{p}' holds Python objects beyond tensors and plain containers, so "
+            f"it was not loaded (weights_only=True, for safety): {str(err).splitlines()[0]} "
+            "Re-save only the weights (torch.save(model.state_dict(), path)) from a trusted source."
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise ConfigError(
+            f"model.checkpoint '{p}' is corrupt or not a PyTorch file ({err}). Re-copy it or "
+            "re-run training to write a fresh checkpoint."
+        ) from err
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(
+            f"model.checkpoint '{p}' holds no state dict of tensors (found {type(obj).__name__})."
+        )
+    if state and all(k.startswith("model.") for k in state):
+        state = {k[len("model.") :]: v for k, v in state.items()}
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load weights into `model` (Normalize + network) strictly, naming mismatched keys.
+
+    A state dict of the bare network (keys without the "1." prefix of the Sequential wrapper)
+    is loaded into the network part.
+    """
+    state = read_state_dict(path)
+    target = model
+    own = model.state_dict()
+    if not set(state) & set(own) and isinstance(model, nn.Sequential) and len(model) == 2:
+        target, own = model[1], model[1].state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:5]}")
+        if shapes:
+            k = shapes[0]
+            parts.append(
+                f"shape mismatch at {k}: checkpoint {tuple(state[k].shape)} vs model "
+                f"{tuple(own[k].shape)}"
+            )
+        raise ConfigError(
+            f"model.checkpoint '{path}' does not fit the model: {'; '.join(parts)}. Check that "
+            "model=… and dataset.num_classes match the run that wrote the checkpoint."
+        )
+    target.load_state_dict(state)
+    return model

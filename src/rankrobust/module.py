@@ -1,0 +1,110 @@
+"""The LightningModule: natural or adversarial training of any classifier, clean and robust test."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class RobustClassifier(pl.LightningModule):
+    """Minimises E[CE(f(x'), y)] with x' = x (natural) or x' = attack(f, x, y) (adversarial).
+
+    The training attack runs with the model in eval mode (the attack functions switch it), the
+    standard practice. Testing reports clean accuracy on every test image and robust accuracy
+    under `eval_attack` on the first `n_robust` test images (all when None).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        train_attack: Attack | None = None,
+        eval_attack: Attack | None = None,
+        n_robust: int | None = None,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        nesterov: bool = True,
+        schedule: str = "onecycle",
+        label_smoothing: float = 0.0,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.model = model
+        self.train_attack, self.eval_attack = train_attack, eval_attack
+        self.n_robust = n_robust
+        self.optim = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        self.schedule, self.label_smoothing = schedule, label_smoothing
+        self.channels_last = channels_last
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_robust_acc = MulticlassAccuracy(num_classes, average="micro")
+        self._robust_seen = 0
+        self.extra_results: dict = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def setup(self, stage: str) -> None:
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        if self.train_attack is not None:
+            x = self.train_attack(self.model, x, y)
+        logits = self(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", acc, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def on_test_epoch_start(self) -> None:
+        self._robust_seen = 0
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        with torch.no_grad():
+            self.test_acc.update(self(x).argmax(1), y)
+        self.log("test/clean_acc", self.test_acc, on_epoch=True)
+        budget = self._robust_budget()
+        if self.eval_attack is None or budget <= 0:
+            return
+        x, y = x[:budget], y[:budget]
+        x_adv = self.eval_attack(self.model, x, y)
+        with torch.no_grad():
+            self.test_robust_acc.update(self(x_adv).argmax(1), y)
+        self._robust_seen += len(y)
+        self.log("test/robust_acc", self.test_robust_acc, on_epoch=True)
+
+    def _robust_budget(self) -> int:
+        """How many more test images this process attacks (n_robust split over processes)."""
+        if self.n_robust is None:
+            return 2**62
+        per_process = math.ceil(self.n_robust / max(self.trainer.world_size, 1))
+        return per_process - self._robust_seen
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), **self.optim)
+        if self.schedule == "none":
+            return opt
+        steps = int(self.trainer.estimated_stepping_batches)
+        if self.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=self.optim["lr"], total_steps=max(steps, 1), pct_start=0.25
+            )
+        elif self.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+        else:
+            raise ValueError(f"Unknown schedule '{self.schedule}': use onecycle, cosine or none.")
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,78 @@
+"""The metrics.json contract: every run writes one, every reader (collect, figures, tests) reads it.
+
+Keys (schema 1):
+    schema, status ("ok" | "failed" | "running"), error (str | null),
+    clean_acc (float | null), robust_acc (float | null), eval_attack (dict | null),
+    config: {dataset, model, attack, rank, transform_mode, apply_to, seed, experiment, train},
+    timings: {phase: seconds, ..., total},
+    rank_sweep (optional): {mode: {rank: accuracy}},
+    rig (optional): {top4_share, median_rel_delta, ...},
+    checkpoint (str | null), run_dir (str), command (str)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+FILENAME = "metrics.json"
+REQUIRED = ("schema", "status", "clean_acc", "robust_acc", "config", "timings")
+CONFIG_KEYS = ("dataset", "model", "attack", "rank", "seed")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: tensors and numpy scalars to floats, NaN to null, dict keys to str."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", 0) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
+    """Write run_dir/metrics.json atomically (a reader never sees a half-written file)."""
+    path = Path(run_dir) / FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_clean({"schema": SCHEMA, **metrics}), indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def validate_metrics(metrics: dict) -> None:
+    """Raise ValueError naming what is missing or malformed."""
+    missing = [k for k in REQUIRED if k not in metrics]
+    if missing:
+        raise ValueError(f"metrics.json lacks {missing}")
+    missing = [k for k in CONFIG_KEYS if k not in metrics["config"]]
+    if missing:
+        raise ValueError(f"metrics.json config lacks {missing}")
+    for key in ("clean_acc", "robust_acc"):
+        value = metrics[key]
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"metrics.json {key}={value} is not an accuracy in [0, 1]")
+
+
+def read_metrics(path: str | Path) -> dict:
+    """Read and validate a metrics.json (a file or the run directory holding it).
+
+    Rank-sweep keys come back as ints: {mode: {rank: acc}}.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILENAME
+    metrics = json.loads(path.read_text())
+    validate_metrics(metrics)
+    if metrics.get("rank_sweep"):
+        metrics["rank_sweep"] = {
+            mode: {int(k): v for k, v in accs.items()} for mode, accs in metrics["rank_sweep"].items()
+        }
+    return metrics
