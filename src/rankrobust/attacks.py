@@ -1,0 +1,390 @@
+"""Adversarial attacks on pixel-space models: pure functions of (model, x, y, parameters).
+
+``x`` is a batch of images in [0, 1], shape (N, C, H, W); ``y`` the integer labels, shape (N,).
+Every attack returns a detached ``x_adv`` of the same shape and dtype, inside the eps ball around
+``x`` (Linf or L2, eps on the [0, 1] pixel scale: 8/255 is typical for Linf) and inside [0, 1].
+During an attack the model is in eval mode; each module's previous mode is restored afterwards.
+Gradients are taken w.r.t. the input only, so no ``.grad`` is left on model parameters. The
+attacks run under a caller's autocast; the loss is computed in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rankrobust.errors import ConfigError
+
+__all__ = [
+    "ATTACK_NAMES",
+    "AUTOATTACK_ATTACKS",
+    "AttackSpec",
+    "autoattack",
+    "eval_mode",
+    "fgsm_rs",
+    "make_attack",
+    "pgd_l2",
+    "pgd_linf",
+]
+
+ATTACK_NAMES: tuple[str, ...] = ("none", "pgd_linf", "pgd_l2", "fgsm_rs", "autoattack")
+AUTOATTACK_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+AUTOATTACK_VERSIONS: tuple[str, ...] = ("standard", "plus", "rand", "custom")
+AUTOATTACK_NORMS: tuple[str, ...] = ("Linf", "L2", "L1")
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every module of ``model`` in eval mode; restore each module's own mode afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _check(eps: float, step_size: float | None = None, steps: int | None = None) -> None:
+    if eps < 0:
+        raise ConfigError(f"Attack eps must be >= 0; got {eps}.")
+    if step_size is not None and step_size < 0:
+        raise ConfigError(f"Attack step_size must be >= 0; got {step_size}.")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"Attack steps must be >= 1; got {steps}.")
+
+
+def _input_grad(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of the summed cross-entropy w.r.t. the input only (float32 loss)."""
+    x_adv = x_adv.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(x_adv).float(), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_adv)
+    return grad.detach()
+
+
+def _per_example_norm(t: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each example, shaped (N, 1, 1, ...) to broadcast against ``t``."""
+    return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def _project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+
+
+def _project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    delta = x_adv - x
+    factor = torch.clamp(eps / (_per_example_norm(delta) + 1e-12), max=1.0)
+    # Clamping to [0, 1] afterwards only shrinks each |delta_i| (x is in [0, 1]): stays in the ball.
+    return (x + delta * factor).clamp_(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- attacks
+
+
+def pgd_linf(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    step_size: float,
+    steps: int,
+    random_start: bool = True,
+) -> torch.Tensor:
+    """Linf PGD on cross-entropy (Madry et al. 2018); returns the last iterate."""
+    _check(eps, step_size, steps)
+    x = x.detach()
+    x_adv = x.clone()
+    if random_start:
+        x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    with eval_mode(model):
+        for _ in range(steps):
+            grad = _input_grad(model, x_adv, y)
+            x_adv = _project_linf(x_adv + step_size * grad.sign(), x, eps)
+    return x_adv.detach()
+
+
+def pgd_l2(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    step_size: float,
+    steps: int,
+    random_start: bool = True,
+) -> torch.Tensor:
+    """L2 PGD on cross-entropy: normalised-gradient steps, projection onto the L2 ball."""
+    _check(eps, step_size, steps)
+    x = x.detach()
+    x_adv = x.clone()
+    if random_start:
+        # A uniformly random direction with a radius uniform in [0, eps].
+        direction = torch.randn_like(x)
+        direction = direction / (_per_example_norm(direction) + 1e-12)
+        radius = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype)
+        x_adv = _project_l2(x + direction * radius * eps, x, eps)
+    with eval_mode(model):
+        for _ in range(steps):
+            grad = _input_grad(model, x_adv, y)
+            grad = grad / (_per_example_norm(grad) + 1e-12)
+            x_adv = _project_l2(x_adv + step_size * grad, x, eps)
+    return x_adv.detach()
+
+
+def fgsm_rs(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float
+) -> torch.Tensor:
+    """FGSM from a uniform random start in the Linf eps ball (Wong et al. 2020; step 1.25 eps)."""
+    _check(eps, step_size)
+    x = x.detach()
+    x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    with eval_mode(model):
+        grad = _input_grad(model, x_adv, y)
+    return _project_linf(x_adv + step_size * grad.sign(), x, eps).detach()
+
+
+# --------------------------------------------------------------------------- AutoAttack
+
+
+@contextlib.contextmanager
+def _autoattack_sandbox(model: nn.Module, device: torch.device, verbose: bool) -> Iterator[None]:
+    """Shield the caller from pyautoattack's side effects.
+
+    It reseeds the global torch RNG (``torch.manual_seed``), calls ``sys.settrace(None)`` in its
+    dynamic-defence check (dropping any debugger or coverage tracer), logs warnings on the
+    "auto-attack" logger, and FAB calls ``.backward()`` (which would fill parameter ``.grad``).
+    """
+    logger = logging.getLogger("auto-attack")
+    old_level, old_trace = logger.level, sys.gettrace()
+    logger.setLevel(logging.DEBUG if verbose else logging.ERROR)
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), eval_mode(model):
+            yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        logger.setLevel(old_level)
+        if sys.gettrace() is not old_trace:
+            sys.settrace(old_trace)
+
+
+def _check_autoattack(
+    eps: float,
+    norm: str,
+    version: str,
+    attacks_to_run: Sequence[str] | None,
+    n_iter: int | None = None,
+    n_restarts: int | None = None,
+) -> None:
+    _check(eps)
+    for label, value in (("n_iter", n_iter), ("n_restarts", n_restarts)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(f"AutoAttack {label} must be an integer >= 1 or None; got {value!r}.")
+    if norm not in AUTOATTACK_NORMS:
+        raise ConfigError(
+            f"AutoAttack norm must be one of {', '.join(AUTOATTACK_NORMS)}; got {norm!r}."
+        )
+    if version not in AUTOATTACK_VERSIONS:
+        raise ConfigError(
+            f"AutoAttack version must be one of {', '.join(AUTOATTACK_VERSIONS)}; got {version!r}."
+        )
+    if version == "custom":
+        if not attacks_to_run:
+            raise ConfigError(
+                "AutoAttack version 'custom' needs attacks_to_run, a non-empty list from: "
+                f"{', '.join(AUTOATTACK_ATTACKS)} (e.g. ['apgd-ce'] for a fast check)."
+            )
+        unknown = [a for a in attacks_to_run if a not in AUTOATTACK_ATTACKS]
+        if unknown:
+            raise ConfigError(
+                f"Unknown AutoAttack attack(s) {unknown}; known: {', '.join(AUTOATTACK_ATTACKS)}."
+            )
+    elif attacks_to_run:
+        raise ConfigError(
+            f"AutoAttack attacks_to_run is only used with version='custom' (version={version!r} "
+            "fixes its own list); set version='custom' or drop attacks_to_run."
+        )
+
+
+def _set_n_iter(attack: object, n_iter: int) -> None:
+    """Set iterations; APGD derives its step-size checkpoints from n_iter in its __init__."""
+    attack.n_iter = n_iter
+    if hasattr(attack, "n_iter_2"):
+        attack.n_iter_orig = n_iter
+        attack.n_iter_2 = max(int(0.22 * n_iter), 1)
+        attack.n_iter_min = max(int(0.06 * n_iter), 1)
+        attack.size_decr = max(int(0.03 * n_iter), 1)
+
+
+def autoattack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    norm: str = "Linf",
+    version: str = "standard",
+    attacks_to_run: Sequence[str] | None = None,
+    n_examples: int | None = None,
+    seed: int = 0,
+    batch_size: int = 250,
+    verbose: bool = False,
+    n_iter: int | None = None,
+    n_restarts: int | None = None,
+) -> torch.Tensor:
+    """AutoAttack (Croce & Hein 2020) via pyautoattack; returns x_adv for ``x[:n_examples]``.
+
+    ``version="custom", attacks_to_run=["apgd-ce"]`` is a fast version. Points the attacks do not
+    break come back unchanged. With fewer than 10 classes the targeted attacks use n_classes - 1
+    target classes (pyautoattack's default of 9 would fail). ``n_iter`` / ``n_restarts``, when
+    given, override the iterations / restarts of APGD, APGD-T and FAB (pyautoattack's defaults:
+    100 iterations; in "custom" 5 restarts for apgd-ce/dlr and fab) for quick, weaker checks.
+    """
+    from pyautoattack import AutoAttack
+
+    _check_autoattack(eps, norm, version, attacks_to_run, n_iter, n_restarts)
+    if n_examples is not None:
+        if n_examples < 1:
+            raise ConfigError(f"AutoAttack n_examples must be >= 1 or None; got {n_examples}.")
+        x, y = x[:n_examples], y[:n_examples]
+    x, y = x.detach(), y.detach()
+    with _autoattack_sandbox(model, x.device, verbose):
+        adversary = AutoAttack(
+            model,
+            attacks=list(attacks_to_run) if version == "custom" else None,
+            device=x.device,
+            eps=float(eps),
+            norm=norm,
+            seed=seed,
+            version=version,
+        )
+        adversary.verbose = verbose
+        with torch.no_grad():
+            n_classes = model(x[:1]).shape[-1]
+        targets = max(1, n_classes - 1)
+        adversary.apgd_targeted.n_target_classes = min(
+            adversary.apgd_targeted.n_target_classes, targets
+        )
+        adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, targets)
+        for attack in (adversary.apgd, adversary.apgd_targeted, adversary.fab):
+            if n_iter is not None:
+                _set_n_iter(attack, n_iter)
+            if n_restarts is not None:
+                attack.n_restarts = n_restarts
+        x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+    return x_adv.detach().to(dtype=x.dtype)
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass
+class AttackSpec:
+    """A configured attack. ``step_size=0`` means the usual default for the attack:
+    2.5 * eps / steps for PGD (Madry et al.), 1.25 * eps for FGSM-RS (Wong et al.).
+
+    ``norm`` is only read by ``autoattack`` (``None`` means "Linf"); for the other attacks it may
+    be left ``None`` or must match the attack (``pgd_l2`` is L2, the others Linf).
+    ``version``, ``attacks_to_run``, ``n_examples``, ``seed``, ``batch_size``, ``n_iter`` and
+    ``n_restarts`` are for ``autoattack`` (see :func:`autoattack`); ``random_start`` for PGD.
+    """
+
+    name: str = "none"
+    eps: float = 0.0
+    step_size: float = 0.0
+    steps: int = 1
+    random_start: bool = True
+    norm: str | None = None
+    version: str = "standard"
+    attacks_to_run: list[str] | None = None
+    n_examples: int | None = None
+    seed: int = 0
+    batch_size: int = 250
+    n_iter: int | None = None
+    n_restarts: int | None = None
+
+    def validate(self) -> AttackSpec:
+        if self.name not in ATTACK_NAMES:
+            raise ConfigError(
+                f"Unknown attack {self.name!r}; known attacks: {', '.join(ATTACK_NAMES)}."
+            )
+        for field in ("eps", "step_size"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"Attack {field} must be a number; got {value!r}.")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int):
+            raise ConfigError(f"Attack steps must be an integer; got {self.steps!r}.")
+        _check(self.eps, self.step_size, self.steps)
+        implied = {"pgd_linf": "Linf", "fgsm_rs": "Linf", "pgd_l2": "L2"}.get(self.name)
+        if implied is not None and self.norm is not None and self.norm != implied:
+            raise ConfigError(
+                f"Attack {self.name!r} is an {implied} attack but norm={self.norm!r}; "
+                f"set norm to {implied!r} or leave it unset."
+            )
+        if self.name == "autoattack":
+            attacks = None if self.attacks_to_run is None else list(self.attacks_to_run)
+            _check_autoattack(
+                self.eps, self.norm or "Linf", self.version, attacks, self.n_iter, self.n_restarts
+            )
+            if self.n_examples is not None and self.n_examples < 1:
+                raise ConfigError(
+                    f"AutoAttack n_examples must be >= 1 or None; got {self.n_examples}."
+                )
+        if self.batch_size < 1:
+            raise ConfigError(f"Attack batch_size must be >= 1; got {self.batch_size}.")
+        return self
+
+    def effective_step_size(self) -> float:
+        if self.step_size > 0:
+            return float(self.step_size)
+        if self.name == "fgsm_rs":
+            return 1.25 * self.eps
+        return 2.5 * self.eps / self.steps
+
+    def replace(self, **changes) -> AttackSpec:
+        return dataclasses.replace(self, **changes)
+
+
+def make_attack(spec: AttackSpec) -> Attack | None:
+    """A callable ``(model, x, y) -> x_adv`` for ``spec`` (validated), or None for "none"."""
+    spec.validate()
+    eps, step = float(spec.eps), spec.effective_step_size()
+    steps, rs = int(spec.steps), bool(spec.random_start)
+    if spec.name == "none":
+        return None
+    if spec.name == "pgd_linf":
+        return lambda model, x, y: pgd_linf(model, x, y, eps, step, steps, rs)
+    if spec.name == "pgd_l2":
+        return lambda model, x, y: pgd_l2(model, x, y, eps, step, steps, rs)
+    if spec.name == "fgsm_rs":
+        return lambda model, x, y: fgsm_rs(model, x, y, eps, step)
+    attacks = None if spec.attacks_to_run is None else list(spec.attacks_to_run)
+    options = dict(
+        norm=spec.norm or "Linf",
+        version=spec.version,
+        attacks_to_run=attacks,
+        n_examples=spec.n_examples,
+        seed=spec.seed,
+        batch_size=spec.batch_size,
+        n_iter=spec.n_iter,
+        n_restarts=spec.n_restarts,
+    )
+    return lambda model, x, y: autoattack(model, x, y, eps, **options)

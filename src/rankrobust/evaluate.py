@@ -1,0 +1,199 @@
+"""Framework-free evaluation of torch models on clean, attacked and rank-transformed images.
+
+Images are pixels in [0, 1] of shape (N, C, H, W); any normalisation lives inside the model.
+An ``attack`` is any callable ``attack(model, x, y) -> x_adv`` (see ``rankrobust.attacks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from rankrobust.errors import ConfigError
+from rankrobust.svd import Factorization, factorize, validate_rank
+
+__all__ = ["Attack", "accuracy", "rank_sweep", "robust_accuracy"]
+
+Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+_SWEEP_MODES = ("low", "high")
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put the model in eval mode; restore every submodule's previous train/eval flag after."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+def _check_data(images: Tensor, labels: Tensor | Sequence[int], batch_size: int) -> Tensor:
+    if not isinstance(images, Tensor) or images.ndim < 2:
+        raise ConfigError("images must be a tensor of shape (N, C, H, W)")
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ConfigError(
+            f"labels must have shape (N,) with N = {images.shape[0]} images, "
+            f"got {tuple(labels.shape)}"
+        )
+    if images.shape[0] == 0:
+        raise ConfigError("cannot evaluate on an empty set of images")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
+    return labels
+
+
+def _batches(n: int, batch_size: int) -> Iterable[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def _count_correct(
+    model: nn.Module, x: Tensor, y: Tensor, device: torch.device, attack: Attack | None = None
+) -> int:
+    """Number of correct top-1 predictions on one batch (attacked first if ``attack``)."""
+    x = x.to(device, non_blocking=True)
+    y = y.to(device, non_blocking=True)
+    if attack is not None:
+        x = attack(model, x, y).detach()
+        model.eval()  # an attack may have changed the mode; predictions are in eval mode
+    with torch.no_grad():
+        pred = model(x).argmax(dim=-1)
+    return int((pred == y).sum().item())
+
+
+def accuracy(
+    model: nn.Module, images: Tensor, labels: Tensor | Sequence[int], batch_size: int = 500
+) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` (eval mode, no grad) on ``images`` in [0, 1].
+
+    Batches are moved to the model's device; the model's train/eval mode is restored after.
+    """
+    labels = _check_data(images, labels, batch_size)
+    device = _model_device(model)
+    correct = 0
+    with _eval_mode(model):
+        for sl in _batches(images.shape[0], batch_size):
+            correct += _count_correct(model, images[sl], labels[sl], device)
+    return correct / images.shape[0]
+
+
+def robust_accuracy(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor | Sequence[int],
+    attack: Attack,
+    batch_size: int = 500,
+) -> float:
+    """Top-1 accuracy in [0, 1] on ``attack(model, x, y)`` for each batch (model in eval mode)."""
+    labels = _check_data(images, labels, batch_size)
+    if not callable(attack):
+        raise ConfigError("attack must be a callable attack(model, x, y) -> x_adv")
+    device = _model_device(model)
+    correct = 0
+    with _eval_mode(model):
+        for sl in _batches(images.shape[0], batch_size):
+            correct += _count_correct(model, images[sl], labels[sl], device, attack)
+    return correct / images.shape[0]
+
+
+def _transform(fac: Factorization, x: Tensor, mode: str, k: int, clamp: bool) -> Tensor:
+    """L_k (mode "low", clamped if ``clamp``) or H_k (mode "high") of one batch from its factors.
+
+    At k = full rank, "low" is the original images (exact) and "high" is zero.
+    """
+    r = fac.full_rank
+    if mode == "low":
+        if k == r:
+            return x.clamp(0.0, 1.0) if clamp else x
+        return fac.low_rank(k, clamp=clamp)
+    return fac.high_rank(k)
+
+
+def rank_sweep(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor | Sequence[int],
+    ranks: Iterable[int],
+    modes: Sequence[str] = ("low", "high"),
+    batch_size: int = 500,
+    clamp: bool = True,
+    attack: Attack | None = None,
+    factorization: Factorization | None = None,
+) -> dict[str, dict[int, float]]:
+    """Accuracy on rank-k approximations L_k(x) ("low") and residuals H_k(x) ("high") per k.
+
+    The images are factorised ONCE (in chunks of ``batch_size`` on the model's device, the
+    factors kept on the images' device), or ``factorization`` (of ``images``) is used; every
+    rank is then a slice and a matmul of the cached factors. At k = full rank, "low" uses the
+    original images, so it equals :func:`accuracy` exactly.
+
+    Returns:
+        ``{"low": {k: acc}, "high": {k: acc}}`` for the requested modes (int keys, ranks in the
+        given order), plus ``"low_robust"`` / ``"high_robust"`` when ``attack`` is given
+        (accuracy on ``attack`` applied to the transformed images).
+    """
+    labels = _check_data(images, labels, batch_size)
+    if images.ndim < 3:
+        raise ConfigError("images must be a batch of shape (N, C, H, W)")
+    modes = tuple(modes)
+    bad = [m for m in modes if m not in _SWEEP_MODES]
+    if bad or not modes:
+        raise ConfigError(f"modes={list(modes)} must be a non-empty subset of {list(_SWEEP_MODES)}")
+    if attack is not None and not callable(attack):
+        raise ConfigError("attack must be a callable attack(model, x, y) -> x_adv")
+    H, W = int(images.shape[-2]), int(images.shape[-1])
+    full = min(H, W)
+    checked: list[int] = []
+    for k in ranks:
+        k = validate_rank(k, full, shape=(H, W))
+        if k not in checked:
+            checked.append(k)
+    if not checked:
+        raise ConfigError("ranks is empty: give at least one rank")
+
+    device = _model_device(model)
+    n = images.shape[0]
+    if factorization is None:
+        parts = [
+            factorize(images[sl].to(device)).to(images.device) for sl in _batches(n, batch_size)
+        ]
+        factorization = parts[0] if len(parts) == 1 else Factorization.cat(parts)
+    elif tuple(factorization.shape) != tuple(images.shape):
+        raise ConfigError(
+            f"factorization is of shape {tuple(factorization.shape)}, "
+            f"images of shape {tuple(images.shape)}: it must be the factorization of images"
+        )
+
+    keys = list(modes) + ([f"{m}_robust" for m in modes] if attack is not None else [])
+    correct: dict[str, dict[int, int]] = {key: {} for key in keys}
+    with _eval_mode(model):
+        for k in tqdm(checked, desc="rank sweep", unit="rank", disable=None):
+            for key in keys:
+                correct[key][k] = 0
+            for sl in _batches(n, batch_size):
+                fac = factorization[sl].to(device)
+                x = images[sl].to(device)
+                y = labels[sl]
+                for mode in modes:
+                    xt = _transform(fac, x, mode, k, clamp)
+                    correct[mode][k] += _count_correct(model, xt, y, device)
+                    if attack is not None:
+                        correct[f"{mode}_robust"][k] += _count_correct(model, xt, y, device, attack)
+    return {key: {k: c / n for k, c in per_k.items()} for key, per_k in correct.items()}

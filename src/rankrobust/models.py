@@ -1,0 +1,297 @@
+"""Model architectures and a registry that wraps each one behind its input normalisation.
+
+Every model built by :func:`build_model` eats pixels in [0, 1], shape (N, C, H, W): the
+per-channel normalisation is the first layer (:class:`Normalize`), so attacks and SVD transforms
+act on pixels. All architectures end in adaptive pooling, so they accept any input size that
+survives their downsampling, and they work with ``torch.channels_last``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from rankrobust.errors import ConfigError
+
+__all__ = [
+    "MODEL_NAMES",
+    "Normalize",
+    "PreActResNet18",
+    "SmallCNN",
+    "WideResNet",
+    "build_model",
+    "preact_resnet18",
+    "resnet50",
+    "small_cnn",
+    "wide_resnet",
+]
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; mean and std are buffers (saved, moved with the model)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        mean = [float(m) for m in mean]
+        std = [float(s) for s in std]
+        if len(mean) == 0 or len(mean) != len(std):
+            raise ConfigError(
+                f"Normalize needs one mean and one std per channel; got {len(mean)} means and "
+                f"{len(std)} stds. Give lists of equal, non-zero length (e.g. 3 for RGB)."
+            )
+        if any(s <= 0 for s in std):
+            raise ConfigError(f"Normalize std values must all be > 0; got {std}.")
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+# --------------------------------------------------------------------------- small CNN
+
+
+class SmallCNN(nn.Module):
+    """Three conv-BN-ReLU stages (widths w, 2w, 4w) with pooling; ~94k parameters at width 32."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 32):
+        super().__init__()
+        w = width
+
+        def stage(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.features = nn.Sequential(
+            *stage(in_channels, w),
+            nn.MaxPool2d(2),
+            *stage(w, 2 * w),
+            nn.MaxPool2d(2),
+            *stage(2 * w, 4 * w),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+# --------------------------------------------------------------------------- PreActResNet-18
+
+
+class PreActBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    """The standard CIFAR PreActResNet-18 (He et al. 2016; as in Wong et al. 2020, Rice et al.)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        layers, in_planes = [], 64
+        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers.append(
+                nn.Sequential(PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes))
+            )
+            in_planes = planes
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.bn = nn.BatchNorm2d(512)
+        self.linear = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.relu(self.bn(out))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+# --------------------------------------------------------------------------- Wide ResNet
+
+
+class WideBasicBlock(nn.Module):
+    def __init__(self, in_planes: int, out_planes: int, stride: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
+        self.drop_rate = drop_rate
+        self.equal_in_out = in_planes == out_planes and stride == 1
+        self.shortcut: nn.Module | None = None
+        if not self.equal_in_out:
+            self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        # As in the reference WRN: a projection shortcut takes the pre-activated input.
+        shortcut = x if self.shortcut is None else self.shortcut(out)
+        out = F.relu(self.bn2(self.conv1(out)))
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
+        return self.conv2(out) + shortcut
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k (Zagoruyko & Komodakis 2016), CIFAR layout: widths 16, 16k, 32k, 64k."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        depth: int = 28,
+        widen_factor: int = 10,
+        drop_rate: float = 0.0,
+    ):
+        super().__init__()
+        if depth < 10 or (depth - 4) % 6 != 0 or widen_factor < 1:
+            raise ConfigError(
+                f"wide_resnet needs depth = 6n + 4 with n >= 1 (10, 16, 22, 28, 34, ...) and "
+                f"widen_factor >= 1; got depth={depth}, widen_factor={widen_factor}."
+            )
+        n = (depth - 4) // 6
+        widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
+        blocks = []
+        for i, stride in enumerate((1, 2, 2)):
+            cin, cout = widths[i], widths[i + 1]
+            blocks.append(
+                nn.Sequential(
+                    *[
+                        WideBasicBlock(
+                            cin if j == 0 else cout, cout, stride if j == 0 else 1, drop_rate
+                        )
+                        for j in range(n)
+                    ]
+                )
+            )
+        self.block1, self.block2, self.block3 = blocks
+        self.bn = nn.BatchNorm2d(widths[3])
+        self.fc = nn.Linear(widths[3], num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block3(self.block2(self.block1(self.conv1(x))))
+        out = F.relu(self.bn(out))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.fc(out)
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def small_cnn(num_classes: int, in_channels: int = 3, width: int = 32) -> nn.Module:
+    return SmallCNN(num_classes, in_channels, width)
+
+
+def preact_resnet18(num_classes: int, in_channels: int = 3) -> nn.Module:
+    return PreActResNet18(num_classes, in_channels)
+
+
+def wide_resnet(
+    num_classes: int,
+    in_channels: int = 3,
+    depth: int = 28,
+    widen_factor: int = 10,
+    drop_rate: float = 0.0,
+) -> nn.Module:
+    return WideResNet(num_classes, in_channels, depth, widen_factor, drop_rate)
+
+
+def wrn28_10(num_classes: int, in_channels: int = 3, drop_rate: float = 0.0) -> nn.Module:
+    return WideResNet(num_classes, in_channels, 28, 10, drop_rate)
+
+
+def wrn34_10(num_classes: int, in_channels: int = 3, drop_rate: float = 0.0) -> nn.Module:
+    return WideResNet(num_classes, in_channels, 34, 10, drop_rate)
+
+
+def resnet50(num_classes: int, in_channels: int = 3, weights: str | None = None) -> nn.Module:
+    """torchvision's ImageNet ResNet-50; ``weights`` (e.g. "IMAGENET1K_V2") is passed through."""
+    if in_channels != 3:
+        raise ConfigError(
+            f"resnet50 takes 3-channel images; the mean/std given have {in_channels}."
+        )
+    try:
+        return torchvision.models.resnet50(weights=weights, num_classes=num_classes)
+    except ValueError as err:  # e.g. pretrained weights with num_classes != 1000
+        raise ConfigError(
+            f"resnet50(weights={weights!r}, num_classes={num_classes}): {err}"
+        ) from err
+
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "small_cnn": small_cnn,
+    "preact_resnet18": preact_resnet18,
+    "wide_resnet": wide_resnet,
+    "wrn28_10": wrn28_10,
+    "wrn34_10": wrn34_10,
+    "resnet50": resnet50,
+}
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    **kwargs,
+) -> nn.Module:
+    """Build ``name`` behind its normalisation: ``nn.Sequential(normalize=..., net=...)``.
+
+    The result takes pixels in [0, 1]; ``model.normalize`` and ``model.net`` (or ``model[0]``,
+    ``model[1]``) reach the parts. The number of input channels is ``len(mean)``. Extra keyword
+    arguments go to the architecture (e.g. ``depth``, ``widen_factor`` for ``wide_resnet``,
+    ``width`` for ``small_cnn``, ``weights`` for ``resnet50``).
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"Unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}.")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer; got {num_classes!r}.")
+    normalize = Normalize(mean, std)
+    factory = _REGISTRY[name]
+    params = inspect.signature(factory).parameters
+    accepted = [p for p in params if p not in ("num_classes", "in_channels")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"Model {name!r} does not take option(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(accepted) or 'no options'}."
+        )
+    net = factory(num_classes=num_classes, in_channels=normalize.mean.shape[1], **kwargs)
+    return nn.Sequential(OrderedDict(normalize=normalize, net=net))

@@ -1,0 +1,40 @@
+"""Helpers for tests that compose the Hydra config and run the pipeline or the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Tiny, fast settings for runs inside tests (no W&B unless a test asks for it).
+FAST = [
+    "experiment=smoke",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """The composed config for these command-line overrides."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` in `cwd` (outputs land there), W&B offline."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

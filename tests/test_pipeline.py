@@ -1,0 +1,116 @@
+"""The pipeline end to end: configs compose, runs train and test, metrics.json and W&B agree."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import FAST, make_cfg, run_cli
+
+from rankrobust import pipeline
+from rankrobust.errors import ConfigError
+from rankrobust.results import read_metrics
+from rankrobust.wandb_offline import read_offline_run
+
+from conftest import CIFAR_TARBALL
+
+
+@pytest.mark.parametrize(
+    "experiment", ["smoke", "cifar10_natural", "cifar10_robust"]
+)
+@pytest.mark.parametrize("model", ["small_cnn", "preact_resnet18", "wide_resnet", "resnet50"])
+def test_configs_compose(experiment, model):
+    cfg = make_cfg(f"experiment={experiment}", f"model={model}")
+    assert cfg.model.name == model
+    pipeline.check_config(cfg)
+
+
+def test_smoke_run_writes_metrics_and_offline_wandb_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = make_cfg(*FAST, "logger=wandb", "trainer.max_epochs=2")
+    metrics = pipeline.run(cfg, tmp_path)
+
+    written = read_metrics(tmp_path)
+    assert written["status"] == "ok"
+    assert written["clean_acc"] == pytest.approx(metrics["clean_acc"])
+    assert written["clean_acc"] > 0.5  # 10 classes: chance is 0.1
+    assert 0.0 <= written["robust_acc"] <= written["clean_acc"]
+    assert written["config"]["dataset"] == "synthetic" and written["config"]["rank"] is None
+    assert {"setup", "fit", "test", "total"} <= set(written["timings"])
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+    run = read_offline_run(tmp_path / "wandb")
+    assert run["summary"]["clean_acc"] == pytest.approx(written["clean_acc"])
+    assert run["summary"]["robust_acc"] == pytest.approx(written["robust_acc"])
+    assert "model:small_cnn" in run["tags"]
+
+
+def test_adversarial_training_is_more_robust_than_natural(tmp_path):
+    """On the synthetic data (a large low-rank and a small high-rank feature) PGD training wins."""
+    common = [*FAST, "dataset.image_size=16", "dataset.n_train=1000", "sweep.enabled=false"]
+    common += ["trainer.max_epochs=6", "eval.n_robust=300"]
+    natural = pipeline.run(make_cfg(*common, "attack=none"), tmp_path / "natural")
+    robust = pipeline.run(
+        make_cfg(*common, "attack=pgd_linf", "attack.train.steps=3"), tmp_path / "robust"
+    )
+    assert natural["robust_acc"] < 0.2, natural  # eps 8/255 breaks the natural model
+    assert robust["robust_acc"] > natural["robust_acc"] + 0.15, (natural, robust)
+
+
+def test_failed_run_keeps_a_failed_metrics_file(tmp_path):
+    cfg = make_cfg(*FAST, "rank=40")
+    with pytest.raises(ConfigError, match="1 <= rank <= 32"):
+        pipeline.run(cfg, tmp_path)
+    failed = json.loads((tmp_path / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "rank" in failed["error"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("rank=0", "1 <= rank <= 32"),
+        ("rank=-1", "1 <= rank <= 32"),
+        ("rank=2.5", "integer"),
+        ("rank=33", "1 <= rank <= 32"),
+        ("attack.eval.eps=-0.1", "eps"),
+        ("attack.eval.steps=0", "steps"),
+        ("model.checkpoint=/nonexistent/model.ckpt", "does not exist"),
+    ],
+)
+def test_bad_values_fail_before_training(override, message):
+    with pytest.raises(ConfigError, match=message):
+        pipeline.check_config(make_cfg(*FAST, override))
+
+
+def test_missing_image_folder_root_is_a_clear_error(tmp_path):
+    cfg = make_cfg(*FAST, "dataset=image_folder", f"dataset.root={tmp_path / 'nowhere'}")
+    with pytest.raises(ConfigError, match="does not exist"):
+        pipeline.build_datamodule(cfg)
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path):
+    result = run_cli(*FAST, "rank=33", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "1 <= rank <= 32" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Epoch" not in result.stdout + result.stderr  # nothing trained
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not CIFAR_TARBALL.is_file(), reason="CIFAR-10 JPEG copy not found")
+def test_trains_on_real_cifar10_copy_well_above_chance(tmp_path):
+    cfg = make_cfg(
+        *FAST,
+        "dataset=image_folder",
+        f"dataset.root={CIFAR_TARBALL}",
+        "dataset.n_train=4000",
+        "dataset.n_test=1000",
+        "dataset.augment=false",
+        "trainer.max_epochs=4",
+        "optim.lr=0.1",
+        "eval.n_robust=100",
+        "sweep.ranks=[1,8,32]",
+    )
+    metrics = pipeline.run(cfg, tmp_path)
+    assert metrics["clean_acc"] > 0.3, metrics  # chance is 0.1
+    assert metrics["rank_sweep"]["low"][32] == pytest.approx(metrics["clean_acc"])
