@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import CIFAR_TARBALL
 from helpers import FAST, make_cfg, run_cli
 
 from rankrobust import pipeline
@@ -12,12 +13,8 @@ from rankrobust.errors import ConfigError
 from rankrobust.results import read_metrics
 from rankrobust.wandb_offline import read_offline_run
 
-from conftest import CIFAR_TARBALL
 
-
-@pytest.mark.parametrize(
-    "experiment", ["smoke", "cifar10_natural", "cifar10_robust"]
-)
+@pytest.mark.parametrize("experiment", ["smoke", "cifar10_natural", "cifar10_robust"])
 @pytest.mark.parametrize("model", ["small_cnn", "preact_resnet18", "wide_resnet", "resnet50"])
 def test_configs_compose(experiment, model):
     cfg = make_cfg(f"experiment={experiment}", f"model={model}")

@@ -12,7 +12,7 @@ from rankrobust.module import Attack
 
 
 def default_ranks(full_rank: int) -> list[int]:
-    """Every rank up to full for small images (<= 32); a geometric list (1, 2, 4, ..., full) above."""
+    """Every rank up to full for small images (<= 32); above, a geometric list 1, 2, 4, ..., full."""
     if full_rank <= 32:
         return list(range(1, full_rank + 1))
     ranks, k = [], 1
@@ -88,7 +88,9 @@ class RankSweepCallback(pl.Callback):
             return
         import wandb
 
-        rows = [[mode, int(k), float(acc)] for mode, accs in sweep.items() for k, acc in accs.items()]
+        rows = [
+            [mode, int(k), float(acc)] for mode, accs in sweep.items() for k, acc in accs.items()
+        ]
         table = wandb.Table(data=rows, columns=["mode", "rank", "accuracy"])
         plots = {
             f"rank_sweep/{mode}": wandb.plot.line(

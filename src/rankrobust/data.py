@@ -235,7 +235,9 @@ def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[
             index = {c: i for i, c in enumerate(classes)}
             unknown = set(names) - set(index)
             if unknown:
-                raise ConfigError(f"{split} classes {sorted(unknown)} are not in train/ under '{root}'.")
+                raise ConfigError(
+                    f"{split} classes {sorted(unknown)} are not in train/ under '{root}'."
+                )
             arrays[f"{split}_x"] = np.stack(imgs)
             arrays[f"{split}_y"] = np.array([index[c] for c in names], dtype=np.int64)
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -282,7 +284,7 @@ def batch_loader(data: ImageSet, batch_size: int, shuffle: bool, seed: int = 0) 
 
 
 def random_crop_flip(x: torch.Tensor, padding: int = 4, generator=None) -> torch.Tensor:
-    """Batched augmentation on x's device: reflect-pad by `padding`, random crop back, random flip."""
+    """Batched augmentation on the device: reflect-pad, random crop back to size, random flip."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4, mode="reflect")
     dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
@@ -418,13 +420,19 @@ class ImageDataModule(pl.LightningDataModule):
 
         size = self.image_size or 224
         tf = transforms.Compose(
-            [transforms.Resize(round(size * 8 / 7)), transforms.CenterCrop(size), transforms.ToTensor()]
+            [
+                transforms.Resize(round(size * 8 / 7)),
+                transforms.CenterCrop(size),
+                transforms.ToTensor(),
+            ]
         )
         root = Path(self.root).expanduser()
         splits = {}
         for split in ("train", "test", "val"):
             if (root / split).is_dir():
-                splits["test" if split == "val" else split] = datasets.ImageFolder(str(root / split), tf)
+                splits["test" if split == "val" else split] = datasets.ImageFolder(
+                    str(root / split), tf
+                )
         if "test" not in splits:
             raise ConfigError(f"'{root}' has no test/ or val/ folder of class folders.")
         self._streams = splits

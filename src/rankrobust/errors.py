@@ -2,4 +2,4 @@
 
 
 class ConfigError(ValueError):
-    """A problem with the user's configuration or input; the message names the problem and the fix."""
+    """A problem with the user's configuration or input; the message names it and the fix."""

@@ -256,16 +256,21 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None) -> dict:
         timings["setup"] = time.perf_counter() - start
         last = run_dir / "checkpoints" / "last.ckpt"
         if cfg.train:
-            print(f"[rankrobust] run directory: {run_dir}\n[rankrobust] resume with: "
-                  f"{resume_command(run_dir)}", flush=True)
+            print(
+                f"[rankrobust] run directory: {run_dir}\n[rankrobust] resume with: "
+                f"{resume_command(run_dir)}",
+                flush=True,
+            )
             tick = time.perf_counter()
             ckpt = str(last) if cfg.resume and last.exists() else None
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
             timings["fit"] = time.perf_counter() - tick
         tick = time.perf_counter()
         tested = trainer.test(module, datamodule=dm, verbose=False)[0]
-        timings["test"] = time.perf_counter() - tick - module.extra_results.get("timings", {}).get(
-            "rank_sweep", 0.0
+        timings["test"] = (
+            time.perf_counter()
+            - tick
+            - module.extra_results.get("timings", {}).get("rank_sweep", 0.0)
         )
         timings.update(module.extra_results.pop("timings", {}))
         timings["total"] = time.perf_counter() - start

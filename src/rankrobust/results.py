@@ -73,6 +73,7 @@ def read_metrics(path: str | Path) -> dict:
     validate_metrics(metrics)
     if metrics.get("rank_sweep"):
         metrics["rank_sweep"] = {
-            mode: {int(k): v for k, v in accs.items()} for mode, accs in metrics["rank_sweep"].items()
+            mode: {int(k): v for k, v in accs.items()}
+            for mode, accs in metrics["rank_sweep"].items()
         }
     return metrics

@@ -65,7 +65,9 @@ def read_offline_run(path: str | Path) -> dict:
             for item in record.summary.update:
                 result["summary"][_key(item)] = json.loads(item.value_json)
         elif kind == "history":
-            result["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+            result["history"].append(
+                {_key(i): json.loads(i.value_json) for i in record.history.item}
+            )
         elif kind == "config":
             for item in record.config.update:
                 result["config"][_key(item)] = json.loads(item.value_json)
