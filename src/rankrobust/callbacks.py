@@ -12,7 +12,7 @@ from rankrobust.module import Attack
 
 
 def default_ranks(full_rank: int) -> list[int]:
-    """Every rank up to full for small images (<= 32); above, a geometric list 1, 2, 4, ..., full."""
+    """Every rank up to full for small images (<= 32); else a geometric list 1, 2, 4, ..., full."""
     if full_rank <= 32:
         return list(range(1, full_rank + 1))
     ranks, k = [], 1
