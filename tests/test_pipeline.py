@@ -35,6 +35,9 @@ def test_smoke_run_writes_metrics_and_offline_wandb_run(tmp_path, monkeypatch):
     assert written["config"]["dataset"] == "synthetic" and written["config"]["rank"] is None
     assert {"setup", "fit", "test", "total"} <= set(written["timings"])
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    sweep = written["rank_sweep"]
+    assert set(sweep) == {"low", "high"} and sorted(sweep["low"]) == [1, 2, 4, 8, 16, 32]
+    assert sweep["low"][32] == pytest.approx(written["clean_acc"])  # full rank = clean images
 
     run = read_offline_run(tmp_path / "wandb")
     assert run["summary"]["clean_acc"] == pytest.approx(written["clean_acc"])
@@ -111,3 +114,24 @@ def test_trains_on_real_cifar10_copy_well_above_chance(tmp_path):
     metrics = pipeline.run(cfg, tmp_path)
     assert metrics["clean_acc"] > 0.3, metrics  # chance is 0.1
     assert metrics["rank_sweep"]["low"][32] == pytest.approx(metrics["clean_acc"])
+
+
+def test_multirun_over_ranks_writes_one_run_per_rank(tmp_path):
+    result = run_cli(
+        "-m",
+        *FAST,
+        "rank=1,4,16",
+        "trainer.max_epochs=1",
+        "dataset.n_train=256",
+        "dataset.n_test=64",
+        "sweep.enabled=false",
+        "eval.n_robust=16",
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = sorted(tmp_path.glob("*/metrics.json"))
+    assert len(runs) == 3
+    metrics = [read_metrics(p) for p in runs]
+    assert sorted(m["config"]["rank"] for m in metrics) == [1, 4, 16]
+    assert all(m["status"] == "ok" for m in metrics)

@@ -1,0 +1,124 @@
+"""Data sets, the rank transform hook and batching, on synthetic and tiny on-disk image trees."""
+
+from __future__ import annotations
+
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rankrobust.data import (
+    ImageDataModule,
+    batch_loader,
+    image_folder_sets,
+    random_crop_flip,
+    synthetic_sets,
+)
+from rankrobust.errors import ConfigError
+from rankrobust.svd import RankTransform, high_rank, low_rank
+
+
+def write_tree(root, splits=("train", "test"), classes=("cat", "dog"), n=3, size=8):
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for cls in classes:
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANKROBUST_CACHE", str(tmp_path / "cache"))
+
+
+def test_synthetic_sets_are_deterministic_and_in_range():
+    a_train, a_test = synthetic_sets(64, 32, seed=3)
+    b_train, _ = synthetic_sets(64, 32, seed=3)
+    assert torch.equal(a_train.images, b_train.images)
+    assert a_train.images.shape == (64, 3, 32, 32) and a_test.images.shape == (32, 3, 32, 32)
+    assert a_train.images.min() >= 0 and a_train.images.max() <= 1
+    assert set(a_train.labels.tolist()) <= set(range(10))
+
+
+def test_image_folder_reads_a_tree_and_its_tarball_identically(tmp_path):
+    tree = write_tree(tmp_path / "tree")
+    train, test = image_folder_sets(tree)
+    assert train.images.shape == (6, 3, 8, 8) and test.images.shape == (6, 3, 8, 8)
+    assert train.classes == ("cat", "dog")
+    assert sorted(train.labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    archive = tmp_path / "tree.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(tree, arcname="cifar")
+    t_train, _ = image_folder_sets(archive)
+    order = lambda s: s.images.flatten(1).sum(1).argsort()  # noqa: E731 - archive order differs
+    assert torch.allclose(train.images[order(train)], t_train.images[order(t_train)])
+    # the decoded arrays are cached: a second read gives the same tensors
+    again, _ = image_folder_sets(archive)
+    assert torch.equal(again.images, t_train.images)
+
+
+def test_image_folder_errors_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        image_folder_sets(tmp_path / "missing")
+    only_train = write_tree(tmp_path / "only_train", splits=("train",))
+    with pytest.raises(ConfigError, match="no test images"):
+        image_folder_sets(only_train)
+
+
+@pytest.mark.parametrize("mode", ["low", "high"])
+@pytest.mark.parametrize("apply_to", [("train",), ("test",), ("train", "test")])
+def test_rank_transform_applies_to_the_named_splits_only(mode, apply_to):
+    clamp = mode == "low"
+    dm = ImageDataModule(
+        "synthetic",
+        n_train=40,
+        n_test=20,
+        image_size=16,
+        transform=RankTransform(mode=mode, rank=3, clamp=clamp),
+        apply_to=apply_to,
+    )
+    dm.setup("fit")
+    raw_train, raw_test = dm.load()
+    expect = {"low": lambda x: low_rank(x, 3), "high": lambda x: high_rank(x, 3)}[mode]
+    for split, raw, got in (
+        ("train", raw_train, dm.train_set),
+        ("test", raw_test, dm.test_set),
+    ):
+        want = expect(raw.images) if split in apply_to else raw.images
+        assert torch.allclose(got.images, want, atol=1e-5), split
+    # the sweep always sees the raw test images
+    assert torch.equal(dm.test_tensors(raw=True)[0], raw_test.images)
+
+
+def test_bad_rank_for_the_image_size_fails_at_setup():
+    dm = ImageDataModule("synthetic", image_size=16, transform=RankTransform("low", rank=17))
+    with pytest.raises(ConfigError, match="1 <= rank <= 16"):
+        dm.setup("fit")
+
+
+def test_batch_loader_covers_every_image_once_per_epoch():
+    train, _ = synthetic_sets(70, 1)
+    loader = batch_loader(train, batch_size=16, shuffle=True)
+    seen = torch.cat([y for _, y in loader])
+    assert len(seen) == 70
+    xs = torch.cat([x for x, _ in loader])
+    assert torch.allclose(xs.sum(), train.images.sum(), rtol=1e-5)
+
+
+def test_random_crop_flip_keeps_shape_and_content_range():
+    x = torch.rand(32, 3, 16, 16)
+    out = random_crop_flip(x, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert out.min() >= x.min() and out.max() <= x.max()
+    assert not torch.equal(out, x)  # something moved
+    # the centre crop with no flip is the identity: padding 0 gives x or its mirror
+    same = random_crop_flip(x, padding=0, generator=torch.Generator().manual_seed(1))
+    assert all(
+        torch.equal(s, a) or torch.equal(s, a.flip(-1)) for s, a in zip(same, x, strict=True)
+    )
