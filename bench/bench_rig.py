@@ -4,9 +4,13 @@ Both run on the same small CNN (``rankrobust.models.build_model("small_cnn")``, 
 eval mode) with the SAME number of gradient evaluations per image: RIG on the rank path
 ``ranks`` x ``steps_per_rank`` points (default [1, 2, 4, 8, 16, 32] x 8 = 48) and captum IG with
 ``n_steps`` = 48 (method "riemann_middle"), ``internal_batch_size`` = RIG's ``batch_size``.
-RIG's time includes its SVD of the batch and its forward pass for f(x), f(baseline) (the
-completeness delta); captum's is timed without its convergence delta.  Runs are interleaved
-(warm-up, then ``--repeats`` alternating rounds) and the best round of each is reported.
+RIG's time includes its SVD of the batch and its no-grad forward pass for f(x), f(baseline)
+(the completeness delta, always computed); captum is timed both without its convergence delta
+(its default) and with it (``return_convergence_delta=True``, the like-for-like output).  Runs
+are interleaved (warm-up, then ``--repeats`` rounds of the three) and the best of each is
+reported; ``speedup`` = captum time / RIG time (> 1: RIG faster).  RIG builds its model
+inputs channels_last on CPU (its default there); captum is also timed on a channels_last copy
+of the input, for reference.
 
 Usage:  python bench/bench_rig.py [--images 32] [--batch-size 256] [--out outputs/bench/rig.json]
 Prints one JSON document and writes it to ``--out``.  CPU always; CUDA too when available.
@@ -81,30 +85,38 @@ def bench_device(
             batch_size=batch_size,
         )
 
-    def run_captum():
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def run_captum(with_delta: bool, inputs: torch.Tensor = x):
         return ig.attribute(
-            x,
-            baselines=torch.zeros_like(x),
+            inputs,
+            baselines=torch.zeros_like(inputs),
             target=target,
             n_steps=n_evals,
             method="riemann_middle",
             internal_batch_size=batch_size,
+            return_convergence_delta=with_delta,
         )
 
-    def timed(fn) -> float:
+    def timed(fn, *args) -> float:
         _sync(device)
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         _sync(device)
         return time.perf_counter() - t0
 
-    timed(run_rig)  # warm-up (allocator, cuDNN autotuning, lazy imports)
-    timed(run_captum)
-    rig_times, captum_times = [], []
+    # warm-up (allocator, cuDNN autotuning, lazy imports), then interleaved rounds
+    timed(run_rig)
+    timed(run_captum, False)
+    timed(run_captum, True)
+    timed(run_captum, False, x_cl)
+    rig_t, cap_t, cap_delta_t, cap_cl_t = [], [], [], []
     for _ in range(repeats):
-        rig_times.append(timed(run_rig))
-        captum_times.append(timed(run_captum))
-    rig_best, captum_best = min(rig_times), min(captum_times)
+        rig_t.append(timed(run_rig))
+        cap_t.append(timed(run_captum, False))
+        cap_delta_t.append(timed(run_captum, True))
+        cap_cl_t.append(timed(run_captum, False, x_cl))
+    rig_best, cap_best, cap_delta_best = min(rig_t), min(cap_t), min(cap_delta_t)
     res = run_rig()
     return {
         "device": str(device),
@@ -119,11 +131,18 @@ def bench_device(
         "gradient_evaluations_per_image": n_evals,
         "captum_n_steps": n_evals,
         "batch_size": batch_size,
-        "rig_seconds": rig_times,
-        "captum_ig_seconds": captum_times,
+        "rig_seconds": rig_t,
+        "captum_ig_seconds": cap_t,
+        "captum_ig_with_delta_seconds": cap_delta_t,
+        "captum_ig_channels_last_input_seconds": cap_cl_t,
         "rig_images_per_s": images / rig_best,
-        "captum_ig_images_per_s": images / captum_best,
-        "speedup_rig_over_captum": captum_best / rig_best,
+        "captum_ig_images_per_s": images / cap_best,
+        "captum_ig_with_delta_images_per_s": images / cap_delta_best,
+        "speedup_rig_over_captum": cap_best / rig_best,
+        "speedup_rig_over_captum_with_delta": cap_delta_best / rig_best,
+        "captum_ig_channels_last_input_images_per_s": images / min(cap_cl_t),
+        "speedup_rig_over_captum_channels_last_input": min(cap_cl_t) / rig_best,
+        "rig_channels_last": device.type == "cpu",
         "rig_median_relative_delta": float(res.relative_delta.median()),
     }
 

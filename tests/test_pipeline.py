@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import CIFAR_TARBALL
 from helpers import FAST, make_cfg, run_cli
@@ -24,7 +25,9 @@ def test_configs_compose(experiment, model):
 
 def test_smoke_run_writes_metrics_and_offline_wandb_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = make_cfg(*FAST, "logger=wandb", "trainer.max_epochs=2")
+    cfg = make_cfg(
+        *FAST, "logger=wandb", "trainer.max_epochs=2", "rig.enabled=true", "rig.n_images=3"
+    )
     metrics = pipeline.run(cfg, tmp_path)
 
     written = read_metrics(tmp_path)
@@ -43,6 +46,21 @@ def test_smoke_run_writes_metrics_and_offline_wandb_run(tmp_path, monkeypatch):
     assert run["summary"]["clean_acc"] == pytest.approx(written["clean_acc"])
     assert run["summary"]["robust_acc"] == pytest.approx(written["robust_acc"])
     assert "model:small_cnn" in run["tags"]
+    logged = {key: value for row in run["history"] for key, value in row.items()}
+    assert logged["rig/grid/_type"] == "image-file"  # W&B flattens media into nested keys
+    assert logged["rank_sweep/table/_type"] == "table-file"
+    assert logged["rank_sweep/low_table/nrows"] == 6
+
+    rig = written["rig"]
+    assert 0.0 <= rig["top4_share"] <= 1.0 and rig["ranks"] == list(range(1, 33))
+    assert sum(rig["mean_per_rank"]) == pytest.approx(1.0, abs=1e-5)
+    arrays = np.load(tmp_path / "rig.npz")
+    assert arrays["pixel"].shape == arrays["images"].shape == (3, 3, 32, 32)
+    assert arrays["per_rank"].shape == (3, 32)
+    np.testing.assert_allclose(
+        arrays["per_rank"].sum(1), arrays["pixel"].reshape(3, -1).sum(1), rtol=1e-4, atol=1e-4
+    )
+    assert (tmp_path / "rig.png").stat().st_size > 10_000
 
 
 def test_adversarial_training_is_more_robust_than_natural(tmp_path):

@@ -161,6 +161,14 @@ def test_batch_size_does_not_change_results(trained):
     torch.testing.assert_close(a.per_rank, b.per_rank, rtol=1e-5, atol=1e-6)
 
 
+def test_memory_format_does_not_change_results(trained):
+    model, x = trained
+    a = rank_integrated_gradients(model, x[:3], steps_per_rank=2, channels_last=True)
+    b = rank_integrated_gradients(model, x[:3], steps_per_rank=2, channels_last=False)
+    torch.testing.assert_close(a.pixel, b.pixel, rtol=1e-4, atol=1e-5)
+    assert a.pixel.is_contiguous()
+
+
 def test_batching_respects_batch_size(trained):
     model, x = trained
     sizes: list[int] = []

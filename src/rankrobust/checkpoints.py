@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
+import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from rankrobust.errors import ConfigError
+
+# How torch names a class its weights-only unpickler refuses.
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _corrupt(p: Path, err: Exception) -> ConfigError:
+    text = str(err)
+    if "WeightsUnpickler error:" in text:  # torch's own first lines are generic advice
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")[:200]
+    return ConfigError(
+        f"model.checkpoint '{p}' is corrupt, truncated or not a file written by torch.save "
+        f"({type(err).__name__}: {first}). Re-copy it, or re-run training to write a fresh "
+        "checkpoint."
+    )
 
 
 def check_checkpoint_path(path: str | Path) -> Path:
@@ -35,38 +50,46 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        match = _UNSAFE_GLOBAL.search(str(err))
+        if match is None:  # a weights-only unpickler failure that is not a refused class
+            raise _corrupt(p, err) from err
         raise ConfigError(
-            f"model.checkpoint '{p}' holds Python objects beyond tensors and plain containers, so "
-            f"it was not loaded (weights_only=True, for safety): {str(err).splitlines()[0]} "
-            "Re-save only the weights (torch.save(model.state_dict(), path)) from a trusted source."
+            f"model.checkpoint '{p}' holds a Python object of class {match.group(1)} beyond "
+            "tensors and plain containers, so it was not loaded (weights_only=True: unpickling "
+            "arbitrary classes can run arbitrary code). If you trust the file, re-save only its "
+            "weights: torch.save(model.state_dict(), path)."
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise ConfigError(
-            f"model.checkpoint '{p}' is corrupt or not a PyTorch file ({err}). Re-copy it or "
-            "re-run training to write a fresh checkpoint."
-        ) from err
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
+        raise _corrupt(p, err) from err
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(
-            f"model.checkpoint '{p}' holds no state dict of tensors (found {type(obj).__name__})."
+            f"model.checkpoint '{p}' holds no state dict of tensors (found {type(obj).__name__}"
+            f"{' with keys ' + str(list(obj)[:5]) if isinstance(obj, dict) else ''}). Accepted: "
+            "a Lightning checkpoint of this project, or torch.save(model.state_dict(), path) of "
+            "the whole model (Normalize + network) or of the bare network."
         )
-    if state and all(k.startswith("model.") for k in state):
-        state = {k[len("model.") :]: v for k, v in state.items()}
+    for prefix in ("module.", "model."):  # DataParallel / DDP wrappers; RobustClassifier.model
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load weights into `model` (Normalize + network) strictly, naming mismatched keys.
 
-    A state dict of the bare network (keys without the "1." prefix of the Sequential wrapper)
-    is loaded into the network part.
+    A state dict of the bare network (keys without the "net." prefix of the Sequential wrapper,
+    e.g. a torchvision ResNet-50 state dict) is loaded into the network part. Keys are checked
+    here (missing, unexpected, shapes), so the load itself is not strict only about BatchNorm's
+    num_batches_tracked.
     """
     state = read_state_dict(path)
     target = model
     own = model.state_dict()
     if not set(state) & set(own) and isinstance(model, nn.Sequential) and len(model) == 2:
         target, own = model[1], model[1].state_dict()
-    missing = [k for k in own if k not in state]
+    # BatchNorm's step counter is absent from old checkpoints (and unused at evaluation).
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or unexpected or shapes:
@@ -85,5 +108,5 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
             f"model.checkpoint '{path}' does not fit the model: {'; '.join(parts)}. Check that "
             "model=… and dataset.num_classes match the run that wrote the checkpoint."
         )
-    target.load_state_dict(state)
+    target.load_state_dict(state, strict=False)
     return model

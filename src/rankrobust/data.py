@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from rankrobust.errors import ConfigError
 from rankrobust.svd import RankTransform
@@ -253,6 +253,14 @@ def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[
     return to_set("train"), to_set("test")
 
 
+def _random_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """n images of ds drawn at random (seeded), in file order; all of ds when n is None."""
+    if n is None or n >= len(ds):
+        return ds
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    return torch.utils.data.Subset(ds, sorted(idx.tolist()))
+
+
 # ---------------------------------------------------------------------------------------------
 # Batching and augmentation.
 
@@ -271,15 +279,56 @@ class TensorBatches(Dataset):
         return self.images[idx_t], self.labels[idx_t]
 
 
+class ShardedBatches(DistributedSampler):
+    """Batches of indices for this process: shuffled per epoch (seed + epoch), sharded for DDP.
+
+    A DistributedSampler, so Lightning neither replaces it nor wraps it; it calls `set_epoch`
+    every epoch, which makes the order a function of (seed, epoch) alone: a resumed run sees the
+    same batches as an uninterrupted one. Training shards are padded to equal length (DDP needs
+    the same number of steps on every process); test shards are contiguous and unpadded, so
+    synced metrics cover each test image exactly once.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ):
+        dist = torch.distributed
+        if num_replicas is None:
+            ready = dist.is_available() and dist.is_initialized()
+            num_replicas = dist.get_world_size() if ready else 1
+            rank = dist.get_rank() if ready else 0
+        super().__init__(
+            range(n), num_replicas=num_replicas, rank=rank or 0, shuffle=shuffle, seed=seed
+        )
+        self.n, self.batch_size = n, batch_size
+
+    def _indices(self) -> list[int]:
+        if not self.shuffle:
+            per = -(-self.n // self.num_replicas)
+            return list(range(self.rank * per, min(self.n, (self.rank + 1) * per)))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        order += order[: self.total_size - self.n]  # pad as DistributedSampler does
+        return order[self.rank : self.total_size : self.num_replicas]
+
+    def __iter__(self):
+        idx = self._indices()
+        return iter([idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)])
+
+    def __len__(self) -> int:
+        return -(-len(self._indices()) // self.batch_size)
+
+
 def batch_loader(data: ImageSet, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
     """A DataLoader yielding whole batches of an in-memory set (works with tensors on a GPU)."""
     ds = TensorBatches(data.images, data.labels)
-    base = (
-        RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
-        if shuffle
-        else SequentialSampler(ds)
-    )
-    sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
+    sampler = ShardedBatches(len(ds), batch_size, shuffle=shuffle, seed=seed)
     return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 
 
@@ -395,6 +444,7 @@ class ImageDataModule(pl.LightningDataModule):
             self._setup_streams()
             return
         train, test = self.load()
+        self._check_classes(test.classes)
         self.full_rank = min(train.images.shape[-2:])
         self.transform.validate(self.full_rank)
         device = self._device()
@@ -434,14 +484,38 @@ class ImageDataModule(pl.LightningDataModule):
                     str(root / split), tf
                 )
         if "test" not in splits:
-            raise ConfigError(f"'{root}' has no test/ or val/ folder of class folders.")
+            raise ConfigError(
+                f"'{root}' has no test/ or val/ folder of class folders (found: "
+                f"{sorted(p.name for p in root.iterdir())[:5] if root.is_dir() else 'no folder'})."
+                " ImageNet's validation set must be sorted into val/<wnid>/*.JPEG folders."
+            )
+        if "train" in splits and splits["train"].classes != splits["test"].classes:
+            raise ConfigError(
+                f"'{root}': train/ and {'val' if (root / 'val').is_dir() else 'test'}/ hold "
+                "different class folders, so their labels would not agree."
+            )
+        classes = tuple(splits["test"].classes)
+        self._check_classes(classes)
+        for split, n, offset in (("train", self.n_train, 0), ("test", self.n_test, 1)):
+            if split in splits:
+                splits[split] = _random_subset(splits[split], n, self.seed + offset)
         self._streams = splits
         self.full_rank = size
         self.transform.validate(size)
-        classes = tuple(splits["test"].classes)
         empty = torch.empty(0)
         self.train_set = ImageSet(empty, empty, classes)
         self.test_set = ImageSet(empty, empty, classes)
+
+    def _check_classes(self, classes: Sequence[str]) -> None:
+        if len(classes) != self.num_classes:
+            shown = ", ".join(list(classes)[:5]) + (", ..." if len(classes) > 5 else "")
+            raise ConfigError(
+                f"dataset={self.name} at '{self.root}' has {len(classes)} classes ({shown}) but "
+                f"dataset.num_classes={self.num_classes} (the model's output size). Set "
+                f"dataset.num_classes={len(classes)} for a model trained on these classes, or "
+                "give the folder all the classes the model was trained on (labels are the "
+                "class folders in sorted order, as torchvision's ImageFolder assigns them)."
+            )
 
     # -- loaders ---------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
@@ -473,8 +547,11 @@ class ImageDataModule(pl.LightningDataModule):
         split = "train" if training else "test"
         if self._streams is not None and split in self.apply_to and self.transform.rank is not None:
             x = self.transform(x)
-        if training and self.augment:
-            x = random_crop_flip(x)
+        if training and self.augment:  # seeded by (seed, step, rank): exact after a resume
+            g = torch.Generator(device=x.device)
+            t = self.trainer
+            g.manual_seed(self.seed * 1_000_003 + t.global_step * 7919 + t.global_rank * 104_729)
+            x = random_crop_flip(x, generator=g)
         return x, y
 
     def test_tensors(
@@ -484,8 +561,12 @@ class ImageDataModule(pl.LightningDataModule):
         if self._streams is None:
             data = self.raw_test_set if raw else self.test_set
             return data.images[:n], data.labels[:n]
+        # ImageFolder lists images class by class: take a seeded random subset, not the first n.
+        ds = _random_subset(self._streams["test"], n, self.seed + 2)
         xs, ys, count = [], [], 0
-        for x, y in self._stream_loader(self._streams["test"], False):
+        device = self._device()
+        for x, y in self._stream_loader(ds, False):
+            x, y = x.to(device), y.to(device)
             if not raw and "test" in self.apply_to and self.transform.rank is not None:
                 x = self.transform(x)
             xs.append(x)

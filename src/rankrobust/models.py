@@ -28,6 +28,7 @@ __all__ = [
     "build_model",
     "preact_resnet18",
     "resnet50",
+    "robustbench",
     "small_cnn",
     "wide_resnet",
 ]
@@ -240,18 +241,57 @@ def wrn34_10(num_classes: int, in_channels: int = 3, drop_rate: float = 0.0) -> 
     return WideResNet(num_classes, in_channels, 34, 10, drop_rate)
 
 
-def resnet50(num_classes: int, in_channels: int = 3, weights: str | None = None) -> nn.Module:
-    """torchvision's ImageNet ResNet-50; ``weights`` (e.g. "IMAGENET1K_V2") is passed through."""
+def resnet50(
+    num_classes: int,
+    in_channels: int = 3,
+    weights: str | None = None,
+    pretrained: str | None = None,
+) -> nn.Module:
+    """torchvision's ImageNet ResNet-50, randomly initialised or with torchvision's weights.
+
+    ``pretrained`` ("imagenet" = IMAGENET1K_V1, or a weights name such as "IMAGENET1K_V2"; the
+    older spelling ``weights`` is the same) loads them from the torch hub cache without a network
+    (see :func:`rankrobust.external.torchvision_state_dict`); they need ``num_classes=1000``.
+    """
     if in_channels != 3:
         raise ConfigError(
             f"resnet50 takes 3-channel images; the mean/std given have {in_channels}."
         )
-    try:
-        return torchvision.models.resnet50(weights=weights, num_classes=num_classes)
-    except ValueError as err:  # e.g. pretrained weights with num_classes != 1000
+    pretrained = pretrained or weights
+    if pretrained in (None, False, "none", "None"):
+        return torchvision.models.resnet50(weights=None, num_classes=num_classes)
+    if num_classes != 1000:
         raise ConfigError(
-            f"resnet50(weights={weights!r}, num_classes={num_classes}): {err}"
-        ) from err
+            f"resnet50 with model.pretrained={pretrained!r} has torchvision's 1000 ImageNet "
+            f"classes, but num_classes={num_classes}: use dataset=imagenet (or set "
+            "dataset.num_classes=1000), or drop model.pretrained."
+        )
+    from rankrobust.external import torchvision_state_dict
+
+    net = torchvision.models.resnet50(weights=None, num_classes=1000)
+    net.load_state_dict(torchvision_state_dict("resnet50", str(pretrained)))
+    return net
+
+
+def robustbench(
+    num_classes: int,
+    in_channels: int = 3,
+    name_rb: str | None = None,
+    threat_model: str = "Linf",
+    rb_dataset: str = "cifar10",
+    model_dir: str = "models",
+) -> nn.Module:
+    """A RobustBench model zoo model (optional extra); it normalises its inputs itself."""
+    from rankrobust.external import ROBUSTBENCH_CLASSES, robustbench_model
+
+    expected = ROBUSTBENCH_CLASSES.get(rb_dataset)
+    if expected is not None and expected != num_classes:
+        raise ConfigError(
+            f"RobustBench {rb_dataset} models have {expected} classes but num_classes="
+            f"{num_classes}: pick the dataset that matches model.rb_dataset (dataset=cifar10 or "
+            "image_folder for cifar10, dataset=imagenet for imagenet)."
+        )
+    return robustbench_model(name_rb, rb_dataset, threat_model, model_dir)
 
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
@@ -261,8 +301,11 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "wrn28_10": wrn28_10,
     "wrn34_10": wrn34_10,
     "resnet50": resnet50,
+    "robustbench": robustbench,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+# Models that take [0, 1] pixels and normalise inside (RobustBench): no Normalize in front.
+NORMALIZES_INSIDE: frozenset[str] = frozenset({"robustbench"})
 
 
 def build_model(
@@ -277,7 +320,9 @@ def build_model(
     The result takes pixels in [0, 1]; ``model.normalize`` and ``model.net`` (or ``model[0]``,
     ``model[1]``) reach the parts. The number of input channels is ``len(mean)``. Extra keyword
     arguments go to the architecture (e.g. ``depth``, ``widen_factor`` for ``wide_resnet``,
-    ``width`` for ``small_cnn``, ``weights`` for ``resnet50``).
+    ``width`` for ``small_cnn``, ``pretrained`` for ``resnet50``, ``name_rb`` etc. for
+    ``robustbench``). Models in ``NORMALIZES_INSIDE`` (RobustBench's) take [0, 1] pixels and
+    normalise themselves: their ``model.normalize`` is an ``nn.Identity``, mean/std are unused.
     """
     if name not in _REGISTRY:
         raise ConfigError(f"Unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}.")
@@ -294,4 +339,6 @@ def build_model(
             f"it takes: {', '.join(accepted) or 'no options'}."
         )
     net = factory(num_classes=num_classes, in_channels=normalize.mean.shape[1], **kwargs)
+    if name in NORMALIZES_INSIDE:  # same layout (model.net), but no second normalisation
+        return nn.Sequential(OrderedDict(normalize=nn.Identity(), net=net))
     return nn.Sequential(OrderedDict(normalize=normalize, net=net))

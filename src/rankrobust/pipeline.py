@@ -12,8 +12,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rankrobust import launch
 from rankrobust.attacks import AttackSpec, make_attack
-from rankrobust.callbacks import RankSweepCallback
+from rankrobust.callbacks import RankSweepCallback, RIGCallback
 from rankrobust.checkpoints import check_checkpoint_path, load_weights
 from rankrobust.data import ImageDataModule
 from rankrobust.errors import ConfigError
@@ -22,7 +23,16 @@ from rankrobust.module import RobustClassifier
 from rankrobust.results import write_metrics
 from rankrobust.svd import RankTransform
 
-MODEL_KWARGS = ("depth", "widen_factor", "weights")
+MODEL_KWARGS = (
+    "depth",
+    "widen_factor",
+    "weights",
+    "pretrained",  # resnet50: torchvision weights ("imagenet")
+    "name_rb",  # robustbench: model zoo name, dataset, threat model, cache folder
+    "rb_dataset",
+    "threat_model",
+    "model_dir",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,16 +64,54 @@ def rank_transform(cfg: DictConfig) -> RankTransform:
     return RankTransform(mode=cfg.transform.mode, rank=rank, band=band, clamp=cfg.transform.clamp)
 
 
+def eval_budget(cfg: DictConfig) -> int | None:
+    """Test images attacked for robust_acc: eval.n_robust, capped by AutoAttack's n_examples."""
+    n = cfg.eval.n_robust
+    spec = attack_spec(cfg.attack.eval)
+    if spec is not None and spec.name == "autoattack" and spec.n_examples is not None:
+        n = spec.n_examples if n is None else min(n, spec.n_examples)
+    return n
+
+
+def batch_attack(spec: AttackSpec | None):
+    """make_attack for use batch by batch: the caller's budget bounds the images attacked, so an
+    AutoAttack n_examples (folded into eval_budget) must not cut each batch again."""
+    return make_attack(spec.replace(n_examples=None)) if spec else None
+
+
+def model_weights(cfg: DictConfig) -> str | None:
+    """Where the evaluated weights come from (None: trained in this run from scratch)."""
+    m = cfg.model
+    if m.get("checkpoint"):
+        return f"checkpoint:{m.checkpoint}"
+    if m.name == "robustbench":
+        return f"robustbench:{m.get('rb_dataset')}/{m.get('threat_model')}/{m.get('name_rb')}"
+    if m.get("pretrained") or m.get("weights"):
+        return f"torchvision:{m.get('pretrained') or m.get('weights')}"
+    return None
+
+
 def check_config(cfg: DictConfig) -> None:
     """Fail fast, with one clear paragraph, on bad configuration values."""
     transform = rank_transform(cfg)
     image_size = cfg.dataset.get("image_size")
     if image_size:
         transform.validate(int(image_size))
-    attack_spec(cfg.attack.train)
+    train_spec = attack_spec(cfg.attack.train)
+    if train_spec is not None and train_spec.name == "autoattack" and cfg.train:
+        raise ConfigError(
+            "attack.train.name=autoattack: AutoAttack is for evaluation only. Train with "
+            "pgd_linf, pgd_l2 or fgsm_rs (attack=...), and evaluate with attack.eval=autoattack."
+        )
     attack_spec(cfg.attack.eval)
     if cfg.model.get("checkpoint"):
         check_checkpoint_path(cfg.model.checkpoint)
+    if not cfg.train and model_weights(cfg) is None:
+        print(
+            "[rankrobust] warning: train=false without model.checkpoint, model.pretrained or "
+            "model=robustbench evaluates randomly initialised weights.",
+            file=sys.stderr,
+        )
     if cfg.trainer.max_epochs < 1 and cfg.train:
         raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs}: it must be >= 1.")
 
@@ -120,8 +168,8 @@ def build_module(cfg: DictConfig) -> RobustClassifier:
         build_network(cfg),
         num_classes=cfg.dataset.num_classes,
         train_attack=make_attack(train_spec) if train_spec else None,
-        eval_attack=make_attack(eval_spec) if eval_spec else None,
-        n_robust=cfg.eval.n_robust,
+        eval_attack=batch_attack(eval_spec),
+        n_robust=eval_budget(cfg),
         channels_last=on_gpu(cfg) if channels_last == "auto" else bool(channels_last),
         **OmegaConf.to_container(cfg.optim),
     )
@@ -166,11 +214,10 @@ def build_loggers(cfg: DictConfig, run_dir: Path, group: str | None) -> list:
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from rankrobust.launch import LastCheckpoint, extra_callbacks
 
-    callbacks: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0)
-    ]
+    # last.ckpt rewritten every epoch (resume=true), per-step reseeding (exact resume)
+    callbacks: list[pl.Callback] = [LastCheckpoint(run_dir / "checkpoints"), *extra_callbacks(cfg)]
     if cfg.sweep.enabled:
         robust = attack_spec(cfg.attack.eval) if cfg.sweep.robust else None
         callbacks.append(
@@ -178,9 +225,30 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
                 ranks=list(cfg.sweep.ranks) if cfg.sweep.ranks else None,
                 modes=list(cfg.sweep.modes),
                 n_images=cfg.sweep.n_images,
-                attack=make_attack(robust) if robust else None,
+                attack=batch_attack(robust),
                 n_robust=cfg.sweep.n_robust,
                 batch_size=cfg.dataset.eval_batch_size,
+            )
+        )
+    if cfg.rig.enabled:
+        callbacks.append(
+            RIGCallback(
+                run_dir,
+                n_images=cfg.rig.n_images,
+                steps_per_rank=cfg.rig.steps_per_rank,
+                ranks=list(cfg.rig.ranks) if cfg.rig.ranks else None,
+                baseline=cfg.rig.baseline,
+                batch_size=cfg.rig.batch_size,
+                seed=cfg.rig.seed,
+            )
+        )
+    analysis = cfg.get("analysis") or {}
+    if analysis.get("perturbation_spectrum", False) and cfg.attack.eval is not None:
+        from rankrobust.callbacks import PerturbationSpectrumCallback
+
+        callbacks.append(
+            PerturbationSpectrumCallback(
+                n_images=analysis.get("n_images", 256), batch_size=cfg.dataset.eval_batch_size
             )
         )
     return callbacks
@@ -226,13 +294,15 @@ def key_config(cfg: DictConfig) -> dict:
         "train": cfg.train,
         "max_epochs": cfg.trainer.max_epochs,
         "name": cfg.name,
+        "weights": model_weights(cfg),
     }
 
 
 def resume_command(run_dir: Path) -> str:
-    """The command that continues this run from its last checkpoint."""
-    overrides = [a for a in sys.argv[1:] if not a.startswith(("-m", "--multirun", "resume="))]
-    return " ".join(["python run.py", *overrides, f"hydra.run.dir={run_dir}", "resume=true"])
+    """The command that continues this run (this job's own overrides) from its last checkpoint."""
+    from rankrobust.launch import resume_command as command
+
+    return command(run_dir)
 
 
 def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None) -> dict:
@@ -252,10 +322,12 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None) -> dict:
         module = build_module(cfg)
         loggers = build_loggers(cfg, run_dir, group)
         trainer = build_trainer(cfg, run_dir, loggers, build_callbacks(cfg, run_dir))
-        write_metrics(run_dir, {**base, "status": "running", "error": None})
+        launch.prepare_ddp_children(cfg, run_dir)  # DDP: extra processes rerun this config
+        if launch.rank_zero():
+            write_metrics(run_dir, {**base, "status": "running", "error": None})
         timings["setup"] = time.perf_counter() - start
         last = run_dir / "checkpoints" / "last.ckpt"
-        if cfg.train:
+        if cfg.train and launch.rank_zero():
             print(
                 f"[rankrobust] run directory: {run_dir}\n[rankrobust] resume with: "
                 f"{resume_command(run_dir)}",
@@ -270,7 +342,7 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None) -> dict:
         timings["test"] = (
             time.perf_counter()
             - tick
-            - module.extra_results.get("timings", {}).get("rank_sweep", 0.0)
+            - sum(module.extra_results.get("timings", {}).values())  # analyses timed apart
         )
         timings.update(module.extra_results.pop("timings", {}))
         timings["total"] = time.perf_counter() - start
@@ -282,7 +354,7 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None) -> dict:
             "clean_acc": tested.get("test/clean_acc"),
             "robust_acc": tested.get("test/robust_acc"),
             "eval_attack": dataclasses.asdict(eval_spec) if eval_spec else None,
-            "n_robust": cfg.eval.n_robust,
+            "n_robust": eval_budget(cfg),
             "checkpoint": str(last) if last.exists() else cfg.model.get("checkpoint"),
             **module.extra_results,
         }
@@ -293,7 +365,8 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None) -> dict:
     except Exception as err:
         timings["total"] = time.perf_counter() - start
         failed = {**base, "status": "failed", "error": f"{type(err).__name__}: {err}"}
-        write_metrics(run_dir, failed)
+        if launch.rank_zero():
+            write_metrics(run_dir, failed)
         raise
     finally:
         finish_wandb()

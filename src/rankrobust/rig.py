@@ -272,6 +272,7 @@ def path_integral(
     method: str = "midpoint",
     batch_size: int = 256,
     score: str = "logit",
+    channels_last: bool | None = None,
 ) -> PathIntegral:
     """Integrate gradients of the target score along a piecewise-linear path.
 
@@ -289,6 +290,9 @@ def path_integral(
             names ("riemann_middle", ...); see :func:`quadrature`.
         batch_size: the most model inputs pushed through the model at once.
         score: "logit" (default) - f is the target logit; "softmax" or "log_softmax".
+        channels_last: build the model inputs in ``torch.channels_last`` memory format; None
+            (default) does so on CPU, where oneDNN convolutions run about 1.5-2x faster in it
+            (values agree with the default layout to float rounding).
 
     Returns:
         :class:`PathIntegral` with the pixel attribution, per-segment attribution and the
@@ -314,6 +318,9 @@ def path_integral(
     points.append(x)  # baseline, ..., x
 
     n = x.shape[0]
+    if channels_last is None:
+        channels_last = x.device.type == "cpu"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     # one entry per (segment, quadrature point) "node": its segment, alpha and weight
     nodes: list[tuple[int, float, float]] = []
     for k, m in enumerate(steps_list):
@@ -322,13 +329,20 @@ def path_integral(
 
     with _eval_mode(model):
         # f(x), f(baseline) and the default target, without building a graph
-        ends = _forward_chunked(model, torch.cat([x, points[0]]), batch_size)
+        ends = _forward_chunked(
+            model, torch.cat([x, points[0]]).contiguous(memory_format=fmt), batch_size
+        )
         target_t = _resolve_target(target, ends[:n])
         both = _score(ends, torch.cat([target_t, target_t]), score)
         score_input, score_baseline = both[:n], both[n:]
 
         with torch.no_grad():
+            points = [p.contiguous(memory_format=fmt) for p in points]
             diffs = [points[k + 1] - points[k] for k in range(k_seg)]
+
+        def flat(t: Tensor) -> Tensor:  # (B, C, H, W) -> (B, CHW) in memory order (a view)
+            return (t.permute(0, 2, 3, 1) if channels_last else t).reshape(t.shape[0], -1)
+
         pixel = torch.zeros_like(x)
         per_segment = torch.zeros(n, k_seg, dtype=x.dtype, device=x.device)
 
@@ -346,7 +360,9 @@ def path_integral(
                 pieces.append((pos - lo, node, i0, i1))
                 pos += i1 - i0
             with torch.no_grad():
-                inp = torch.empty((hi - lo, *x.shape[1:]), dtype=x.dtype, device=x.device)
+                inp = torch.empty(
+                    (hi - lo, *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=fmt
+                )
                 for off, node, i0, i1 in pieces:
                     k, alpha, _ = nodes[node]
                     torch.add(
@@ -365,9 +381,7 @@ def path_integral(
                     k, _, weight = nodes[node]
                     g, d = grad[off : off + i1 - i0], diffs[k][i0:i1]
                     pixel[i0:i1].addcmul_(g, d, value=weight)
-                    per_segment[i0:i1, k] += (
-                        torch.linalg.vecdot(g.flatten(1), d.flatten(1)) * weight
-                    )
+                    per_segment[i0:i1, k] += torch.linalg.vecdot(flat(g), flat(d)) * weight
 
         with torch.no_grad():
             gap = score_input - score_baseline
@@ -452,6 +466,7 @@ def rank_integrated_gradients(
     method: str = "midpoint",
     score: str = "logit",
     baseline_steps: int | None = None,
+    channels_last: bool | None = None,
 ) -> RIGResult:
     """Rank Integrated Gradients: Integrated Gradients along the rank path.
 
@@ -476,6 +491,7 @@ def rank_integrated_gradients(
             by far the longest (L_1 carries most of the image's energy) and holds nearly all
             of the integration error, so raising only this count is the cheap way to shrink
             ``delta``.
+        channels_last: model-input memory format, see :func:`path_integral` (None: auto).
 
     Returns:
         :class:`RIGResult`; ``per_rank[:, k]`` is segment k's attribution, and
@@ -503,7 +519,14 @@ def rank_integrated_gradients(
 
     steps = [first] + [m] * (len(rank_list) - 1)
     res = path_integral(
-        model, path, target=target, steps=steps, method=canon, batch_size=batch_size, score=score
+        model,
+        path,
+        target=target,
+        steps=steps,
+        method=canon,
+        batch_size=batch_size,
+        score=score,
+        channels_last=channels_last,
     )
     return RIGResult(
         pixel=res.pixel,
@@ -528,6 +551,7 @@ def integrated_gradients(
     batch_size: int = 256,
     method: str = "midpoint",
     score: str = "logit",
+    channels_last: bool | None = None,
 ) -> RIGResult:
     """Integrated Gradients (Sundararajan et al. 2017) on the straight path baseline -> x.
 
@@ -550,7 +574,14 @@ def integrated_gradients(
     canon = _canonical_method(method)
     base = _resolve_baseline(baseline, x)
     res = path_integral(
-        model, [base, x], target=target, steps=m, method=canon, batch_size=batch_size, score=score
+        model,
+        [base, x],
+        target=target,
+        steps=m,
+        method=canon,
+        batch_size=batch_size,
+        score=score,
+        channels_last=channels_last,
     )
     return RIGResult(
         pixel=res.pixel,

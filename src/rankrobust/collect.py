@@ -1,0 +1,222 @@
+"""Many runs -> one table: `python -m rankrobust.collect <outputs or sweep dir> [--out DIR]`.
+
+Every `metrics.json` under the given folders (single runs under outputs/runs/..., multirun jobs
+under outputs/multirun/..., searched recursively) becomes one row; a Hydra job folder (one with
+a `.hydra/` folder) without a metrics.json becomes a row with status "missing", so failed,
+unfinished and never-started jobs stay visible. Writes `runs.csv` (rank sweeps flattened into
+`low@k` / `high@k` columns) and `runs.json` (rank sweeps, RIG and spectra kept nested).
+Reads files only (see results.py for the metrics.json contract).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rankrobust.results import FILENAME, read_metrics
+
+__all__ = ["collect", "find_run_dirs", "is_robust", "main", "read_run", "write_table"]
+
+# Folders never holding a run (skipped while walking; big and slow to walk).
+_SKIP = {"wandb", "checkpoints", "csv", "lightning_logs", ".hydra", "__pycache__", "figures"}
+CONFIG_COLUMNS = (
+    "dataset",
+    "model",
+    "attack",
+    "rank",
+    "transform_mode",
+    "apply_to",
+    "seed",
+    "train",
+    "max_epochs",
+    "experiment",
+    "name",
+)
+BASE_COLUMNS = ("run_dir", "group", "status", "error", "kind", "clean_acc", "robust_acc")
+
+
+def is_robust(attack: Any) -> bool:
+    """A run is "robust" when it was trained with an attack (attack config != none)."""
+    return attack not in (None, "none", "null", "")
+
+
+def find_run_dirs(roots: Iterable[str | Path]) -> list[Path]:
+    """Folders under `roots` that hold a metrics.json or a `.hydra/` folder (sorted, unique)."""
+    found: set[Path] = set()
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            if FILENAME in filenames or ".hydra" in dirnames:
+                found.add(here)
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP)
+    return sorted(found)
+
+
+def _hydra_config(run_dir: Path) -> dict:
+    """Key config values from run_dir/.hydra/config.yaml (unresolved), {} when absent."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.load(path)
+
+        def get(key: str) -> Any:
+            try:
+                value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+            except Exception:
+                return None
+            return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+        return {
+            "dataset": get("dataset.name"),
+            "model": get("model.name"),
+            "attack": get("attack.name"),
+            "rank": get("rank"),
+            "transform_mode": get("transform.mode"),
+            "apply_to": get("transform.apply_to"),
+            "seed": get("seed"),
+            "train": get("train"),
+            "max_epochs": get("trainer.max_epochs"),
+        }
+    except Exception:
+        return {}
+
+
+def _group(run_dir: Path) -> str | None:
+    """The multirun sweep folder holding this job (the parent with multirun.yaml), if any."""
+    for parent in run_dir.parents:
+        if (parent / "multirun.yaml").is_file():
+            return str(parent)
+    return None
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """One table row for a run folder (never raises: problems become status/error)."""
+    run_dir = Path(run_dir)
+    row: dict[str, Any] = {"run_dir": str(run_dir), "group": _group(run_dir)}
+    metrics_path = run_dir / FILENAME
+    if not metrics_path.is_file():
+        row.update(
+            status="missing",
+            error="no metrics.json: the job never started or died before setup",
+            config=_hydra_config(run_dir),
+        )
+        return _finish(row)
+    try:
+        metrics = read_metrics(metrics_path)
+    except (ValueError, OSError) as err:  # json.JSONDecodeError is a ValueError
+        row.update(status="invalid", error=f"{type(err).__name__}: {err}")
+        row["config"] = _hydra_config(run_dir)
+        return _finish(row)
+    row.update(
+        {
+            k: v
+            for k, v in metrics.items()
+            if k not in ("run_dir", "schema", "command") and not k.startswith("_")
+        }
+    )
+    row["status"] = metrics.get("status", "ok")
+    row["rig_npz"] = str(run_dir / "rig.npz") if (run_dir / "rig.npz").is_file() else None
+    spectra = run_dir / "spectra.npz"
+    if "perturbation_spectrum" not in row and spectra.is_file():
+        import numpy as np
+
+        with np.load(spectra) as z:
+            row["perturbation_spectrum"] = {k: z[k].tolist() for k in z.files}
+    return _finish(row)
+
+
+def _finish(row: dict) -> dict:
+    config = row.get("config") or {}
+    for key in CONFIG_COLUMNS:
+        row[key] = config.get(key)
+    row.setdefault("clean_acc", None)
+    row.setdefault("robust_acc", None)
+    row.setdefault("error", None)
+    row.setdefault("rig_npz", None)
+    row["kind"] = (
+        None if row["attack"] is None else ("robust" if is_robust(row["attack"]) else "natural")
+    )
+    return row
+
+
+def collect(roots: str | Path | Sequence[str | Path]) -> list[dict]:
+    """One row per run folder under `roots` (see the module docstring)."""
+    if isinstance(roots, str | Path):
+        roots = [roots]
+    return [read_run(d) for d in find_run_dirs(roots)]
+
+
+def _flat(row: dict) -> dict:
+    """The CSV form of a row: config and sweeps flattened, nested data left out."""
+    flat = {k: row.get(k) for k in BASE_COLUMNS + CONFIG_COLUMNS}
+    if isinstance(flat.get("apply_to"), list):
+        flat["apply_to"] = "+".join(flat["apply_to"])
+    for phase, seconds in sorted((row.get("timings") or {}).items()):
+        flat[f"time_{phase}"] = seconds
+    eval_attack = row.get("eval_attack") or {}
+    flat["eval_attack"] = eval_attack.get("name")
+    flat["eval_eps"] = eval_attack.get("eps")
+    for name, value in sorted((row.get("rig") or {}).items()):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            flat[f"rig_{name}"] = value
+    flat["rig_npz"] = row.get("rig_npz")
+    for mode, accs in sorted((row.get("rank_sweep") or {}).items()):
+        for k, acc in sorted(accs.items(), key=lambda kv: int(kv[0])):
+            flat[f"{mode}@{k}"] = acc
+    return flat
+
+
+def write_table(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write rows as out_dir/runs.csv and out_dir/runs.json; return both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    flats = [_flat(r) for r in rows]
+    columns: list[str] = []
+    for f in flats:
+        columns += [c for c in f if c not in columns]
+    csv_path = out / "runs.csv"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns or list(BASE_COLUMNS))
+        writer.writeheader()
+        for f in flats:
+            writer.writerow({k: "" if v is None else v for k, v in f.items()})
+    json_path = out / "runs.json"
+    json_path.write_text(json.dumps(rows, indent=2, sort_keys=True, default=str))
+    return csv_path, json_path
+
+
+def summary_line(rows: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"{len(rows)} runs ({parts})" if rows else "0 runs"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("roots", nargs="*", default=["outputs"], help="outputs or sweep folders")
+    parser.add_argument("--out", default="outputs/figures", help="where runs.csv/json go")
+    args = parser.parse_args(argv)
+    rows = collect(args.roots)
+    csv_path, json_path = write_table(rows, args.out)
+    print(f"[collect] {summary_line(rows)} -> {csv_path}, {json_path}")
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"[collect]   {r['status']:8s} {r['run_dir']}: {r.get('error')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

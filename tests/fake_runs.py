@@ -1,0 +1,175 @@
+"""Synthetic run folders (metrics.json, rig.npz, .hydra) for the collect and figures tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rankrobust.results import write_metrics
+
+RANKS = [1, 2, 4, 8, 16, 32]
+
+
+def _config(attack: str, rank: int | None = None, seed: int = 0) -> dict:
+    return {
+        "dataset": "synthetic",
+        "model": "small_cnn",
+        "attack": attack,
+        "rank": rank,
+        "transform_mode": "low",
+        "apply_to": ["train", "test"],
+        "seed": seed,
+        "train": True,
+        "max_epochs": 2,
+        "name": f"synthetic-small_cnn-{attack}-rank{rank}",
+    }
+
+
+def _hydra(run_dir: Path, attack: str, rank: int | None) -> None:
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(
+        "dataset:\n  name: synthetic\nmodel:\n  name: small_cnn\n"
+        f"attack:\n  name: {attack}\nrank: {'null' if rank is None else rank}\n"
+        "transform:\n  mode: low\n  apply_to: [train, test]\nseed: 0\ntrainer:\n  max_epochs: 2\n"
+    )
+
+
+def write_run(
+    run_dir: Path,
+    attack: str,
+    clean: float,
+    low: dict[int, float],
+    high: dict[int, float],
+    robust_acc: float,
+    per_rank: np.ndarray | None = None,
+    spectrum: list[float] | None = None,
+) -> Path:
+    """A finished full-image run with a rank sweep, optionally rig.npz and a spectrum."""
+    _hydra(run_dir, attack, None)
+    metrics = {
+        "status": "ok",
+        "error": None,
+        "clean_acc": clean,
+        "robust_acc": robust_acc,
+        "config": _config(attack),
+        "run_dir": str(run_dir),
+        "timings": {"setup": 1.0, "fit": 10.0, "test": 2.0, "rank_sweep": 1.5, "total": 14.5},
+        "eval_attack": {"name": "pgd_linf", "eps": 8 / 255, "step_size": 2 / 255, "steps": 20},
+        "rank_sweep": {"low": low, "high": high},
+        "checkpoint": None,
+    }
+    full = 8
+    if spectrum is not None:
+        metrics["perturbation_spectrum"] = {
+            "clean": list(np.geomspace(10.0, 0.05, full)),
+            "perturbation": spectrum,
+            "n_images": 16,
+        }
+    if per_rank is not None:
+        ranks = np.arange(1, full + 1)
+        rng = np.random.default_rng(0 if attack == "none" else 1)
+        n = 3
+        images = rng.uniform(0, 1, (n, 3, full, full)).astype(np.float32)
+        per = np.tile(per_rank, (n, 1)) + rng.normal(0, 1e-3, (n, full))
+        np.savez(
+            run_dir / "rig.npz",
+            images=images,
+            targets=np.arange(n),
+            pixel=rng.normal(0, 1, images.shape).astype(np.float32),
+            vanilla=rng.normal(0, 1, images.shape).astype(np.float32),
+            per_rank=per,
+            ranks=ranks,
+            delta=np.zeros(n),
+        )
+        shares = np.abs(per_rank) / np.abs(per_rank).sum()
+        metrics["rig"] = {
+            "top4_share": float(shares[:4].sum()),
+            "median_rel_delta": 0.01,
+            "mean_per_rank": list(per_rank),
+            "ranks": list(ranks),
+        }
+    write_metrics(run_dir, metrics)
+    return run_dir
+
+
+def make_outputs(root: Path, claims_hold: bool = True) -> Path:
+    """An outputs/ tree: natural + robust single runs, a rank sweep with a failed and an unfinished
+    job and a never-started job. With claims_hold=False, C1-C3 are built to fail."""
+    ks = RANKS
+    nat_low = {k: min(0.9, 0.1 + 0.8 * (k / 32) ** 0.5) for k in ks}
+    rob_low = {k: min(0.7, 0.35 + 0.35 * (k / 8)) for k in ks}
+    nat_high = {k: max(0.1, 0.6 - 0.015 * k) for k in ks}
+    rob_high = {k: 0.1 + 0.01 * (k == 1) for k in ks}
+    nat_rig = np.array([0.1, 0.1, 0.1, 0.1, 0.2, 0.2, 0.1, 0.1])
+    rob_rig = np.array([0.5, 0.2, 0.1, 0.1, 0.04, 0.03, 0.02, 0.01])
+    if not claims_hold:
+        nat_low, rob_low = rob_low, nat_low
+        nat_high, rob_high = rob_high, nat_high
+        nat_rig, rob_rig = rob_rig, nat_rig
+    runs = root / "runs" / "2026-01-01"
+    write_run(
+        runs / "10-00-00_natural",
+        "none",
+        clean=0.9 if claims_hold else 0.7,
+        low=nat_low,
+        high=nat_high,
+        robust_acc=0.01,
+        per_rank=nat_rig,
+        spectrum=list(np.geomspace(0.3, 0.2, 8)),
+    )
+    write_run(
+        runs / "10-10-00_robust",
+        "pgd_linf",
+        clean=0.7 if claims_hold else 0.9,
+        low=rob_low,
+        high=rob_high,
+        robust_acc=0.4,
+        per_rank=rob_rig,
+        spectrum=list(np.geomspace(0.6, 0.05, 8)),
+    )
+    sweep = root / "multirun" / "2026-01-01" / "11-00-00"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    for i, (k, clean, rob) in enumerate([(2, 0.4, 0.2), (8, 0.6, 0.15), (32, 0.9, 0.05)]):
+        job = sweep / f"{i}_rank={k}"
+        _hydra(job, "none", k)
+        write_metrics(
+            job,
+            {
+                "status": "ok",
+                "error": None,
+                "clean_acc": clean,
+                "robust_acc": rob,
+                "config": _config("none", k),
+                "timings": {"fit": 5.0, "total": 6.0},
+            },
+        )
+    failed = sweep / "3_rank=40"
+    _hydra(failed, "none", 40)
+    write_metrics(
+        failed,
+        {
+            "status": "failed",
+            "error": "ConfigError: rank=40 must satisfy 1 <= rank <= 32",
+            "clean_acc": None,
+            "robust_acc": None,
+            "config": _config("none", 40),
+            "timings": {"total": 0.1},
+        },
+    )
+    running = sweep / "4_rank=16"
+    _hydra(running, "none", 16)
+    write_metrics(
+        running,
+        {
+            "status": "running",
+            "error": None,
+            "clean_acc": None,
+            "robust_acc": None,
+            "config": _config("none", 16),
+            "timings": {},
+        },
+    )
+    _hydra(sweep / "5_rank=4", "none", 4)  # never wrote metrics.json
+    return root
