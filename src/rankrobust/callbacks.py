@@ -176,9 +176,11 @@ class RIGCallback(pl.Callback):
         baseline: str = "zero",
         batch_size: int = 256,
         seed: int = 0,
+        baseline_steps: int | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.n_images, self.steps_per_rank = n_images, steps_per_rank
+        self.baseline_steps = baseline_steps
         self.ranks, self.baseline = ranks, baseline
         self.batch_size, self.seed = batch_size, seed
 
@@ -194,6 +196,7 @@ class RIGCallback(pl.Callback):
             pl_module,
             x,
             steps_per_rank=self.steps_per_rank,
+            baseline_steps=self.baseline_steps,
             ranks=self.ranks,
             baseline=self.baseline,
             batch_size=self.batch_size,
@@ -222,6 +225,7 @@ class RIGCallback(pl.Callback):
             "ranks": list(result.ranks),
             "n_images": len(y),
             "steps_per_rank": self.steps_per_rank,
+            "baseline_steps": self.baseline_steps,
         }
         pl_module.extra_results["rig"] = summary
         pl_module.extra_results.setdefault("timings", {})["rig"] = time.perf_counter() - start

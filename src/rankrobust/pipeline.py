@@ -236,6 +236,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
                 run_dir,
                 n_images=cfg.rig.n_images,
                 steps_per_rank=cfg.rig.steps_per_rank,
+                baseline_steps=cfg.rig.get("baseline_steps"),
                 ranks=list(cfg.rig.ranks) if cfg.rig.ranks else None,
                 baseline=cfg.rig.baseline,
                 batch_size=cfg.rig.batch_size,
