@@ -18,9 +18,11 @@ DEMO       ?= $(RUNS)/demo
 DEMO_LOGGER ?= csv
 CIFAR10_OUT ?= $(RUNS)/cifar10
 # The demo: small_cnn on a 10k-image subset of the CIFAR-10 copy, ~10 min on 2 CPU cores.
-DEMO_RUN := $(PY) run.py dataset=image_folder dataset.root=$(DATA) model=small_cnn \
-	logger=$(DEMO_LOGGER) dataset.n_test=1000 dataset.batch_size=128 optim.lr=0.05 \
-	eval.n_robust=200 trainer.enable_progress_bar=false sweep.n_images=500 analysis.n_images=128
+DEMO_ARGS := dataset=image_folder dataset.root=$(DATA) model=small_cnn logger=$(DEMO_LOGGER) \
+	dataset.batch_size=128 optim.lr=0.05 trainer.enable_progress_bar=false
+DEMO_MAIN := dataset.n_train=8000 dataset.n_test=1000 trainer.max_epochs=3 eval.n_robust=200 \
+	sweep.n_images=500 'sweep.ranks=[1,2,4,8,16,32]' analysis.n_images=128 rig.enabled=true \
+	rig.n_images=4
 # reproduce-cifar10 uses torchvision CIFAR-10 unless DATA is given on the command line.
 CIFAR10_DATA_OPTS := $(if $(filter command line,$(origin DATA)),dataset=image_folder dataset.root=$(DATA),)
 SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank=$${rank}'
@@ -41,14 +43,11 @@ report: install
 
 reproduce-demo: install
 	rm -rf $(DEMO)
-	$(DEMO_RUN) attack=none dataset.n_train=8000 trainer.max_epochs=3 rig.enabled=true \
-		rig.n_images=4 'sweep.ranks=[1,2,4,8,16,32]' hydra.run.dir=$(DEMO)/natural
-	$(DEMO_RUN) attack=fgsm_rs dataset.n_train=8000 trainer.max_epochs=3 rig.enabled=true \
-		rig.n_images=4 'sweep.ranks=[1,2,4,8,16,32]' hydra.run.dir=$(DEMO)/robust
-	$(DEMO_RUN) -m attack=none rank=2,8,32 dataset.n_train=4000 dataset.n_test=500 \
-		trainer.max_epochs=2 eval.n_robust=100 sweep.enabled=false \
-		analysis.perturbation_spectrum=false \
-		hydra.sweep.dir=$(DEMO)/rank_sweep $(SUBDIR)
+	$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) attack=none hydra.run.dir=$(DEMO)/natural
+	$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) attack=fgsm_rs hydra.run.dir=$(DEMO)/robust
+	$(PY) run.py -m $(DEMO_ARGS) attack=none rank=2,8,32 dataset.n_train=4000 \
+		dataset.n_test=500 trainer.max_epochs=2 eval.n_robust=100 sweep.enabled=false \
+		analysis.perturbation_spectrum=false hydra.sweep.dir=$(DEMO)/rank_sweep $(SUBDIR)
 	$(PY) -m rankrobust.figures $(DEMO) --out $(DEMO)/figures --images $(DATA) --report $(REPORT_OPTS)
 
 reproduce-cifar10: install

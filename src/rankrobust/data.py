@@ -297,6 +297,7 @@ class ShardedBatches(DistributedSampler):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        epoch_fn=None,
     ):
         dist = torch.distributed
         if num_replicas is None:
@@ -307,12 +308,16 @@ class ShardedBatches(DistributedSampler):
             range(n), num_replicas=num_replicas, rank=rank or 0, shuffle=shuffle, seed=seed
         )
         self.n, self.batch_size = n, batch_size
+        # Lightning's set_epoch counts *completed* epochs, which is one short after resuming
+        # from an end-of-epoch checkpoint; epoch_fn (trainer.current_epoch) is exact.
+        self.epoch_fn = epoch_fn
 
     def _indices(self) -> list[int]:
         if not self.shuffle:
             per = -(-self.n // self.num_replicas)
             return list(range(self.rank * per, min(self.n, (self.rank + 1) * per)))
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
+        g = torch.Generator().manual_seed(self.seed + epoch)
         order = torch.randperm(self.n, generator=g).tolist()
         order += order[: self.total_size - self.n]  # pad as DistributedSampler does
         return order[self.rank : self.total_size : self.num_replicas]
@@ -325,10 +330,12 @@ class ShardedBatches(DistributedSampler):
         return -(-len(self._indices()) // self.batch_size)
 
 
-def batch_loader(data: ImageSet, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+def batch_loader(
+    data: ImageSet, batch_size: int, shuffle: bool, seed: int = 0, epoch_fn=None
+) -> DataLoader:
     """A DataLoader yielding whole batches of an in-memory set (works with tensors on a GPU)."""
     ds = TensorBatches(data.images, data.labels)
-    sampler = ShardedBatches(len(ds), batch_size, shuffle=shuffle, seed=seed)
+    sampler = ShardedBatches(len(ds), batch_size, shuffle=shuffle, seed=seed, epoch_fn=epoch_fn)
     return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 
 
@@ -523,7 +530,8 @@ class ImageDataModule(pl.LightningDataModule):
             if "train" not in self._streams:
                 raise ConfigError(f"'{self.root}' has no train/ folder: use train=false.")
             return self._stream_loader(self._streams["train"], shuffle=True)
-        return batch_loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed)
+        epoch = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+        return batch_loader(self.train_set, self.batch_size, True, self.seed, epoch_fn=epoch)
 
     def test_dataloader(self) -> DataLoader:
         if self._streams is not None:

@@ -228,6 +228,11 @@ class StepSeed(pl.Callback):
 
         torch.manual_seed(step_seed(self.seed, trainer.global_step, trainer.global_rank))
 
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        import torch  # evaluation attacks' random starts: the same after a resume
+
+        torch.manual_seed(step_seed(self.seed + 1, trainer.global_step, trainer.global_rank))
+
 
 class KillAtEpoch(pl.Callback):
     """Test hook ($RANKROBUST_KILL_AT_EPOCH=N): SIGKILL the process as epoch N starts (0-based),
