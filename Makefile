@@ -25,7 +25,7 @@ DEMO_MAIN := dataset.n_train=8000 dataset.n_test=1000 trainer.max_epochs=3 eval.
 	rig.n_images=4
 # reproduce-cifar10 uses torchvision CIFAR-10 unless DATA is given on the command line.
 CIFAR10_DATA_OPTS := $(if $(filter command line,$(origin DATA)),dataset=image_folder dataset.root=$(DATA),)
-SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank=$${rank}'
+SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank$${rank}'
 
 .PHONY: collect figures report reproduce-demo reproduce-cifar10 $(FIG_TARGETS)
 

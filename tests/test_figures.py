@@ -109,3 +109,19 @@ def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
     run = read_offline_run(tmp_path / "figs" / "wandb")
     assert run["summary"]["C1/verdict"] == "holds"
     assert run["summary"]["C2/0/natural_acc_k"] == pytest.approx(0.54)
+
+
+def test_pipeline_run_feeds_the_perturbation_spectrum_figure(tmp_path):
+    """analysis.perturbation_spectrum (on by default) -> metrics.json -> the figure."""
+    from helpers import FAST, make_cfg
+
+    from rankrobust import pipeline
+    from rankrobust.results import read_metrics
+
+    overrides = [*FAST, "dataset.image_size=16", "dataset.n_train=256", "dataset.n_test=64"]
+    overrides += ["trainer.max_epochs=1", "sweep.enabled=false", "analysis.n_images=16"]
+    pipeline.run(make_cfg(*overrides), tmp_path / "run")
+    spec = read_metrics(tmp_path / "run")["perturbation_spectrum"]
+    assert spec["n_images"] == 16 and len(spec["clean"]) == len(spec["perturbation"]) == 16
+    assert figures.main([str(tmp_path), "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "fig-perturbation-spectrum.png").stat().st_size > 10_000

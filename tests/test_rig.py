@@ -129,8 +129,16 @@ def test_straight_path_matches_captum(trained, ours, theirs):
     model, x = trained
     target = torch.tensor([0, 1, 2, 1] * 4)
     base = torch.full_like(x, 0.25)
+    # the same memory layout as captum's inputs, so both run the same float operations
     res = integrated_gradients(
-        model, x, target=target, steps=20, baseline=base, method=ours, batch_size=64
+        model,
+        x,
+        target=target,
+        steps=20,
+        baseline=base,
+        method=ours,
+        batch_size=64,
+        channels_last=False,
     )
     ref, delta = IntegratedGradients(model).attribute(
         x,

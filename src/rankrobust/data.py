@@ -308,8 +308,8 @@ class ShardedBatches(DistributedSampler):
             range(n), num_replicas=num_replicas, rank=rank or 0, shuffle=shuffle, seed=seed
         )
         self.n, self.batch_size = n, batch_size
-        # Lightning's set_epoch counts *completed* epochs, which is one short after resuming
-        # from an end-of-epoch checkpoint; epoch_fn (trainer.current_epoch) is exact.
+        # epoch_fn (trainer.current_epoch), read when the first batch is drawn, is exact; on a
+        # resume Lightning calls set_epoch only after it has created the epoch's iterator.
         self.epoch_fn = epoch_fn
 
     def _indices(self) -> list[int]:
@@ -323,8 +323,13 @@ class ShardedBatches(DistributedSampler):
         return order[self.rank : self.total_size : self.num_replicas]
 
     def __iter__(self):
+        # A generator: the order is drawn at the first batch, not when iter() is called. After
+        # a resume from an end-of-epoch checkpoint, Lightning creates the training iterator
+        # (FitLoop.setup_data) *before* it advances current_epoch to the next epoch, and does
+        # not create it again; an eager order would replay the finished epoch's batches.
         idx = self._indices()
-        return iter([idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)])
+        for i in range(0, len(idx), self.batch_size):
+            yield idx[i : i + self.batch_size]
 
     def __len__(self) -> int:
         return -(-len(self._indices()) // self.batch_size)

@@ -47,6 +47,7 @@ K_REF = 4  # the rank the C1/C2 rules look at (the nearest measured rank is used
 MARGIN_C1 = 0.05  # robust must keep this much more of its clean accuracy than natural
 MARGIN_C2 = 0.05  # "above chance" = more than chance + margin; "at chance" = within it
 TOP_RANKS_C3 = 4
+FLAT_C4 = 0.02  # a C4 trend smaller than 2 accuracy points over the k range is "flat"
 
 FIGURES = (
     "rank-accuracy",
@@ -178,8 +179,17 @@ def _pct_axis(ax, label: str) -> None:
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
 
 
-def _annotate(ax, x: float, y: float, colour: str, dy: int = 6) -> None:
-    ax.annotate(
+def _annotate(ax, x: float, y: float, colour: str, dy: int | None = None) -> None:
+    """Print a measured value next to its point; of two close values at the same x, the
+    higher is labelled above its point and the lower below, so the labels do not collide."""
+    near = [t for t in ax.texts if getattr(t, "_rr_xy", (None, 0))[0] == x]
+    near = [t for t in near if abs(t._rr_xy[1] - y) < 0.08]
+    if dy is None:
+        dy = 6 if all(y >= t._rr_xy[1] for t in near) else -12
+        if dy == 6:
+            for t in near:
+                t.xyann = (4, -12)
+    text = ax.annotate(
         f"{100 * y:.1f}%",
         (x, y),
         textcoords="offset points",
@@ -187,7 +197,10 @@ def _annotate(ax, x: float, y: float, colour: str, dy: int = 6) -> None:
         fontsize=7,
         color=colour,
         fontweight="bold",
+        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+        zorder=5,
     )
+    text._rr_xy = (x, y)
 
 
 class Skip(Exception):
@@ -429,7 +442,14 @@ def fig_rig(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
             if i == 0:
                 ax.set_title(title, fontsize=8)
             if j == 0 and "targets" in data[kind]:
-                ax.set_ylabel(f"class {int(data[kind]['targets'][i])}", fontsize=8)
+                targets = {k: int(data[k]["targets"][i]) for k in kinds if "targets" in data[k]}
+                if len(set(targets.values())) == 1 or not same:
+                    label = f"explained: class {int(data[kind]['targets'][i])}"
+                else:
+                    label = "explained: " + ", ".join(f"{k} {t}" for k, t in targets.items())
+                if "labels" in data[kind]:
+                    label += f"\n(true class {int(data[kind]['labels'][i])})"
+                ax.set_ylabel(label, fontsize=7)
     missing = {"natural", "robust"} - set(kinds)
     fig.suptitle(
         "C3 (Figure 1 style): image | vanilla gradient | Rank Integrated Gradients\n"
@@ -480,9 +500,7 @@ def fig_rig_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
         ax.plot(ranks, share, marker=m, ms=3, color=c, label=label)
         ax_cum.plot(ranks, cum, marker=m, ms=3, color=c, label=label)
         ts = top_share(ranks, per_rank)
-        _annotate(
-            ax_cum, nearest_k(ranks, TOP_RANKS_C3), ts, c, dy=-12 if r["kind"] == "robust" else 6
-        )
+        _annotate(ax_cum, nearest_k(ranks, TOP_RANKS_C3), ts, c)
         all_ks |= set(ranks)
     ks = sorted(all_ks)
     for a in (ax, ax_cum):
@@ -556,7 +574,7 @@ def fig_train_rank(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
         for k, v in zip(g["ks"], g["clean"], strict=True):
             _annotate(ax, k, v, c)
         for k, v in pairs:
-            _annotate(ax, k, v, c, dy=-12)
+            _annotate(ax, k, v, c)
         all_ks |= set(g["ks"])
     _rank_axis(ax, sorted(all_ks), "rank k of the training and test images")
     _pct_axis(ax, "top-1 accuracy (%)")
@@ -770,10 +788,21 @@ def map_structure(rows: list[dict], top: int = TOP_RANKS_C3) -> list[dict]:
     return out
 
 
+def _ranks(v: Sequence[float]) -> np.ndarray:
+    """Ranks with ties averaged (as Spearman's rho needs)."""
+    v = np.asarray(v, dtype=float)
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(len(v), dtype=float)
+    for value in np.unique(v):
+        ranks[v == value] = ranks[v == value].mean()
+    return ranks
+
+
 def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
     if len(x) < 2:
         return float("nan")
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    rx, ry = _ranks(x), _ranks(y)
     if np.std(rx) == 0 or np.std(ry) == 0:
         return 0.0
     return float(np.corrcoef(rx, ry)[0, 1])
@@ -782,15 +811,19 @@ def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
 def claim_c4(rows: list[dict]) -> dict:
     rule = (
         "reported, no pass/fail rule (our extension): the trend of clean and robust accuracy "
-        "with the training rank k (Spearman rank correlation with k; > 0 = rises with k)"
+        "with the training rank k: Spearman rank correlation with k (ties averaged) and the "
+        "change from the smallest to the largest k; 'rises'/'falls' needs |rho| > 0.5 and a "
+        f"change of at least {100 * FLAT_C4:.0f} points, else 'flat' or 'no clear trend'"
     )
     out = {"claim": "C4", "figure": "fig-train-rank.png", "rule": rule, "comparisons": []}
     for g in train_rank_groups(rows):
         entry = {"group": ", ".join(str(x) for x in g["key"]), "ks": g["ks"], "clean": g["clean"]}
         entry["robust"] = g["robust"]
         entry["clean_trend"] = _spearman(g["ks"], g["clean"])
+        entry["clean_change"] = g["clean"][-1] - g["clean"][0]
         rob = [(k, v) for k, v in zip(g["ks"], g["robust"], strict=True) if v is not None]
         entry["robust_trend"] = _spearman(*zip(*rob, strict=True)) if len(rob) > 1 else None
+        entry["robust_change"] = rob[-1][1] - rob[0][1] if len(rob) > 1 else None
         out["comparisons"].append(entry)
     if len(out["comparisons"]) == 0 or all(len(c["ks"]) < 2 for c in out["comparisons"]):
         out["verdict"] = NOT_TESTABLE
@@ -808,11 +841,17 @@ def _verdict(out: dict) -> dict:
     return out
 
 
-def _trend_word(rho: float | None) -> str:
+def _trend_word(rho: float | None, change: float | None = None) -> str:
+    """ "rises" / "falls" (Spearman beyond +-0.5 and a change of >= 2 points from the smallest
+    to the largest k), "flat" (< 2 points) or "no clear trend"."""
     if rho is None or (isinstance(rho, float) and math.isnan(rho)):
         return "n/a"
-    word = "rises" if rho > 0.5 else "falls" if rho < -0.5 else "no clear trend"
-    return f"{word} (Spearman {rho:+.2f})"
+    if change is not None and abs(change) < FLAT_C4:
+        word = "flat"
+    else:
+        word = "rises" if rho > 0.5 else "falls" if rho < -0.5 else "no clear trend"
+    delta = "" if change is None else f"{100 * change:+.1f} points, "
+    return f"{word} ({delta}Spearman {rho:+.2f})"
 
 
 STATEMENTS = {
@@ -927,8 +966,8 @@ def _key_numbers(c: dict) -> str:
             )
         else:
             parts.append(
-                f"{x['group']}: clean {_trend_word(x['clean_trend'])}, robust "
-                f"{_trend_word(x['robust_trend'])}"
+                f"{x['group']}: clean {_trend_word(x['clean_trend'], x['clean_change'])}, "
+                f"robust {_trend_word(x['robust_trend'], x['robust_change'])}"
             )
     return "; ".join(parts)
 
@@ -941,8 +980,8 @@ def _comparison_table(c: dict) -> list[str]:
             for k, cl, rb in zip(x["ks"], x["clean"], x["robust"], strict=True):
                 lines.append(f"| {x['group']} | {k} | {_pct(cl)} | {_pct(rb)} |")
             lines.append(
-                f"| {x['group']} | trend | {_trend_word(x['clean_trend'])} | "
-                f"{_trend_word(x['robust_trend'])} |"
+                f"| {x['group']} | trend | {_trend_word(x['clean_trend'], x['clean_change'])} | "
+                f"{_trend_word(x['robust_trend'], x['robust_change'])} |"
             )
         return lines
     keys = [k for k in comps[0] if k not in ("natural", "robust")]
