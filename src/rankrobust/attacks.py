@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.models import eval_mode
 
 __all__ = [
     "ATTACK_NAMES",
@@ -44,18 +45,6 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every module of ``model`` in eval mode; restore each module's own mode afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _check(eps: float, step_size: float | None = None, steps: int | None = None) -> None:

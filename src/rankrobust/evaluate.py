@@ -6,14 +6,14 @@ An ``attack`` is any callable ``attack(model, x, y) -> x_adv`` (see ``rankrobust
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from rankrobust.errors import ConfigError
+from rankrobust.models import eval_mode
 from rankrobust.svd import Factorization, factorize, validate_rank
 
 __all__ = ["Attack", "accuracy", "rank_sweep", "robust_accuracy"]
@@ -29,18 +29,6 @@ def _model_device(model: nn.Module) -> torch.device:
     for t in model.buffers():
         return t.device
     return torch.device("cpu")
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put the model in eval mode; restore every submodule's previous train/eval flag after."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
 
 
 def _check_data(images: Tensor, labels: Tensor | Sequence[int], batch_size: int) -> Tensor:
@@ -88,7 +76,7 @@ def accuracy(
     labels = _check_data(images, labels, batch_size)
     device = _model_device(model)
     correct = 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for sl in _batches(images.shape[0], batch_size):
             correct += _count_correct(model, images[sl], labels[sl], device)
     return correct / images.shape[0]
@@ -107,7 +95,7 @@ def robust_accuracy(
         raise ConfigError("attack must be a callable attack(model, x, y) -> x_adv")
     device = _model_device(model)
     correct = 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for sl in _batches(images.shape[0], batch_size):
             correct += _count_correct(model, images[sl], labels[sl], device, attack)
     return correct / images.shape[0]
@@ -183,7 +171,7 @@ def rank_sweep(
 
     keys = list(modes) + ([f"{m}_robust" for m in modes] if attack is not None else [])
     correct: dict[str, dict[int, int]] = {key: {} for key in keys}
-    with _eval_mode(model):
+    with eval_mode(model):
         for k in tqdm(checked, desc="rank sweep", unit="rank", disable=None):
             for key in keys:
                 correct[key][k] = 0

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.models import eval_mode
 
 __all__ = [
     "PathIntegral",
@@ -116,6 +116,24 @@ class RIGResult:
     score_baseline: Tensor
     steps_per_rank: int
     method: str
+
+    @classmethod
+    def from_path(
+        cls, res: PathIntegral, ranks: list[int], steps_per_rank: int, method: str
+    ) -> RIGResult:
+        """Name a path integral's segments by the ranks they end at."""
+        return cls(
+            pixel=res.pixel,
+            per_rank=res.per_segment,
+            ranks=ranks,
+            target=res.target,
+            delta=res.delta,
+            relative_delta=res.relative_delta,
+            score_input=res.score_input,
+            score_baseline=res.score_baseline,
+            steps_per_rank=steps_per_rank,
+            method=method,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,18 +230,6 @@ def quadrature(method: str, steps: int) -> tuple[Tensor, Tensor]:
 # --------------------------------------------------------------------------------------------
 # model helpers
 # --------------------------------------------------------------------------------------------
-@contextmanager
-def _eval_mode(model: nn.Module):
-    """Put every submodule in eval mode; restore each one's previous mode afterwards."""
-    modes = [(mod, mod.training) for mod in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for mod, mode in modes:
-            mod.training = mode
-
-
 def _score(logits: Tensor, target: Tensor, score: str) -> Tensor:
     if logits.dim() != 2:
         raise ConfigError(
@@ -327,7 +333,7 @@ def path_integral(
         alphas, weights = quadrature(canon, m)
         nodes.extend((k, float(a), float(w)) for a, w in zip(alphas, weights, strict=True))
 
-    with _eval_mode(model):
+    with eval_mode(model):
         # f(x), f(baseline) and the default target, without building a graph
         ends = _forward_chunked(
             model, torch.cat([x, points[0]]).contiguous(memory_format=fmt), batch_size
@@ -528,18 +534,7 @@ def rank_integrated_gradients(
         score=score,
         channels_last=channels_last,
     )
-    return RIGResult(
-        pixel=res.pixel,
-        per_rank=res.per_segment,
-        ranks=rank_list,
-        target=res.target,
-        delta=res.delta,
-        relative_delta=res.relative_delta,
-        score_input=res.score_input,
-        score_baseline=res.score_baseline,
-        steps_per_rank=m,
-        method=canon,
-    )
+    return RIGResult.from_path(res, rank_list, m, canon)
 
 
 def integrated_gradients(
@@ -583,18 +578,7 @@ def integrated_gradients(
         score=score,
         channels_last=channels_last,
     )
-    return RIGResult(
-        pixel=res.pixel,
-        per_rank=res.per_segment,
-        ranks=[min(x.shape[-2], x.shape[-1])],
-        target=res.target,
-        delta=res.delta,
-        relative_delta=res.relative_delta,
-        score_input=res.score_input,
-        score_baseline=res.score_baseline,
-        steps_per_rank=m,
-        method=canon,
-    )
+    return RIGResult.from_path(res, [min(x.shape[-2], x.shape[-1])], m, canon)
 
 
 def vanilla_gradient(
@@ -610,7 +594,7 @@ def vanilla_gradient(
     batch_size = _check_batch_size(batch_size)
     score = _check_score(score)
     grads = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for lo in range(0, x.shape[0], batch_size):
             inp = x[lo : lo + batch_size].clone().requires_grad_(True)
             with torch.enable_grad():
