@@ -348,7 +348,10 @@ def fig_rank_examples(
         if r.get("rig_npz"):
             with np.load(r["rig_npz"]) as z:
                 if "images" in z.files:
-                    x, source = z["images"][:n], f"test images from {Path(r['run_dir']).name}"
+                    x, source = (
+                        z["images"][:n],
+                        f"test images from {Path(r['run_dir']).name}/rig.npz",
+                    )
                     break
     if x is None:
         x, source = _first_images(images, n)
