@@ -10,17 +10,16 @@ side in one run on the same data: real CIFAR-10 test images from the JPEG tarbal
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
-import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rankrobust.data import read_images
 from rankrobust.svd import factorize, low_rank
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,21 +35,7 @@ def load_images(path: Path, n: int) -> tuple[torch.Tensor, str]:
         low = torch.rand(n, 3, 8, 8, generator=g)
         x = torch.nn.functional.interpolate(low, size=(32, 32), mode="bilinear")
         return x.clamp(0, 1).contiguous(), f"synthetic (tarball not found at {path})"
-    from PIL import Image
-
-    images = []
-    with tarfile.open(path, "r|gz") as tf:
-        for member in tf:
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) != 3 or parts[0] != "test":
-                continue
-            f = tf.extractfile(member)
-            assert f is not None
-            with Image.open(io.BytesIO(f.read())) as im:
-                images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-            if len(images) >= n:
-                break
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = read_images(path, n, splits=("test",)).images
     return x.contiguous(), f"CIFAR-10 JPEG test images ({path.name})"
 
 

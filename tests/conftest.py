@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
+from rankrobust.data import CIFAR10_CLASSES, read_images
+
 # The JPEG copy of CIFAR-10 (see ../shared/data/README.md); never committed into the project.
 CIFAR_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
-CIFAR_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 
 
 def load_cifar_test_images(n: int, path: Path = CIFAR_TARBALL) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,24 +18,17 @@ def load_cifar_test_images(n: int, path: Path = CIFAR_TARBALL) -> tuple[torch.Te
 
     Returns (images float32 in [0, 1] of shape (n, 3, 32, 32), labels int64 of shape (n,)).
     """
-    from PIL import Image
+    data = read_images(path, n, splits=("test",), classes=CIFAR10_CLASSES)
+    return data.images, data.labels
 
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    with tarfile.open(path, "r|gz") as tf:  # sequential: random access into gzip is quadratic
-        for member in tf:
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) != 3 or parts[0] != "test":
-                continue
-            f = tf.extractfile(member)
-            assert f is not None
-            with Image.open(io.BytesIO(f.read())) as im:
-                images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-            labels.append(CIFAR_CLASSES.index(parts[1]))
-            if len(images) >= n:
-                break
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    return x.contiguous(), torch.tensor(labels, dtype=torch.int64)
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models and tensors: one intra-op thread is fastest and immune to busy shared cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

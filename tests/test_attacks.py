@@ -30,13 +30,7 @@ def _synthetic(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.
     return x.clamp(0, 1), y
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models run faster on one thread, and much faster when the CPUs are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,11 +36,13 @@ class Untrusted:
         self.payload = torch.ones(2)
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, one_thread):
     """A smoke run's directory and metrics (trained once for this module)."""
     run_dir = tmp_path_factory.mktemp("trained")
-    torch.set_num_threads(1)
     metrics = pipeline.run(make_cfg(*TINY), run_dir)
     return run_dir, metrics
 

@@ -27,12 +27,7 @@ from rankrobust.svd import low_rank
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -160,9 +155,8 @@ def test_robustbench_model_evaluates_through_the_pipeline(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory):
+def small_checkpoint(tmp_path_factory, one_thread):
     """A small CNN trained for a few seconds on the synthetic data (its last.ckpt)."""
-    torch.set_num_threads(1)
     run_dir = tmp_path_factory.mktemp("aa_train")
     cfg = make_cfg(
         *FAST, "dataset.image_size=16", "dataset.n_train=800", "dataset.batch_size=50",

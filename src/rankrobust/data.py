@@ -261,6 +261,36 @@ def _random_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
     return torch.utils.data.Subset(ds, sorted(idx.tolist()))
 
 
+def read_images(
+    root: str | Path,
+    n: int,
+    splits: Sequence[str] = ("test", "val"),
+    one_per_class: bool = False,
+    classes: Sequence[str] | None = None,
+) -> ImageSet:
+    """The first n images of the given splits of an ImageFolder tree or tarball, read in order.
+
+    Stops reading as soon as it has n images (no cache, no full decode): for tests, benchmarks
+    and figures. `one_per_class` keeps only the first image of each class met. Labels index
+    `classes` (default: the sorted class names met, ImageFolder's convention).
+    """
+    root = Path(root).expanduser()
+    items = _tar_items(root) if root.is_file() else _folder_items(root)
+    images, names = [], []
+    for split, cls, data in items:
+        if split not in splits or (one_per_class and cls in names):
+            continue
+        images.append(_decode(data, None))
+        names.append(cls)
+        if len(images) >= n:
+            break
+    if not images:
+        raise ConfigError(f"'{root}' holds no {' or '.join(splits)} images.")
+    classes = tuple(classes) if classes is not None else tuple(sorted(set(names)))
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
+    return ImageSet(x.contiguous(), torch.tensor([classes.index(c) for c in names]), classes)
+
+
 # ---------------------------------------------------------------------------------------------
 # Batching and augmentation.
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from rankrobust.collect import collect, summary_line, write_table
+from rankrobust.rig_plot import saliency_image
 
 # Okabe-Ito colour-blind-safe palette.
 OKABE_ITO = {
@@ -288,45 +289,14 @@ def fig_high_rank(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
 
 
 def _first_images(source: str | None, n: int) -> tuple[np.ndarray, str]:
-    """n images (N, C, H, W) in [0, 1] from a tarball / ImageFolder root, else synthetic."""
-    if source:
-        path = Path(source)
+    """n images (N, C, H, W) in [0, 1], one per class, from a tarball / ImageFolder root, else
+    synthetic ones."""
+    if source and Path(source).exists():
+        from rankrobust.data import read_images
+
         try:
-            if path.is_file():
-                import tarfile
-
-                from rankrobust.data import _decode
-
-                imgs, seen = [], set()  # one image per class, the first n classes met
-                with tarfile.open(path, "r|*") as tf:
-                    for m in tf:
-                        parts = m.name.split("/")
-                        if (
-                            m.isfile()
-                            and len(parts) >= 3
-                            and parts[-3] in ("test", "val")
-                            and parts[-2] not in seen
-                        ):
-                            f = tf.extractfile(m)
-                            if f is not None:
-                                imgs.append(_decode(f.read(), None))
-                                seen.add(parts[-2])
-                        if len(imgs) >= n:
-                            break
-                if imgs:
-                    return np.stack(imgs).transpose(0, 3, 1, 2) / 255.0, f"images from {path.name}"
-            elif path.is_dir():
-                from PIL import Image
-
-                files = sorted(
-                    p
-                    for split in ("test", "val")
-                    for p in (path / split).rglob("*")
-                    if p.suffix.lower() in (".jpg", ".jpeg", ".png")
-                )[:n]
-                if files:
-                    imgs = [np.asarray(Image.open(p).convert("RGB")) for p in files]
-                    return np.stack(imgs).transpose(0, 3, 1, 2) / 255.0, f"images from {path.name}"
+            data = read_images(source, n, one_per_class=True)
+            return data.images.numpy(), f"images from {Path(source).name}"
         except Exception as err:  # noqa: BLE001 - fall back to synthetic images, say so
             print(f"[figures] could not read images from {source}: {err}; using synthetic ones")
     from rankrobust.data import synthetic_sets
@@ -404,12 +374,6 @@ def _rig_runs(rows: list[dict]) -> dict[str, dict]:
     return found
 
 
-def _map(attr: np.ndarray) -> np.ndarray:
-    """|attribution| summed over channels, scaled so its 99th percentile is 1."""
-    m = np.abs(attr).sum(0)
-    return np.clip(m / (np.percentile(m, 99) + 1e-12), 0, 1)
-
-
 def fig_rig(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     runs = _rig_runs(rows)
     if not runs:
@@ -438,7 +402,9 @@ def fig_rig(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
             if key == "images":
                 ax.imshow(np.clip(arr.transpose(1, 2, 0), 0, 1), interpolation="nearest")
             else:
-                ax.imshow(_map(arr), cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+                ax.imshow(
+                    saliency_image(arr), cmap="magma", vmin=0, vmax=1, interpolation="nearest"
+                )
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
