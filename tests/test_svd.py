@@ -329,3 +329,17 @@ def test_cifar_gram_matches_svd(cifar_images: tuple[torch.Tensor, torch.Tensor])
     for k in (1, 8, 32):
         assert torch.allclose(gram.low_rank(k), svd.low_rank(k), atol=1e-4)
         assert torch.allclose(gram.high_rank(k), svd.high_rank(k), atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("size", [32, 128])  # 32: cuSOLVER svd; 128: the float64 Gram route
+def test_gpu_path_matches_cpu_path(size: int) -> None:
+    """'auto' on the GPU (svd up to 64x64, Gram in float64 above) agrees with the CPU SVD."""
+    g = torch.Generator().manual_seed(0)
+    low = torch.rand(8, 3, size // 8, size // 8, generator=g)
+    x = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear").clamp(0, 1)
+    cpu, gpu = factorize(x), factorize(x.cuda())
+    torch.testing.assert_close(gpu.singular_values.cpu(), cpu.singular_values, atol=1e-4, rtol=1e-4)
+    for k in (1, 4, size // 2):
+        torch.testing.assert_close(gpu.low_rank(k).cpu(), cpu.low_rank(k), atol=1e-3, rtol=0)
+    assert (gpu.reconstruct().cpu() - x).abs().max() <= 1e-3
