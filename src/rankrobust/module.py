@@ -14,6 +14,12 @@ from torchmetrics.classification import MulticlassAccuracy
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def warmup(steps: int, pct: float = 0.25) -> float:
+    """OneCycle's warm-up fraction, raised for short runs so each phase has >= 1 step (torch's
+    OneCycleLR divides by zero for a zero-length phase, e.g. 4 steps at 0.25)."""
+    return max(pct, 2 / steps) if steps > 2 else pct
+
+
 class RobustClassifier(pl.LightningModule):
     """Minimises E[CE(f(x'), y)] with x' = x (natural) or x' = attack(f, x, y) (adversarial).
 
@@ -101,7 +107,7 @@ class RobustClassifier(pl.LightningModule):
         steps = int(self.trainer.estimated_stepping_batches)
         if self.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=self.optim["lr"], total_steps=max(steps, 1), pct_start=0.25
+                opt, max_lr=self.optim["lr"], total_steps=max(steps, 1), pct_start=warmup(steps)
             )
         elif self.schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
