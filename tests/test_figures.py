@@ -8,6 +8,7 @@ import pytest
 from fake_runs import make_outputs
 
 from rankrobust import figures
+from rankrobust import report as claims_report
 from rankrobust.collect import collect
 
 
@@ -40,7 +41,7 @@ def test_report_says_claims_hold_on_data_built_to_hold(drawn):
 
 def test_report_says_claims_fail_on_data_built_to_fail(tmp_path):
     root = make_outputs(tmp_path / "outputs", claims_hold=False)
-    _, results = figures.report(collect(root), tmp_path / "figs")
+    _, results = claims_report.report(collect(root), tmp_path / "figs")
     verdicts = {c["claim"]: c["verdict"] for c in results}
     assert verdicts == {
         "C1": "does not hold",
@@ -59,13 +60,13 @@ def test_missing_inputs_skip_figures_and_claims_are_not_testable(tmp_path, capsy
     assert (out / "fig-rank-examples.png").is_file()
     assert not (out / "fig-rank-accuracy.png").exists()
     results = json.loads((out / "report.json").read_text())
-    assert {c["verdict"] for c in results} == {figures.NOT_TESTABLE}
+    assert {c["verdict"] for c in results} == {claims_report.NOT_TESTABLE}
     assert "not testable (missing runs)" in (out / "report.md").read_text()
 
 
 def test_report_summary_is_flat_for_wandb(tmp_path):
     rows = collect(make_outputs(tmp_path / "outputs"))
-    summary = figures.report_summary(figures.claims(rows))
+    summary = claims_report.report_summary(claims_report.claims(rows))
     assert summary["C1/verdict"] == "holds"
     assert summary["C3/0/robust_top4_share"] == pytest.approx(0.9)
     assert all(isinstance(v, int | float | str) for v in summary.values())
@@ -104,8 +105,8 @@ def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     rows = collect(make_outputs(tmp_path / "outputs"))
-    _, results = figures.report(rows, tmp_path / "figs")
-    figures.log_wandb(rows, results, tmp_path / "figs")
+    _, results = claims_report.report(rows, tmp_path / "figs")
+    claims_report.log_wandb(rows, results, tmp_path / "figs")
     run = read_offline_run(tmp_path / "figs" / "wandb")
     assert run["summary"]["C1/verdict"] == "holds"
     assert run["summary"]["C2/0/natural_acc_k"] == pytest.approx(0.54)
