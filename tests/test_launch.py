@@ -166,6 +166,16 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     assert two["rank_sweep"]["low"][32] == pytest.approx(one["clean_acc"], abs=1e-6)
 
 
+def test_ddp_training_on_two_cpu_processes_finishes(tmp_path):
+    """Every process trains (not only rank 0), then rank 0 writes one complete metrics.json."""
+    ddp_args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    result = run_cli(*TINY, *ddp_args, "hydra.run.dir=ddp_train", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(tmp_path / "ddp_train")
+    assert metrics["status"] == "ok" and metrics["timings"]["fit"] > 0
+    assert (tmp_path / "ddp_train" / "checkpoints" / "last.ckpt").is_file()
+
+
 # ---------------------------------------------------------------------------------------------
 # Kill-and-resume and determinism (CPU, deterministic=true).
 

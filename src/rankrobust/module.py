@@ -72,7 +72,7 @@ class RobustClassifier(pl.LightningModule):
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         acc = (logits.argmax(1) == y).float().mean()
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/acc", acc, prog_bar=True, on_step=False, on_epoch=True)
+        self.log("train/acc", acc, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def on_test_epoch_start(self) -> None:

@@ -328,12 +328,13 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None) -> dict:
             write_metrics(run_dir, {**base, "status": "running", "error": None})
         timings["setup"] = time.perf_counter() - start
         last = run_dir / "checkpoints" / "last.ckpt"
-        if cfg.train and launch.rank_zero():
-            print(
-                f"[rankrobust] run directory: {run_dir}\n[rankrobust] resume with: "
-                f"{resume_command(run_dir)}",
-                flush=True,
-            )
+        if cfg.train:  # every DDP process trains; rank 0 says how to resume
+            if launch.rank_zero():
+                print(
+                    f"[rankrobust] run directory: {run_dir}\n[rankrobust] resume with: "
+                    f"{resume_command(run_dir)}",
+                    flush=True,
+                )
             tick = time.perf_counter()
             ckpt = str(last) if cfg.resume and last.exists() else None
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
