@@ -86,6 +86,7 @@ smoke: install
 
 bench: install
 	$(PY) bench/bench_train.py --data $(DATA)
+	$(PY) bench/bench_train.py --data $(DATA) --attack fgsm_rs --out outputs/bench/train_fgsm_rs.json
 	$(PY) bench/bench_svd.py
 	$(PY) bench/bench_rig.py
 
