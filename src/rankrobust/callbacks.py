@@ -161,7 +161,7 @@ class RIGCallback(pl.Callback):
     """At test end: Rank Integrated Gradients on a fixed, seeded set of raw test images.
 
     Writes `rig.npz` (images, targets, labels, pixel, vanilla, per_rank, ranks, delta,
-    relative_delta) and `rig.png` (image | vanilla gradient | RIG map per row) to the run
+    relative_delta, classes) and `rig.png` (image | vanilla gradient | RIG map per row) to the run
     directory, logs both to W&B, and adds to metrics.json `rig`: `top4_share` (mean share of
     |rank attribution| in ranks <= 4), `median_rel_delta` (median |delta| / |f(x) - f(b)|),
     `mean_per_rank` (mean share per path segment) and `ranks`. Global rank 0 only.
@@ -213,8 +213,8 @@ class RIGCallback(pl.Callback):
             "delta": result.delta.cpu().numpy(),
             "relative_delta": result.relative_delta.cpu().numpy(),
         }
-        np.savez_compressed(self.run_dir / "rig.npz", **arrays)
         classes = trainer.datamodule.test_set.classes
+        np.savez_compressed(self.run_dir / "rig.npz", classes=np.asarray(classes), **arrays)
         png = save_rig_grid(arrays, self.run_dir / "rig.png", rig_title(pl_module), classes)
         shares = rank_shares(result.per_rank.detach().cpu())
         in_top4 = torch.tensor(result.ranks) <= 4

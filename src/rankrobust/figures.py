@@ -374,6 +374,12 @@ def _rig_runs(rows: list[dict]) -> dict[str, dict]:
     return found
 
 
+def _class_namer(arrays: dict) -> Callable[[int], str]:
+    """Class index -> name, from a rig.npz's `classes` when it has them."""
+    names = [str(c) for c in arrays.get("classes", [])]
+    return lambda i: names[i] if i < len(names) else f"class {i}"
+
+
 def fig_rig(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     runs = _rig_runs(rows)
     if not runs:
@@ -411,13 +417,14 @@ def fig_rig(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
             if i == 0:
                 ax.set_title(title, fontsize=8)
             if j == 0 and "targets" in data[kind]:
+                name = _class_namer(data[kind])
                 targets = {k: int(data[k]["targets"][i]) for k in kinds if "targets" in data[k]}
                 if len(set(targets.values())) == 1 or not same:
-                    label = f"explained: class {int(data[kind]['targets'][i])}"
+                    label = f"explained: {name(int(data[kind]['targets'][i]))}"
                 else:
-                    label = "explained: " + ", ".join(f"{k} {t}" for k, t in targets.items())
+                    label = "explained: " + ", ".join(f"{k} {name(t)}" for k, t in targets.items())
                 if "labels" in data[kind]:
-                    label += f"\n(true class {int(data[kind]['labels'][i])})"
+                    label += f"\n(true: {name(int(data[kind]['labels'][i]))})"
                 ax.set_ylabel(label, fontsize=7)
     missing = {"natural", "robust"} - set(kinds)
     fig.suptitle(
