@@ -84,6 +84,21 @@ def _project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tenso
 # --------------------------------------------------------------------------- attacks
 
 
+def _pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_adv: torch.Tensor,
+    steps: int,
+    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """x_adv <- step(x_adv, grad_x CE(f(x_adv), y)) `steps` times, the model in eval mode."""
+    with eval_mode(model):
+        for _ in range(steps):
+            x_adv = step(x_adv, _input_grad(model, x_adv, y))
+    return x_adv.detach()
+
+
 def pgd_linf(
     model: nn.Module,
     x: torch.Tensor,
@@ -99,11 +114,14 @@ def pgd_linf(
     x_adv = x.clone()
     if random_start:
         x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
-    with eval_mode(model):
-        for _ in range(steps):
-            grad = _input_grad(model, x_adv, y)
-            x_adv = _project_linf(x_adv + step_size * grad.sign(), x, eps)
-    return x_adv.detach()
+    return _pgd(
+        model,
+        x,
+        y,
+        x_adv,
+        steps,
+        lambda x_adv, grad: _project_linf(x_adv + step_size * grad.sign(), x, eps),
+    )
 
 
 def pgd_l2(
@@ -125,12 +143,12 @@ def pgd_l2(
         direction = direction / (_per_example_norm(direction) + 1e-12)
         radius = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype)
         x_adv = _project_l2(x + direction * radius * eps, x, eps)
-    with eval_mode(model):
-        for _ in range(steps):
-            grad = _input_grad(model, x_adv, y)
-            grad = grad / (_per_example_norm(grad) + 1e-12)
-            x_adv = _project_l2(x_adv + step_size * grad, x, eps)
-    return x_adv.detach()
+
+    def step(x_adv: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        unit = grad / (_per_example_norm(grad) + 1e-12)
+        return _project_l2(x_adv + step_size * unit, x, eps)
+
+    return _pgd(model, x, y, x_adv, steps, step)
 
 
 def fgsm_rs(
