@@ -418,8 +418,10 @@ class ImageDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         synthetic: dict | None = None,
         transform: RankTransform | None = None,
-        apply_to: Sequence[str] = ("train", "test"),
+        apply_to: Sequence[str] | None = None,
         seed: int = 0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ):
         super().__init__()
         self.name = name
@@ -431,7 +433,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.synthetic = dict(synthetic or {})
         self.transform = transform or RankTransform(mode="low", rank=None)
-        self.apply_to = tuple(apply_to)
+        # None: the transform's own apply_to (conf/transform/*.yaml)
+        self.apply_to = tuple(self.transform.apply_to if apply_to is None else apply_to)
+        # The normalisation the model applies inside (models.Normalize); kept for readers.
+        self.mean = tuple(mean) if mean is not None else None
+        self.std = tuple(std) if std is not None else None
         self.seed = seed
         self.train_set: ImageSet | None = None
         self.test_set: ImageSet | None = None

@@ -1,13 +1,15 @@
 """The metrics.json contract: every run writes one, every reader (collect, figures, tests) reads it.
 
 Keys (schema 1):
-    schema, status ("ok" | "failed" | "running"), error (str | null),
+    schema, status ("ok" | "failed" | "running" | "partial" | "interrupted"), error (str | null),
     clean_acc (float | null), robust_acc (float | null), eval_attack (dict | null),
-    config: {dataset, model, attack, rank, transform_mode, apply_to, seed, experiment, train},
+    config: the run's identity, {IDENTITY_KEYS} (see `run_identity`),
+    resolved_config: the whole composed config, resolved (what reproduces the run),
     timings: {phase: seconds, ..., total},
     rank_sweep (optional): {mode: {rank: accuracy}},
     rig (optional): {top4_share, median_rel_delta, ...},
-    checkpoint (str | null), run_dir (str), command (str)
+    files (optional): {name: file name in the run folder}, e.g. rig.npz, rig.png,
+    checkpoint (str | null), run_dir (str), command (str: how to resume / rerun)
 """
 
 from __future__ import annotations
@@ -22,6 +24,77 @@ SCHEMA = 1
 FILENAME = "metrics.json"
 REQUIRED = ("schema", "status", "clean_acc", "robust_acc", "config", "timings")
 CONFIG_KEYS = ("dataset", "model", "attack", "rank", "seed")
+
+# A run's identity: what it trained and evaluated. The one definition, read by the task (which
+# writes it), collect (one column each) and claims (grouping: everything but the seed).
+IDENTITY_KEYS = (
+    "dataset",
+    "model",
+    "attack",
+    "rank",
+    "transform_mode",
+    "band",
+    "apply_to",
+    "seed",
+    "train",
+    "max_epochs",
+    "n_train",
+    "weights",
+    "experiment",
+    "name",
+)
+FILES = {"rig_npz": "rig.npz", "rig_png": "rig.png"}  # analysis outputs beside metrics.json
+
+
+def _select(cfg: dict, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def model_weights(cfg: dict) -> str | None:
+    """Where the evaluated weights come from (None: trained in this run from scratch)."""
+    model = cfg.get("model") or {}
+    if model.get("checkpoint"):
+        return f"checkpoint:{model['checkpoint']}"
+    if model.get("name") == "robustbench":
+        return (
+            f"robustbench:{model.get('rb_dataset')}/{model.get('threat_model')}/"
+            f"{model.get('name_rb')}"
+        )
+    if model.get("pretrained") or model.get("weights"):
+        return f"torchvision:{model.get('pretrained') or model.get('weights')}"
+    return None
+
+
+def run_identity(cfg: dict, experiment: str | None = None) -> dict:
+    """The identity of a run from its composed config (a plain, resolved dict) and the name of
+    the experiment preset it used, if any."""
+    transform = cfg.get("transform") or {}
+    return {
+        "dataset": _select(cfg, "dataset.name"),
+        "model": _select(cfg, "model.name"),
+        "attack": _select(cfg, "attack.name"),
+        "rank": cfg.get("rank"),
+        "transform_mode": transform.get("mode"),
+        "band": transform.get("band") if transform.get("mode") == "band" else None,
+        "apply_to": transform.get("apply_to"),
+        "seed": cfg.get("seed"),
+        "train": cfg.get("train"),
+        "max_epochs": _select(cfg, "trainer.max_epochs"),
+        "n_train": _select(cfg, "dataset.n_train"),
+        "weights": model_weights(cfg),
+        "experiment": experiment,
+        "name": cfg.get("name"),
+    }
+
+
+def is_robust(attack: Any) -> bool:
+    """A run is "robust" when it was trained with an attack (attack name other than none)."""
+    return attack not in (None, "none", "null", "")
 
 
 def _clean(obj: Any) -> Any:

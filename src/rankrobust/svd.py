@@ -359,7 +359,8 @@ class RankTransform:
     - mode "low":  L_rank(x), clamped to [0, 1] when ``clamp`` (the paper's test images);
     - mode "high": H_rank(x) = x - L_rank(x), never clamped;
     - mode "band": B_{a,b}(x) for ``band`` = (a, b), never clamped.
-    ``rank`` (low/high) or ``band`` (band mode) = None means the identity. The field the mode
+    ``rank`` (low/high) or ``band`` (band mode) = None means the identity. ``apply_to`` names the
+    data splits ("train", "test") a datamodule applies it to. The field the mode
     does not use is ignored. At full rank, "low" returns x itself (clamped if ``clamp``), so no
     floating-point error of a reconstruction can change a prediction.
     """
@@ -369,10 +370,17 @@ class RankTransform:
     band: tuple[int, int] | None = None
     clamp: bool = True
     method: Method = "auto"
+    apply_to: tuple[str, ...] = ("train", "test")
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
             raise ConfigError(f"mode={self.mode!r} is not one of {list(_MODES)}")
+        self.apply_to = (self.apply_to,) if isinstance(self.apply_to, str) else tuple(self.apply_to)
+        bad = sorted(set(self.apply_to) - {"train", "test"})
+        if bad:
+            raise ConfigError(
+                f"transform.apply_to has {bad}: use [train], [test] or [train, test]."
+            )
         if self.mode in ("low", "high") and self.rank is not None and not _is_int(self.rank):
             raise ConfigError(f"rank={self.rank!r} must be an integer (or None for identity)")
         if self.mode == "band" and self.band is not None:
