@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import FAST, make_cfg
 
-from rankrobust import pipeline
+from rankrobust import checks, task
 from rankrobust.checkpoints import load_weights, read_state_dict
 from rankrobust.errors import ConfigError
 from rankrobust.models import build_model
@@ -43,13 +43,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def trained(tmp_path_factory, one_thread):
     """A smoke run's directory and metrics (trained once for this module)."""
     run_dir = tmp_path_factory.mktemp("trained")
-    metrics = pipeline.run(make_cfg(*TINY), run_dir)
+    metrics = task.run(make_cfg(*TINY), run_dir)
     return run_dir, metrics
 
 
 def _eval(ckpt, run_dir, *extra):
     cfg = make_cfg(*TINY, "train=false", f"model.checkpoint={ckpt}", *extra)
-    return pipeline.run(cfg, run_dir)
+    return task.run(cfg, run_dir)
 
 
 def test_lightning_checkpoint_round_trip_gives_the_same_accuracy(trained, tmp_path):
@@ -95,7 +95,7 @@ def test_missing_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_weights(build_model("small_cnn", 10, MEAN, STD), tmp_path / "nope.ckpt")
     with pytest.raises(ConfigError, match="does not exist"):
-        pipeline.check_config(make_cfg(*TINY, f"model.checkpoint={tmp_path / 'nope.ckpt'}"))
+        checks.check_config(make_cfg(*TINY, f"model.checkpoint={tmp_path / 'nope.ckpt'}"))
 
 
 def _truncated(path):

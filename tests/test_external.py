@@ -17,7 +17,7 @@ import torch
 from helpers import FAST, make_cfg
 from torch import nn
 
-from rankrobust import pipeline
+from rankrobust import build, checks, task
 from rankrobust.checkpoints import load_weights
 from rankrobust.errors import ConfigError
 from rankrobust.external import torchvision_cache_file
@@ -145,7 +145,7 @@ def test_robustbench_model_evaluates_through_the_pipeline(monkeypatch, tmp_path)
         *FAST, "model=robustbench", "train=false", "dataset.image_size=16",
         "dataset.n_test=64", "eval.n_robust=8", "attack.eval.steps=2", "sweep.ranks=[1,16]",
     )  # fmt: skip
-    metrics = pipeline.run(cfg, tmp_path)
+    metrics = task.run(cfg, tmp_path)
     assert metrics["status"] == "ok"
     assert metrics["config"]["weights"] == "robustbench:cifar10/Linf/Standard"
     assert {str(k) for k in metrics["rank_sweep"]["low"]} == {"1", "16"}
@@ -162,7 +162,7 @@ def small_checkpoint(tmp_path_factory, one_thread):
         *FAST, "dataset.image_size=16", "dataset.n_train=800", "dataset.batch_size=50",
         "trainer.max_epochs=3", "eval.n_robust=0", "sweep.enabled=false",
     )  # fmt: skip
-    pipeline.run(cfg, run_dir)
+    task.run(cfg, run_dir)
     return run_dir / "checkpoints" / "last.ckpt"
 
 
@@ -183,7 +183,7 @@ def test_autoattack_through_the_pipeline_never_beats_clean_accuracy(small_checkp
         *FAST, *FAST_AA, f"model.checkpoint={small_checkpoint}",
         "dataset.n_test=48", "dataset.eval_batch_size=16", "eval.n_robust=48",
     )  # fmt: skip
-    metrics = pipeline.run(cfg, tmp_path)
+    metrics = task.run(cfg, tmp_path)
     assert metrics["status"] == "ok" and metrics["clean_acc"] > 0.2
     assert metrics["robust_acc"] is not None
     assert metrics["robust_acc"] <= metrics["clean_acc"] + 1e-6  # every test image attacked
@@ -199,8 +199,8 @@ def test_autoattack_n_examples_caps_the_attacked_images_across_batches(small_che
         "attack.eval.eps=0.5", "attack.eval.n_examples=20", "dataset.n_test=48",
         "dataset.eval_batch_size=16", "eval.n_robust=1000",
     )  # fmt: skip
-    assert pipeline.eval_budget(cfg) == 20
-    metrics = pipeline.run(cfg, tmp_path)
+    assert build.eval_budget(cfg) == 20
+    metrics = task.run(cfg, tmp_path)
     assert metrics["n_robust"] == 20 and metrics["eval_attack"]["norm"] == "L2"
     correct = metrics["robust_acc"] * 20  # 16 + 4 images attacked over two test batches
     assert abs(correct - round(correct)) < 1e-4
@@ -208,7 +208,7 @@ def test_autoattack_n_examples_caps_the_attacked_images_across_batches(small_che
 
 def test_autoattack_is_not_a_training_attack():
     with pytest.raises(ConfigError, match="evaluation only"):
-        pipeline.check_config(make_cfg(*FAST, "attack=pgd_linf", "attack.train.name=autoattack"))
+        checks.check_config(make_cfg(*FAST, "attack=pgd_linf", "attack.train.name=autoattack"))
 
 
 # --------------------------------------------------------------------------- ImageNet
@@ -259,7 +259,7 @@ def test_imagenet_config_composes():
 def test_imagenet_without_root_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("IMAGENET_ROOT", raising=False)
     with pytest.raises(ConfigError, match="needs dataset.root"):
-        pipeline.run(make_cfg(*IMAGENET_TINY), tmp_path)
+        task.run(make_cfg(*IMAGENET_TINY), tmp_path)
 
 
 def test_imagenet_eval_runs_on_a_tiny_val_tree(tmp_path):
@@ -268,7 +268,7 @@ def test_imagenet_eval_runs_on_a_tiny_val_tree(tmp_path):
         *IMAGENET_TINY, f"dataset.root={root}", "eval.n_robust=4", "attack.eval.steps=2",
         "sweep.ranks=[1,4,32]", "sweep.n_images=6",
     )  # fmt: skip
-    metrics = pipeline.run(cfg, tmp_path / "run")
+    metrics = task.run(cfg, tmp_path / "run")
     assert metrics["status"] == "ok" and "fit" not in metrics["timings"]
     assert 0.0 <= metrics["robust_acc"] <= 1.0 and 0.0 <= metrics["clean_acc"] <= 1.0
     assert {str(k) for k in metrics["rank_sweep"]["low"]} == {"1", "4", "32"}
@@ -277,7 +277,7 @@ def test_imagenet_eval_runs_on_a_tiny_val_tree(tmp_path):
 def test_imagenet_stream_applies_the_rank_transform_to_test_batches(tmp_path):
     root = _imagenet_tree(tmp_path / "imagenet")
     cfg = make_cfg(*IMAGENET_TINY, f"dataset.root={root}", "rank=2", "dataset.n_test=9")
-    dm = pipeline.build_datamodule(cfg)
+    dm = build.datamodule(cfg)
     dm.setup("test")
     assert dm.full_rank == 32 and len(dm.test_set.classes) == 3
     x, y = next(iter(dm.test_dataloader()))
@@ -294,7 +294,7 @@ def test_imagenet_stream_applies_the_rank_transform_to_test_batches(tmp_path):
 def test_imagenet_class_count_mismatch_is_clear(tmp_path):
     root = _imagenet_tree(tmp_path / "imagenet")
     cfg = make_cfg(*IMAGENET_TINY, f"dataset.root={root}", "dataset.num_classes=1000")
-    dm = pipeline.build_datamodule(cfg)
+    dm = build.datamodule(cfg)
     with pytest.raises(ConfigError, match=r"has 3 classes \(n001, n002, n003\).*num_classes=1000"):
         dm.setup("test")
 
@@ -306,7 +306,7 @@ def test_imagenet_natural_model_without_cached_weights_fails_clearly(offline_hub
         "dataset.num_classes=3",
     )  # fmt: skip
     with pytest.raises(ConfigError, match="1000 ImageNet classes"):
-        pipeline.run(cfg, tmp_path / "a")
+        task.run(cfg, tmp_path / "a")
     cfg = make_cfg("experiment=imagenet_eval", "logger=none", "trainer=cpu", f"dataset.root={root}")
     with pytest.raises(ConfigError, match="resnet50-0676ba61.pth"):
-        pipeline.run(cfg, tmp_path / "b")
+        task.run(cfg, tmp_path / "b")

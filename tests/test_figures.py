@@ -72,34 +72,6 @@ def test_report_summary_is_flat_for_wandb(tmp_path):
     assert all(isinstance(v, int | float | str) for v in summary.values())
 
 
-def test_perturbation_spectrum_callback_writes_mean_singular_values():
-    """The callback behind fig-perturbation-spectrum, on a tiny model and fake trainer."""
-    from types import SimpleNamespace
-
-    import torch
-
-    from rankrobust.attacks import pgd_linf
-    from rankrobust.callbacks import PerturbationSpectrumCallback
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
-    x, y = torch.rand(10, 3, 8, 8), torch.randint(0, 4, (10,))
-    dm = SimpleNamespace(test_tensors=lambda raw=False, n=None: (x[:n], y[:n]))
-    trainer = SimpleNamespace(is_global_zero=True, datamodule=dm)
-
-    def attack(m, xb, yb):
-        return pgd_linf(m, xb, yb, eps=8 / 255, step_size=2 / 255, steps=3)
-
-    module = SimpleNamespace(model=model, eval_attack=attack, device="cpu", extra_results={})
-    PerturbationSpectrumCallback(n_images=6, batch_size=4).on_test_end(trainer, module)
-    spec = module.extra_results["perturbation_spectrum"]
-    assert spec["n_images"] == 6 and len(spec["clean"]) == 8 and len(spec["perturbation"]) == 8
-    expected = torch.linalg.svdvals(x[:6]).mean((0, 1))
-    assert spec["clean"] == pytest.approx(expected.tolist(), rel=1e-4)
-    assert all(0 < s <= 8 * (8 / 255) + 1e-6 for s in spec["perturbation"])  # <= Frobenius norm
-    assert spec["clean"] == sorted(spec["clean"], reverse=True)
-
-
 def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
     from rankrobust.wandb_offline import read_offline_run
 
@@ -116,12 +88,12 @@ def test_pipeline_run_feeds_the_perturbation_spectrum_figure(tmp_path):
     """analysis.perturbation_spectrum (on by default) -> metrics.json -> the figure."""
     from helpers import FAST, make_cfg
 
-    from rankrobust import pipeline
+    from rankrobust import task
     from rankrobust.results import read_metrics
 
     overrides = [*FAST, "dataset.image_size=16", "dataset.n_train=256", "dataset.n_test=64"]
     overrides += ["trainer.max_epochs=1", "sweep.enabled=false", "analysis.n_images=16"]
-    pipeline.run(make_cfg(*overrides), tmp_path / "run")
+    task.run(make_cfg(*overrides), tmp_path / "run")
     spec = read_metrics(tmp_path / "run")["perturbation_spectrum"]
     assert spec["n_images"] == 16 and len(spec["clean"]) == len(spec["perturbation"]) == 16
     assert figures.main([str(tmp_path), "--out", str(tmp_path / "figs")]) == 0

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from helpers import FAST, make_cfg, run_cli
 
-from rankrobust import gpus, pipeline
+from rankrobust import gpus, task
+from rankrobust.callbacks import KILL_ENV
 from rankrobust.data import ShardedBatches
-from rankrobust.launch import KILL_ENV, SUMMARY, summarize_sweep
+from rankrobust.launch.summary import SUMMARY, summarize_sweep
 from rankrobust.results import read_metrics
 
 TINY = [
@@ -196,14 +197,14 @@ RESUMABLE = [
 
 def test_two_deterministic_runs_give_bit_identical_metrics(tmp_path):
     cfg = [*RESUMABLE, "trainer.max_epochs=1"]
-    first = pipeline.run(make_cfg(*cfg), tmp_path / "first")
-    second = pipeline.run(make_cfg(*cfg), tmp_path / "second")
+    first = task.run(make_cfg(*cfg), tmp_path / "first")
+    second = task.run(make_cfg(*cfg), tmp_path / "second")
     assert first["status"] == "ok" and first["rank_sweep"] is not None
     assert numbers(second) == numbers(first)
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    straight = pipeline.run(make_cfg(*RESUMABLE), tmp_path / "straight")
+    straight = task.run(make_cfg(*RESUMABLE), tmp_path / "straight")
 
     monkeypatch.setenv(KILL_ENV, "1")  # SIGKILL as epoch 2 starts (epoch 1's checkpoint saved)
     killed = run_cli(*RESUMABLE, "hydra.run.dir=run", cwd=tmp_path)

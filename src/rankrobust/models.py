@@ -326,6 +326,7 @@ def build_model(
     num_classes: int,
     mean: Sequence[float],
     std: Sequence[float],
+    checkpoint: str | None = None,
     **kwargs,
 ) -> nn.Module:
     """Build ``name`` behind its normalisation: ``nn.Sequential(normalize=..., net=...)``.
@@ -336,6 +337,8 @@ def build_model(
     ``width`` for ``small_cnn``, ``pretrained`` for ``resnet50``, ``name_rb`` etc. for
     ``robustbench``). Models in ``NORMALIZES_INSIDE`` (RobustBench's) take [0, 1] pixels and
     normalise themselves: their ``model.normalize`` is an ``nn.Identity``, mean/std are unused.
+    ``checkpoint`` (a path: this project's Lightning checkpoint or a plain state dict) loads
+    weights into the built model (rankrobust.checkpoints: weights only, never pickled code).
     """
     if name not in _REGISTRY:
         raise ConfigError(f"Unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}.")
@@ -353,5 +356,10 @@ def build_model(
         )
     net = factory(num_classes=num_classes, in_channels=normalize.mean.shape[1], **kwargs)
     if name in NORMALIZES_INSIDE:  # same layout (model.net), but no second normalisation
-        return nn.Sequential(OrderedDict(normalize=nn.Identity(), net=net))
-    return nn.Sequential(OrderedDict(normalize=normalize, net=net))
+        normalize = nn.Identity()
+    model = nn.Sequential(OrderedDict(normalize=normalize, net=net))
+    if checkpoint:
+        from rankrobust.checkpoints import load_weights
+
+        load_weights(model, checkpoint)
+    return model

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -25,7 +26,9 @@ class RobustClassifier(pl.LightningModule):
 
     The training attack runs with the model in eval mode (the attack functions switch it), the
     standard practice. Testing reports clean accuracy on every test image and robust accuracy
-    under `eval_attack` on the first `n_robust` test images (all when None).
+    under `eval_attack` on the first `n_robust` test images (all when None), in float32
+    whatever the training precision (`eval_precision`), so the test accuracies, the rank sweep
+    and RIG all see the same numbers. `channels_last="auto"` is on for a GPU.
     """
 
     def __init__(
@@ -41,7 +44,8 @@ class RobustClassifier(pl.LightningModule):
         nesterov: bool = True,
         schedule: str = "onecycle",
         label_smoothing: float = 0.0,
-        channels_last: bool = False,
+        channels_last: bool | str = False,
+        eval_precision: str = "32-true",
     ):
         super().__init__()
         self.model = model
@@ -49,11 +53,18 @@ class RobustClassifier(pl.LightningModule):
         self.n_robust = n_robust
         self.optim = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
         self.schedule, self.label_smoothing = schedule, label_smoothing
+        if channels_last not in (True, False, "auto"):
+            raise ValueError(f"channels_last={channels_last!r}: use true, false or auto")
+        if eval_precision not in ("32", "32-true", "trainer"):
+            raise ValueError(
+                f"eval_precision={eval_precision!r}: use 32-true (float32, the default) or "
+                "trainer (the training precision)"
+            )
         self.channels_last = channels_last
+        self.eval_precision = eval_precision
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_robust_acc = MulticlassAccuracy(num_classes, average="micro")
         self._robust_seen = 0
-        self.extra_results: dict = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -61,6 +72,8 @@ class RobustClassifier(pl.LightningModule):
         return self.model(x)
 
     def setup(self, stage: str) -> None:
+        if self.channels_last == "auto":
+            self.channels_last = self.trainer.strategy.root_device.type == "cuda"
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
@@ -78,8 +91,21 @@ class RobustClassifier(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._robust_seen = 0
 
+    @contextlib.contextmanager
+    def evaluation_precision(self, x: torch.Tensor) -> Iterator[None]:
+        """Autocast off inside (float32 evaluation) unless eval_precision="trainer"."""
+        if self.eval_precision == "trainer":
+            yield
+            return
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            yield
+
     def test_step(self, batch, batch_idx: int) -> None:
         x, y = batch
+        with self.evaluation_precision(x):
+            self._test_step(x.float(), y)
+
+    def _test_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.no_grad():
             self.test_acc.update(self(x).argmax(1), y)
         self.log("test/clean_acc", self.test_acc, on_epoch=True)

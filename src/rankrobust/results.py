@@ -150,3 +150,54 @@ def read_metrics(path: str | Path) -> dict:
             for mode, accs in metrics["rank_sweep"].items()
         }
     return metrics
+
+
+def base_record(config: dict, run_dir: str | Path, experiment: str | None, command: str) -> dict:
+    """The fields every metrics.json has from the start, whatever happens to the run."""
+    return {
+        "status": "running",
+        "error": None,
+        "clean_acc": None,
+        "robust_acc": None,
+        "config": run_identity(config, experiment),
+        "resolved_config": config,
+        "run_dir": str(run_dir),
+        "command": command,
+        "timings": {},
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def closing_lines(metrics: dict, wandb_dir: str | None = None) -> list[str]:
+    """What a finished run found and where it is: the lines printed at the end of a run."""
+    run_dir = Path(metrics["run_dir"])
+    ident = metrics.get("config") or {}
+    lines = [
+        "",
+        f"[rankrobust] {metrics.get('status')}: {ident.get('name')} "
+        f"(seed {ident.get('seed')}) in {metrics.get('timings', {}).get('total', 0):.0f} s",
+        f"  clean accuracy  {_pct(metrics.get('clean_acc'))} on {metrics.get('n_test')} test "
+        f"images; robust accuracy {_pct(metrics.get('robust_acc'))} on "
+        f"{metrics.get('n_robust')} (eval precision {metrics.get('eval_precision')})",
+    ]
+    for mode, accs in sorted((metrics.get("rank_sweep") or {}).items()):
+        ks = sorted(accs, key=int)
+        shown = [k for k in ks if int(k) in (1, 2, 4, 8, 16, 32, 64, 128, 224)] or ks
+        glance = "  ".join(f"k={k}: {_pct(accs[k])}" for k in shown)
+        lines.append(f"  rank sweep {mode:11s} {glance}")
+    rig = metrics.get("rig")
+    if rig:
+        lines.append(
+            f"  RIG: {_pct(rig.get('top4_share'))} of the attribution in ranks <= 4; "
+            f"{run_dir / FILES['rig_png']}"
+        )
+    for name, error in (metrics.get("analysis_errors") or {}).items():
+        lines.append(f"  analysis {name} FAILED: {error}")
+    lines.append(f"  results: {run_dir / FILENAME}")
+    if wandb_dir:
+        lines.append(f"  W&B run: {wandb_dir} (upload: make wandb-sync)")
+    lines.append(f"  next: make figures RUNS={run_dir}")
+    return lines

@@ -1,4 +1,4 @@
-"""The pipeline end to end: configs compose, runs train and test, metrics.json and W&B agree."""
+"""The task end to end: runs train and test, metrics.json and W&B agree, the CLI fails fast."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from conftest import CIFAR_TARBALL
 from helpers import FAST, make_cfg, run_cli
 
-from rankrobust import pipeline
+from rankrobust import build, checks, task
 from rankrobust.errors import ConfigError
 from rankrobust.results import read_metrics
 from rankrobust.wandb_offline import read_offline_run
@@ -20,7 +20,7 @@ from rankrobust.wandb_offline import read_offline_run
 def test_configs_compose(experiment, model):
     cfg = make_cfg(f"experiment={experiment}", f"model={model}")
     assert cfg.model.name == model
-    pipeline.check_config(cfg)
+    checks.check_config(cfg)
 
 
 def test_smoke_run_writes_metrics_and_offline_wandb_run(tmp_path, monkeypatch):
@@ -28,7 +28,7 @@ def test_smoke_run_writes_metrics_and_offline_wandb_run(tmp_path, monkeypatch):
     cfg = make_cfg(
         *FAST, "logger=wandb", "trainer.max_epochs=2", "rig.enabled=true", "rig.n_images=3"
     )
-    metrics = pipeline.run(cfg, tmp_path)
+    metrics = task.run(cfg, tmp_path)
 
     written = read_metrics(tmp_path)
     assert written["status"] == "ok"
@@ -67,8 +67,8 @@ def test_adversarial_training_is_more_robust_than_natural(tmp_path):
     """On the synthetic data (a large low-rank and a small high-rank feature) PGD training wins."""
     common = [*FAST, "dataset.image_size=16", "dataset.n_train=1000", "sweep.enabled=false"]
     common += ["trainer.max_epochs=6", "eval.n_robust=300"]
-    natural = pipeline.run(make_cfg(*common, "attack=none"), tmp_path / "natural")
-    robust = pipeline.run(
+    natural = task.run(make_cfg(*common, "attack=none"), tmp_path / "natural")
+    robust = task.run(
         make_cfg(*common, "attack=pgd_linf", "attack.train.steps=3"), tmp_path / "robust"
     )
     assert natural["robust_acc"] < 0.2, natural  # eps 8/255 breaks the natural model
@@ -78,7 +78,7 @@ def test_adversarial_training_is_more_robust_than_natural(tmp_path):
 def test_failed_run_keeps_a_failed_metrics_file(tmp_path):
     cfg = make_cfg(*FAST, "rank=40")
     with pytest.raises(ConfigError, match="1 <= rank <= 32"):
-        pipeline.run(cfg, tmp_path)
+        task.run(cfg, tmp_path)
     failed = json.loads((tmp_path / "metrics.json").read_text())
     assert failed["status"] == "failed" and "rank" in failed["error"]
 
@@ -97,13 +97,13 @@ def test_failed_run_keeps_a_failed_metrics_file(tmp_path):
 )
 def test_bad_values_fail_before_training(override, message):
     with pytest.raises(ConfigError, match=message):
-        pipeline.check_config(make_cfg(*FAST, override))
+        checks.check_config(make_cfg(*FAST, override))
 
 
 def test_missing_image_folder_root_is_a_clear_error(tmp_path):
     cfg = make_cfg(*FAST, "dataset=image_folder", f"dataset.root={tmp_path / 'nowhere'}")
     with pytest.raises(ConfigError, match="does not exist"):
-        pipeline.build_datamodule(cfg)
+        build.datamodule(cfg)
 
 
 def test_cli_reports_config_errors_without_traceback(tmp_path):
@@ -129,7 +129,7 @@ def test_trains_on_real_cifar10_copy_well_above_chance(tmp_path):
         "eval.n_robust=100",
         "sweep.ranks=[1,8,32]",
     )
-    metrics = pipeline.run(cfg, tmp_path)
+    metrics = task.run(cfg, tmp_path)
     assert metrics["clean_acc"] > 0.3, metrics  # chance is 0.1
     assert metrics["rank_sweep"]["low"][32] == pytest.approx(metrics["clean_acc"])
 
@@ -153,3 +153,69 @@ def test_multirun_over_ranks_writes_one_run_per_rank(tmp_path):
     metrics = [read_metrics(p) for p in runs]
     assert sorted(m["config"]["rank"] for m in metrics) == [1, 4, 16]
     assert all(m["status"] == "ok" for m in metrics)
+
+
+QUICK = ["sweep.enabled=false", "analysis.perturbation_spectrum=false", "eval.n_robust=8"]
+
+
+def test_cli_options_reach_the_objects_and_the_checkpoint_shows_them(tmp_path):
+    """Options no hand-kept list names still arrive: a narrower network, exactly 2 steps."""
+    import torch
+
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "experiment=smoke",
+        "logger=none",
+        "++model.width=8",
+        "++trainer.limit_train_batches=2",
+        "trainer.max_epochs=1",
+        *QUICK,
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert ckpt["global_step"] == 2
+    convs = [v for k, v in ckpt["state_dict"].items() if k.endswith("weight") and v.ndim == 4]
+    assert convs[0].shape[0] == 8  # model.width=8: the first conv has 8 filters
+    assert "next: make figures RUNS=" in result.stdout  # the closing lines
+    assert "clean accuracy" in result.stdout
+
+
+def test_cli_unknown_option_is_one_paragraph_and_exit_2(tmp_path):
+    result = run_cli("experiment=smoke", "+no_such_option=1", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "no_such_option is not a setting" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_run_records_the_full_config_and_collect_says_failed(tmp_path):
+    from rankrobust.collect import read_run
+    from rankrobust.results import IDENTITY_KEYS
+
+    with pytest.raises(ConfigError):
+        task.run(make_cfg(*FAST, "optim.lr=-1"), tmp_path)
+    failed = json.loads((tmp_path / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "optim.lr" in failed["error"]
+    assert set(IDENTITY_KEYS) <= set(failed["config"])
+    assert failed["resolved_config"]["optim"]["lr"] == -1
+    assert read_run(tmp_path)["status"] == "failed"
+
+
+def test_a_failing_analysis_keeps_the_test_accuracies(tmp_path, monkeypatch):
+    from rankrobust import analyses
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("sweep exploded")
+
+    monkeypatch.setattr(analyses, "run_rank_sweep", broken)
+    cfg = make_cfg(*FAST, "trainer.max_epochs=1", "dataset.n_train=128", "dataset.n_test=64")
+    metrics = task.run(cfg, tmp_path)
+    written = read_metrics(tmp_path)
+    assert written["status"] == "partial" == metrics["status"]
+    assert (
+        written["clean_acc"] is not None
+        and "sweep exploded" in written["analysis_errors"]["rank_sweep"]
+    )
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

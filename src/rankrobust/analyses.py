@@ -1,0 +1,177 @@
+"""The paper's analyses of a trained model, run by the task after testing (global rank 0 only).
+
+Each is a plain function ``(model, datamodule, settings, ...) -> dict`` whose dict goes into
+metrics.json under its own key (results.py); the files they write (rig.npz, rig.png) are named
+in ``results.FILES``. Settings are typed dataclasses built from conf/ (``_target_``), so an
+unknown key is an error, not an option silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rankrobust.evaluate import rank_sweep
+from rankrobust.results import FILES
+from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
+from rankrobust.rig_plot import save_rig_grid
+from rankrobust.svd import factorize
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class EvalSettings:
+    """Clean / robust testing: ``n_robust`` test images attacked (None = all), and the precision
+    every evaluation runs in (float32 by default, whatever the training precision)."""
+
+    n_robust: int | None = 1000
+    precision: str = "32-true"
+
+
+@dataclass
+class SweepSettings:
+    """Accuracy on L_k(x) and H_k(x) for k in ``ranks`` (None = default_ranks)."""
+
+    enabled: bool = True
+    ranks: list[int] | None = None
+    modes: list[str] = field(default_factory=lambda: ["low", "high"])
+    n_images: int | None = None
+    robust: bool = False
+    n_robust: int | None = 500
+
+
+@dataclass
+class RIGSettings:
+    """Rank Integrated Gradients on ``n_images`` seeded test images (rig.py)."""
+
+    enabled: bool = False
+    n_images: int = 8
+    steps_per_rank: int = 8
+    baseline_steps: int | None = 64
+    ranks: list[int] | None = None
+    baseline: str = "zero"
+    batch_size: int = 256
+    seed: int = 0
+
+
+@dataclass
+class SpectrumSettings:
+    """Mean singular values of clean images and of evaluation-attack perturbations."""
+
+    perturbation_spectrum: bool = True
+    n_images: int = 256
+
+
+def default_ranks(full_rank: int) -> list[int]:
+    """Every rank up to full for small images (<= 32); else a geometric list 1, 2, 4, ..., full."""
+    if full_rank <= 32:
+        return list(range(1, full_rank + 1))
+    ranks, k = [], 1
+    while k < full_rank:
+        ranks.append(k)
+        k *= 2
+    return ranks + [full_rank]
+
+
+def run_rank_sweep(
+    model: nn.Module, datamodule, settings: SweepSettings, attack: Attack | None, batch_size: int
+) -> dict:
+    """{mode: {k: accuracy}} on the raw test images (+ "<mode>_robust" when settings.robust)."""
+    images, labels = datamodule.test_tensors(raw=True, n=settings.n_images)
+    ranks = list(settings.ranks) if settings.ranks else default_ranks(min(images.shape[-2:]))
+    modes = tuple(settings.modes)
+    sweep = rank_sweep(model, images, labels, ranks, modes=modes, batch_size=batch_size)
+    if settings.robust and attack is not None:
+        n = settings.n_robust or len(labels)
+        robust = rank_sweep(
+            model, images[:n], labels[:n], ranks, modes=modes, batch_size=batch_size, attack=attack
+        )
+        sweep.update({k: v for k, v in robust.items() if k.endswith("_robust")})
+    return sweep
+
+
+def run_perturbation_spectrum(
+    model: nn.Module, datamodule, settings: SpectrumSettings, attack: Attack, batch_size: int
+) -> dict:
+    """Per rank index i: mean s_i of clean test images x and of perturbations x_adv - x.
+
+    Averaged over images and channels; the images are the first ``n_images`` test images as
+    the model sees them (after the run's rank transform).
+    """
+    images, labels = datamodule.test_tensors(raw=False, n=settings.n_images)
+    device = next(model.parameters()).device
+    clean, pert = [], []
+    for lo in range(0, len(labels), batch_size):
+        x = images[lo : lo + batch_size].to(device)
+        y = labels[lo : lo + batch_size].to(device)
+        delta = (attack(model, x, y) - x).detach()
+        clean.append(factorize(x.float()).S.cpu().flatten(0, -2))
+        pert.append(factorize(delta.float()).S.cpu().flatten(0, -2))
+    return {
+        "clean": torch.cat(clean).mean(0).tolist(),
+        "perturbation": torch.cat(pert).mean(0).tolist(),
+        "n_images": int(len(labels)),
+    }
+
+
+def rank_shares(per_rank: torch.Tensor) -> torch.Tensor:
+    """Share of each rank segment in an image's attribution: |a_k| / sum_j |a_j| (rows sum to 1)."""
+    magnitude = per_rank.abs()
+    return magnitude / magnitude.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def run_rig(
+    model: nn.Module, datamodule, settings: RIGSettings, run_dir: str | Path, title: str
+) -> dict:
+    """RIG on a seeded pick of raw test images: writes rig.npz and rig.png into run_dir.
+
+    Returns the metrics.json summary: ``top4_share`` (mean share of |rank attribution| in ranks
+    <= 4), ``median_rel_delta`` (median |completeness error| / |f(x) - f(b)|), ``mean_per_rank``
+    (mean share per path segment), ``ranks`` and the settings used.
+    """
+    run_dir = Path(run_dir)
+    images, labels = datamodule.test_tensors(raw=True)
+    pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(settings.seed))
+    pick = pick[: settings.n_images].to(labels.device)
+    x, y = images[pick].to(next(model.parameters()).device), labels[pick]
+    result = rank_integrated_gradients(
+        model,
+        x,
+        steps_per_rank=settings.steps_per_rank,
+        baseline_steps=settings.baseline_steps,
+        ranks=settings.ranks,
+        baseline=settings.baseline,
+        batch_size=settings.batch_size,
+    )
+    vanilla = vanilla_gradient(model, x, target=result.target)
+    arrays = {
+        "images": x.cpu().numpy(),
+        "targets": result.target.cpu().numpy(),
+        "labels": y.cpu().numpy(),
+        "pixel": result.pixel.cpu().numpy(),
+        "vanilla": vanilla.cpu().numpy(),
+        "per_rank": result.per_rank.cpu().numpy(),
+        "ranks": np.asarray(result.ranks),
+        "delta": result.delta.cpu().numpy(),
+        "relative_delta": result.relative_delta.cpu().numpy(),
+    }
+    classes: Sequence[str] = datamodule.test_set.classes
+    np.savez_compressed(run_dir / FILES["rig_npz"], classes=np.asarray(classes), **arrays)
+    save_rig_grid(arrays, run_dir / FILES["rig_png"], title, classes)
+    shares = rank_shares(result.per_rank.detach().cpu())
+    in_top4 = torch.tensor(result.ranks) <= 4
+    return {
+        "top4_share": float(shares[:, in_top4].sum(1).mean()),
+        "median_rel_delta": float(result.relative_delta.median()),
+        "mean_per_rank": shares.mean(0).tolist(),
+        "ranks": list(result.ranks),
+        "n_images": len(y),
+        "steps_per_rank": settings.steps_per_rank,
+        "baseline_steps": settings.baseline_steps,
+    }

@@ -1,0 +1,50 @@
+"""This job's place in Hydra: its run folder, its own overrides, the command that resumes it."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """Where a run writes and how it was started."""
+
+    run_dir: Path
+    hydra: bool = False  # started by Hydra (run.py), not from Python
+    multirun: bool = False
+    sweep_dir: str | None = None
+    job_num: int | None = None
+    experiment: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+def current_job(run_dir: str | Path | None = None) -> JobInfo:
+    """The running Hydra job (or a plain run in `run_dir` when Hydra is not running)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        if run_dir is None:
+            raise ValueError("run_dir is required when Hydra is not running")
+        return JobInfo(run_dir=Path(run_dir))
+    hc = HydraConfig.get()
+    multirun = hc.mode.name == "MULTIRUN"
+    return JobInfo(
+        run_dir=Path(run_dir if run_dir is not None else hc.runtime.output_dir),
+        hydra=True,
+        multirun=multirun,
+        sweep_dir=str(hc.sweep.dir) if multirun else None,
+        job_num=hc.job.num if multirun else None,
+        experiment=hc.runtime.choices.get("experiment"),
+        overrides=tuple(hc.overrides.task),
+    )
+
+
+def resume_command(job: JobInfo) -> str:
+    """`python run.py <this job's overrides> hydra.run.dir=<run_dir> resume=true`."""
+    given = job.overrides or tuple(a for a in sys.argv[1:] if "=" in a and not a.startswith("-"))
+    keep = [o for o in given if not o.startswith(("resume=", "hydra.run.dir="))]
+    args = [*keep, f"hydra.run.dir={job.run_dir}", "resume=true"]
+    return " ".join(["python run.py", *(shlex.quote(a) for a in args)])

@@ -1,0 +1,92 @@
+"""Sweep summaries: which jobs of a multirun finished, which failed and why (sweep_summary.json).
+
+Jobs are found by their `.hydra/overrides.yaml` at any depth below the sweep folder, so a job
+folder nested by a '/' in an override value (older runs) is still listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rankrobust.results import FILENAME
+
+SUMMARY = "sweep_summary.json"
+
+
+def summarize_sweep(sweep_dir: str | Path) -> dict:
+    """Read every job folder of a sweep (those with .hydra/overrides.yaml) into one summary."""
+    sweep_dir = Path(sweep_dir)
+    jobs = []
+    for job_dir in sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")):
+        overrides = [str(o) for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")]
+        entry: dict[str, Any] = {
+            "job": str(job_dir.relative_to(sweep_dir)),
+            "dir": str(job_dir),
+            "overrides": overrides,
+        }
+        try:
+            m = json.loads((job_dir / FILENAME).read_text())
+        except (OSError, ValueError):
+            m = {"status": "missing", "error": "no metrics.json: the job died before it started"}
+        if m.get("status") == "running":
+            m["error"] = m.get("error") or "still running, or killed before it finished"
+        entry.update(
+            status=m.get("status"),
+            error=m.get("error"),
+            clean_acc=m.get("clean_acc"),
+            robust_acc=m.get("robust_acc"),
+        )
+        jobs.append(entry)
+    jobs.sort(key=lambda j: (len(j["job"].split("_")[0]), j["job"]))
+    failed = [j for j in jobs if j["status"] != "ok"]
+    return {
+        "sweep_dir": str(sweep_dir),
+        "n_jobs": len(jobs),
+        "n_ok": len(jobs) - len(failed),
+        "n_failed": len(failed),
+        "failed": [{k: j[k] for k in ("job", "overrides", "status", "error")} for j in failed],
+        "jobs": jobs,
+    }
+
+
+def write_sweep_summary(sweep_dir: str | Path) -> dict:
+    summary = summarize_sweep(sweep_dir)
+    path = Path(sweep_dir) / SUMMARY
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, path)
+    return summary
+
+
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover
+    _HydraCallback = object
+
+
+class SweepSummary(_HydraCallback):
+    """Hydra callback: at the end of a multirun, write <sweep dir>/sweep_summary.json.
+
+    With `fail_on_error` the process then exits with status 1 when any job failed.
+    """
+
+    def __init__(self, fail_on_error: bool = True):
+        self.fail_on_error = fail_on_error
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        summary = write_sweep_summary(config.hydra.sweep.dir)
+        print(
+            f"[rankrobust] sweep: {summary['n_ok']}/{summary['n_jobs']} jobs ok; summary in "
+            f"{Path(config.hydra.sweep.dir) / SUMMARY}",
+            flush=True,
+        )
+        for job in summary["failed"]:
+            print(f"[rankrobust]   FAILED {job['job']}: {job['error']}", file=sys.stderr)
+        if summary["failed"] and self.fail_on_error:
+            sys.exit(1)

@@ -1,0 +1,139 @@
+"""Experiment loggers from conf/logger (W&B offline by default) and what the task logs to them.
+
+One place for W&B set-up: offline unless WANDB_MODE=online, quiet, one run id per run folder
+(a resumed run continues its W&B run), the analyses' tables and plots, the summary, finish.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rankrobust.results import FILES, run_identity
+
+RUN_ID_FILE = "wandb_run_id.txt"
+
+
+def wandb_env() -> bool:
+    """Default W&B to offline and quiet; True when it will log offline."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+    return os.environ["WANDB_MODE"] != "online"
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    ident = run_identity(OmegaConf.to_container(cfg, resolve=True))
+    tags = [f"{k}:{ident[k]}" for k in ("dataset", "model", "attack", "rank")]
+    return tags + [f"transform:{ident['transform_mode']}"]
+
+
+def _run_id(run_dir: Path) -> str:
+    """The W&B run id kept in the run folder, so resume=true continues the same W&B run."""
+    path = run_dir / RUN_ID_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = secrets.token_hex(4)  # W&B ids: 8 lowercase letters/digits
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(run_id)
+    return run_id
+
+
+def build(cfg: DictConfig, run_dir: Path, group: str | None) -> list:
+    """Instantiate every logger under cfg.logger with the run folder as its save_dir."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        if node is None:
+            continue
+        if issubclass(get_class(node._target_), WandbLogger):
+            offline = wandb_env() and node.get("offline", True)
+            loggers.append(
+                instantiate(node, _partial_=True, _convert_="all")(
+                    save_dir=str(run_dir),
+                    id=_run_id(run_dir),
+                    resume="allow",
+                    offline=offline,
+                    group=node.get("group") or group or cfg.name,
+                    tags=run_tags(cfg) + list(node.get("tags") or []),
+                    config=OmegaConf.to_container(cfg, resolve=True),
+                )
+            )
+        else:
+            loggers.append(instantiate(node, save_dir=str(run_dir)))
+    return loggers
+
+
+def wandb_run(loggers: list):
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            return logger.experiment
+    return None
+
+
+def log_results(loggers: list, metrics: dict, run_dir: Path) -> None:
+    """Summary (clean/robust accuracy, rig/*), the rank sweep as a table and line plots, the RIG
+    grid and rank-attribution curve: what a W&B dashboard shows."""
+    run = wandb_run(loggers)
+    if run is None:
+        return
+    import wandb
+
+    summary = {k: metrics[k] for k in ("clean_acc", "robust_acc") if metrics.get(k) is not None}
+    for name, value in (metrics.get("rig") or {}).items():
+        if isinstance(value, int | float):
+            summary[f"rig/{name}"] = value
+    run.summary.update(summary)
+    sweep = metrics.get("rank_sweep") or {}
+    if sweep:
+        rows = [[m, int(k), float(a)] for m, accs in sweep.items() for k, a in accs.items()]
+        plots = {
+            f"rank_sweep/{mode}": wandb.plot.line(
+                wandb.Table(
+                    data=[[int(k), float(a)] for k, a in accs.items()], columns=["rank", "accuracy"]
+                ),
+                "rank",
+                "accuracy",
+                title=f"Accuracy on {mode}-rank images vs rank",
+            )
+            for mode, accs in sweep.items()
+        }
+        table = wandb.Table(data=rows, columns=["mode", "rank", "accuracy"])
+        run.log({"rank_sweep/table": table, **plots})
+    rig = metrics.get("rig") or {}
+    png = run_dir / FILES["rig_png"]
+    if rig and png.is_file():
+        curve = wandb.Table(
+            data=[[r, s] for r, s in zip(rig["ranks"], rig["mean_per_rank"], strict=True)],
+            columns=["rank", "share"],
+        )
+        run.log(
+            {
+                "rig/grid": wandb.Image(str(png), caption="image | vanilla gradient | RIG"),
+                "rig/rank_attribution": wandb.plot.line(
+                    curve, "rank", "share", title="Mean RIG rank attribution share vs rank"
+                ),
+            }
+        )
+
+
+def wandb_dir(loggers: list) -> str | None:
+    run = wandb_run(loggers)
+    return getattr(run, "dir", None) if run is not None else None
+
+
+def finish_wandb() -> None:
+    """Close the W&B run so the next job of a multirun starts a fresh one."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()

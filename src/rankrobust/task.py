@@ -1,0 +1,181 @@
+"""One run: check, seed, instantiate, fit, test, analyse, write metrics.json (results.py).
+
+`run(cfg)` is what run.py calls. Its one failure policy (`task_wrapper`): any exception
+leaves metrics.json `failed` with the full config and the error (Ctrl-C: `interrupted` and the
+resume command), W&B is finished, and under the CLI a ConfigError is one paragraph and exit
+code 2 (in a multirun the sweep goes on and sweep_summary.json names the job). Outside Hydra
+(tests, notebooks, DDP children) errors are raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rankrobust import analyses, build, checks, loggers, results
+from rankrobust.errors import ConfigError, as_config_error
+from rankrobust.launch.ddp import prepare_ddp_children, rank_zero
+from rankrobust.launch.jobs import JobInfo, current_job, resume_command
+from rankrobust.launch.lease import job_device
+
+
+def task_wrapper(fn):
+    """Run fn(cfg, job, base) under the failure policy described in the module docstring."""
+
+    @functools.wraps(fn)
+    def wrapped(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
+        job = current_job(run_dir)
+        base = results.base_record(_plain(cfg), job.run_dir, job.experiment, resume_command(job))
+        try:
+            with job_device(cfg):  # launcher=local_gpus: hold one free GPU for this job
+                return fn(cfg, job, base)
+        except KeyboardInterrupt:
+            _write(job.run_dir, {**base, "status": "interrupted"})
+            print(f"\n[rankrobust] interrupted; resume with:\n  {base['command']}", flush=True)
+            raise SystemExit(130) from None
+        except Exception as raw:
+            err = as_config_error(raw)
+            error = f"{type(err).__name__}: {err}"
+            _write(job.run_dir, {**base, "status": "failed", "error": error})
+            if not job.hydra:
+                raise err from raw if err is not raw else raw
+            if isinstance(err, ConfigError):
+                print(f"\nrankrobust: configuration error\n  {err}\n", file=sys.stderr)
+                if not job.multirun:
+                    sys.exit(2)
+            elif job.multirun:  # the sweep goes on; sweep_summary.json names this job
+                print(f"[rankrobust] job {job.job_num} failed:", file=sys.stderr)
+                traceback.print_exc()
+            else:
+                raise
+            return {**base, "status": "failed", "error": error}
+        finally:
+            loggers.finish_wandb()
+
+    return wrapped
+
+
+@task_wrapper
+def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
+    """Train (or load) the model, test it, run the analyses; write run_dir/metrics.json."""
+    start, timings = time.perf_counter(), base["timings"]
+    checks.check_config(cfg)
+    checks.check_run_dir(job.run_dir, bool(cfg.resume))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = build.datamodule(cfg)
+    module = build.module(cfg, build.model(cfg))
+    logs = loggers.build(cfg, job.run_dir, job.sweep_dir)
+    trainer = build.trainer(cfg, job.run_dir, logs, build.callbacks(cfg))
+    prepare_ddp_children(cfg, job.run_dir)  # DDP: the extra processes rerun this config
+    _write(job.run_dir, {**base, "status": "running"})
+    timings["setup"] = time.perf_counter() - start
+    last = job.run_dir / "checkpoints" / "last.ckpt"
+    if cfg.train:  # every DDP process trains; rank 0 says how to resume
+        if rank_zero():
+            print(f"[rankrobust] run folder: {job.run_dir}", flush=True)
+        tick = time.perf_counter()
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.resume else None)
+        timings["fit"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    tested = trainer.test(module, datamodule=dm, verbose=False)[0]
+    timings["test"] = time.perf_counter() - tick
+    metrics = {
+        **base,
+        "status": "ok",
+        "clean_acc": tested.get("test/clean_acc"),
+        "robust_acc": tested.get("test/robust_acc"),
+        "checkpoint": str(last) if last.exists() else cfg.model.get("checkpoint"),
+        **test_counts(dm, build.eval_budget(cfg), cfg.eval.precision),
+    }
+    if not trainer.is_global_zero:
+        return metrics
+    metrics.update(run_analyses(cfg, module, dm, job.run_dir, timings))
+    timings["total"] = time.perf_counter() - start
+    results.write_metrics(job.run_dir, metrics)
+    loggers.log_results(logs, metrics, job.run_dir)
+    print("\n".join(results.closing_lines(metrics, loggers.wandb_dir(logs))), flush=True)
+    return metrics
+
+
+def _plain(cfg: DictConfig) -> dict:
+    """The config as a plain dict, resolved where it resolves (a bad interpolation is kept)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def _write(run_dir: Path, metrics: dict) -> None:
+    """metrics.json from global rank 0 only; a folder that cannot be written is said, once."""
+    if not rank_zero():
+        return
+    try:
+        results.write_metrics(run_dir, metrics)
+    except OSError as err:
+        print(f"[rankrobust] cannot write {run_dir / results.FILENAME}: {err}", file=sys.stderr)
+
+
+def test_counts(dm, n_robust: int | None, precision: str) -> dict:
+    """How many test images the accuracies are over (for confidence intervals)."""
+    n_test = len(dm.test_dataloader().dataset)
+    n_rob = n_test if n_robust is None else min(n_robust, n_test)
+    return {"n_test": n_test, "n_robust": n_rob, "eval_precision": precision}
+
+
+def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> dict:
+    """The rank sweep, perturbation spectrum and RIG in float32 (eval mode, no autocast).
+
+    A failing analysis does not lose the test accuracies: the run becomes `partial` and
+    metrics.json names the analysis and its error.
+    """
+    s = {k: instantiate(cfg[k], _convert_="all") for k in ("sweep", "rig", "analysis")}
+    attack = module.eval_attack
+    batch = cfg.dataset.eval_batch_size
+    kind = "natural" if module.train_attack is None else "adversarial"
+    title = f"RIG: {type(getattr(module.model, 'net', module.model)).__name__}, {kind} training"
+    todo = {
+        "rank_sweep": (s["sweep"].enabled, analyses.run_rank_sweep, (s["sweep"], attack, batch)),
+        "perturbation_spectrum": (
+            s["analysis"].perturbation_spectrum and attack is not None,
+            analyses.run_perturbation_spectrum,
+            (s["analysis"], attack, batch),
+        ),
+        "rig": (s["rig"].enabled, analyses.run_rig, (s["rig"], run_dir, title)),
+    }
+    out: dict = {}
+    module.eval()
+    for name, (enabled, fn, args) in todo.items():
+        if not enabled:
+            continue
+        tick = time.perf_counter()
+        try:
+            with torch.autocast(device_type=module.device.type, enabled=False):
+                out[name] = fn(module, dm, *args)
+        except Exception as err:
+            print(f"[rankrobust] analysis {name} failed: {err}", file=sys.stderr)
+            out.setdefault("analysis_errors", {})[name] = f"{type(err).__name__}: {err}"
+            out["status"] = "partial"
+        timings[name] = time.perf_counter() - tick
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rankrobust.task ddp-child <config.yaml> <run_dir>`: a DDP child process."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ddp-child"] and len(argv) == 3:
+        run(OmegaConf.load(argv[1]), argv[2])
+        return 0
+    print("usage: python -m rankrobust.task ddp-child <config.yaml> <run_dir>", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
