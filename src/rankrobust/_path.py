@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_images
 from rankrobust.models import eval_mode
 
 # canonical rule name -> accepted aliases (captum's names included)
@@ -107,17 +108,8 @@ def _check_score(score: str) -> str:
 
 
 def _check_images(x: Tensor, name: str = "x") -> Tensor:
-    if not isinstance(x, Tensor):
-        raise ConfigError(f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(x)}")
-    if x.dim() != 4:
-        raise ConfigError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ConfigError(f"{name} is an empty batch (N = 0)")
-    if not x.is_floating_point():
-        raise ConfigError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise ConfigError(f"{name} contains NaN or infinite values; attribution needs finite input")
-    return x.detach()
+    """Finite floating-point (N, C, H, W) images, detached; any range (paths leave [0, 1])."""
+    return check_images(x, name, batched=True, unit_range=False).detach()
 
 
 def quadrature(method: str, steps: int) -> tuple[Tensor, Tensor]:
