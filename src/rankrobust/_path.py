@@ -15,7 +15,8 @@ time (one forward and one backward per chunk), never one point at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,9 +162,36 @@ def _score(logits: Tensor, target: Tensor, score: str) -> Tensor:
     return logits.gather(1, target.view(-1, 1)).squeeze(1)
 
 
+Forward = Callable[[Tensor, Tensor], Tensor]
+
+
+def _forward(model: Callable[..., Tensor], extra: tuple, n: int) -> Forward:
+    """``forward(inp, rows)``: ``model(inp, *extra)`` where the model input row i belongs to
+    image ``rows[i]``; a tensor in ``extra`` with first dim n (one entry per image, captum's
+    convention) is taken at ``rows``, anything else is passed as is."""
+    if not extra:
+        return lambda inp, rows: model(inp)
+
+    def forward(inp: Tensor, rows: Tensor) -> Tensor:
+        args = [
+            a.index_select(0, rows.to(a.device))
+            if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n
+            else a
+            for a in extra
+        ]
+        return model(inp, *args)
+
+    return forward
+
+
 @torch.no_grad()
-def _forward_chunked(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    return torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+def _forward_chunked(forward: Forward, x: Tensor, rows: Tensor, batch_size: int) -> Tensor:
+    return torch.cat(
+        [
+            forward(x[i : i + batch_size], rows[i : i + batch_size])
+            for i in range(0, x.shape[0], batch_size)
+        ]
+    )
 
 
 def _resolve_target(target, logits: Tensor) -> Tensor:
@@ -190,7 +218,7 @@ def _resolve_target(target, logits: Tensor) -> Tensor:
 # the engine
 # --------------------------------------------------------------------------------------------
 def path_integral(
-    model: nn.Module,
+    model: Callable[..., Tensor],
     path: Sequence[Tensor],
     target=None,
     steps: int | Sequence[int] = 8,
@@ -198,14 +226,15 @@ def path_integral(
     batch_size: int = 256,
     score: str = "logit",
     channels_last: bool | None = None,
+    additional_forward_args: tuple = (),
 ) -> PathIntegral:
     """Integrate gradients of the target score along a piecewise-linear path.
 
     Args:
-        model: maps (B, C, H, W) images to (B, num_classes) scores.  Run in eval mode for the
-            call; every submodule's previous mode is restored afterwards.  Gradients are taken
-            with ``torch.autograd.grad`` w.r.t. the path points only, so no ``.grad`` is left on
-            the parameters.
+        model: maps (B, C, H, W) images to (B, num_classes) scores.  An ``nn.Module`` runs in
+            eval mode for the call; every submodule's previous mode is restored afterwards.
+            Gradients are taken with ``torch.autograd.grad`` w.r.t. the path points only, so no
+            ``.grad`` is left on the parameters.
         path: K + 1 >= 2 tensors shaped like the input (N, C, H, W): ``path[0]`` the baseline,
             ``path[-1]`` the input x; segment k is the straight line ``path[k-1] -> path[k]``.
         target: None (the top label of the model on ``path[-1]``), an int, or N ints.
@@ -218,6 +247,8 @@ def path_integral(
         channels_last: build the model inputs in ``torch.channels_last`` memory format; None
             (default) does so on CPU, where oneDNN convolutions run about 1.5-2x faster in it
             (values agree with the default layout to float rounding).
+        additional_forward_args: more arguments, ``model(inputs, *additional_forward_args)``;
+            a tensor whose first dim is N is taken per image (captum's convention).
 
     Returns:
         :class:`PathIntegral` with the pixel attribution, per-segment attribution and the
@@ -252,10 +283,20 @@ def path_integral(
         alphas, weights = quadrature(canon, m)
         nodes.extend((k, float(a), float(w)) for a, w in zip(alphas, weights, strict=True))
 
-    with eval_mode(model):
+    if not isinstance(additional_forward_args, tuple):
+        raise ConfigError(
+            f"additional_forward_args must be a tuple, got {type(additional_forward_args)}"
+        )
+    forward = _forward(model, additional_forward_args, n)
+    images = torch.arange(n, device=x.device)
+    modes = eval_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
+    with modes:
         # f(x), f(baseline) and the default target, without building a graph
         ends = _forward_chunked(
-            model, torch.cat([x, points[0]]).contiguous(memory_format=fmt), batch_size
+            forward,
+            torch.cat([x, points[0]]).contiguous(memory_format=fmt),
+            torch.cat([images, images]),
+            batch_size,
         )
         target_t = _resolve_target(target, ends[:n])
         both = _score(ends, torch.cat([target_t, target_t]), score)
@@ -297,9 +338,10 @@ def path_integral(
                         out=inp[off : off + i1 - i0],
                     )
                 tgt = torch.cat([target_t[i0:i1] for _, _, i0, i1 in pieces])
+                rows = torch.cat([images[i0:i1] for _, _, i0, i1 in pieces])
             inp.requires_grad_(True)
             with torch.enable_grad():
-                f = _score(model(inp), tgt, score)
+                f = _score(forward(inp, rows), tgt, score)
                 (grad,) = torch.autograd.grad(f.sum(), inp)
             with torch.no_grad():
                 for off, node, i0, i1 in pieces:

@@ -18,8 +18,9 @@ is plain PyTorch (no Lightning, no captum at run time).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,9 +43,13 @@ from rankrobust._path import (
 from rankrobust.errors import ConfigError
 from rankrobust.models import eval_mode
 
+if TYPE_CHECKING:  # loaded lazily by __getattr__ below
+    from rankrobust._captum import RankIntegratedGradients
+
 __all__ = [
     "PathIntegral",
     "RIGResult",
+    "RankIntegratedGradients",
     "SUPPORTED_METHODS",
     "SUPPORTED_SCORES",
     "integrated_gradients",
@@ -161,7 +166,7 @@ def _resolve_ranks(ranks, full_rank: int) -> list[int]:
 
 
 def rank_integrated_gradients(
-    model: nn.Module,
+    model: Callable[..., Tensor],
     x: Tensor,
     target=None,
     steps_per_rank: int = 8,
@@ -172,6 +177,7 @@ def rank_integrated_gradients(
     score: str = "logit",
     baseline_steps: int | None = None,
     channels_last: bool | None = None,
+    additional_forward_args: tuple = (),
 ) -> RIGResult:
     """Rank Integrated Gradients: Integrated Gradients along the rank path.
 
@@ -180,7 +186,8 @@ def rank_integrated_gradients(
     straight within each segment, each integrated with ``steps_per_rank`` points.
 
     Args:
-        model: (B, C, H, W) -> (B, num_classes); evaluated in eval mode, mode restored after.
+        model: (B, C, H, W) -> (B, num_classes); an ``nn.Module`` is evaluated in eval mode,
+            its modes restored after.
         x: (N, C, H, W) images (finite).
         target: None (top label), an int, or N ints.
         steps_per_rank: quadrature points per segment (>= 1).
@@ -197,6 +204,8 @@ def rank_integrated_gradients(
             of the integration error, so raising only this count is the cheap way to shrink
             ``delta``.
         channels_last: model-input memory format, see :func:`path_integral` (None: auto).
+        additional_forward_args: more arguments for ``model(inputs, *args)``, see
+            :func:`path_integral`.
 
     Returns:
         :class:`RIGResult`; ``per_rank[:, k]`` is segment k's attribution, and
@@ -232,12 +241,13 @@ def rank_integrated_gradients(
         batch_size=batch_size,
         score=score,
         channels_last=channels_last,
+        additional_forward_args=additional_forward_args,
     )
     return RIGResult.from_path(res, rank_list, m, canon)
 
 
 def integrated_gradients(
-    model: nn.Module,
+    model: Callable[..., Tensor],
     x: Tensor,
     target=None,
     steps: int = 50,
@@ -246,6 +256,7 @@ def integrated_gradients(
     method: str = "midpoint",
     score: str = "logit",
     channels_last: bool | None = None,
+    additional_forward_args: tuple = (),
 ) -> RIGResult:
     """Integrated Gradients (Sundararajan et al. 2017) on the straight path baseline -> x.
 
@@ -276,6 +287,7 @@ def integrated_gradients(
         batch_size=batch_size,
         score=score,
         channels_last=channels_last,
+        additional_forward_args=additional_forward_args,
     )
     return RIGResult.from_path(res, [min(x.shape[-2], x.shape[-1])], m, canon)
 
@@ -317,3 +329,13 @@ def _slice_target(target, lo: int, count: int, x: Tensor):
     if t.numel() != x.shape[0]:
         raise ConfigError(f"target has {t.numel()} entries but the batch has {x.shape[0]} images")
     return t[lo : lo + count]
+
+
+def __getattr__(name: str):
+    # The captum attribution class is loaded on first use: importing captum takes about a
+    # second (it pulls in matplotlib), which the plain functions above do not need.
+    if name == "RankIntegratedGradients":
+        from rankrobust._captum import RankIntegratedGradients
+
+        return RankIntegratedGradients
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
