@@ -216,7 +216,32 @@ def test_unknown_attack_lists_known_names():
         AttackSpec(name="cw").validate()
     for name in ("none", "pgd_linf", "pgd_l2", "fgsm_rs", "autoattack"):
         assert name in str(info.value)
-    assert set(ATTACK_NAMES) == {"none", "pgd_linf", "pgd_l2", "fgsm_rs", "autoattack"}
+
+
+# per name, the settings that make a cheap attack of it (eps: Linf, or L2 for pgd_l2)
+_CHEAP = {
+    "pgd_linf": {"eps": EPS, "steps": 2},
+    "pgd_l2": {"eps": 0.5, "steps": 2, "norm": "L2"},
+    "fgsm_rs": {"eps": EPS},
+    "autoattack": {"eps": EPS, "version": "custom", "attacks_to_run": ["apgd-ce"], "n_iter": 2},
+}
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_every_attack_name_builds_an_attack_inside_its_ball(trained, name):
+    """Every advertised name is accepted and gives an attack that stays in [0, 1] and the ball."""
+    model, x, y = trained
+    attack = make_attack(AttackSpec(name=name, **_CHEAP.get(name, {})))
+    if name == "none":
+        assert attack is None
+        return
+    x_adv = attack(model, x[:8], y[:8])
+    assert x_adv.shape == x[:8].shape
+    dist = _l2(x_adv, x[:8]) if name == "pgd_l2" else _linf(x_adv, x[:8])
+    assert (dist <= _CHEAP[name]["eps"] + 1e-5).all()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    if name != "autoattack":  # AutoAttack returns only its successful perturbations
+        assert dist.max() > 0
 
 
 def test_make_attack(trained):

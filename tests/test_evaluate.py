@@ -95,19 +95,45 @@ def test_robust_accuracy_with_lambda_attacks() -> None:
     assert seen == [False, False] and model.training
 
 
-def test_robust_accuracy_attack_can_use_gradients(data) -> None:
+def test_robust_accuracy_attack_can_use_gradients() -> None:
+    """FGSM against the oracle: a step of 0.5 moves every mean pixel across 0.5, 0.1 none."""
+    x = torch.cat([torch.full((3, 3, 4, 4), 0.9), torch.full((3, 3, 4, 4), 0.1)])
+    y = torch.tensor([1, 1, 1, 0, 0, 0])
+
+    def fgsm(step: float):
+        def attack(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            xb = xb.clone().requires_grad_(True)
+            loss = nn.functional.cross_entropy(m(xb), yb)
+            (grad,) = torch.autograd.grad(loss, xb)
+            return (xb + step * grad.sign()).clamp(0, 1).detach()
+
+        return attack
+
+    assert accuracy(Oracle(), x, y) == 1.0
+    assert robust_accuracy(Oracle(), x, y, fgsm(0.5), batch_size=4) == 0.0
+    assert robust_accuracy(Oracle(), x, y, fgsm(0.1), batch_size=4) == 1.0
+
+
+class Constant(nn.Module):
+    """Always predicts class ``c`` (logits independent of the input)."""
+
+    def __init__(self, c: int, num_classes: int = 10) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.nn.functional.one_hot(torch.tensor(c), num_classes) * 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(x.shape[0], -1) + 0 * x.sum(dim=(1, 2, 3))[:, None]
+
+
+def test_rank_sweep_of_a_constant_model_is_the_label_share(data) -> None:
+    """A model predicting class c scores (# labels == c) / N at every rank, attacked or not."""
     x, y = data
-    model = tiny_model()
-
-    def fgsm(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        xb = xb.clone().requires_grad_(True)
-        loss = nn.functional.cross_entropy(m(xb), yb)
-        (grad,) = torch.autograd.grad(loss, xb)
-        return (xb + 0.5 * grad.sign()).clamp(0, 1).detach()
-
-    clean = accuracy(model, x, y)
-    robust = robust_accuracy(model, x, y, fgsm, batch_size=16)
-    assert 0.0 <= robust <= clean
+    for c in (0, int(y[0])):
+        share = (y == c).float().mean().item()
+        out = rank_sweep(Constant(c), x, y, [1, 3, 8], batch_size=10, attack=lambda m, a, b: 1 - a)
+        assert set(out) == {"low", "high", "low_robust", "high_robust"}
+        assert all(v == pytest.approx(share) for d in out.values() for v in d.values())
+        assert accuracy(Constant(c), x, y) == pytest.approx(share)
 
 
 def test_rank_sweep_low_full_equals_clean_and_modes(data) -> None:
@@ -119,7 +145,6 @@ def test_rank_sweep_low_full_equals_clean_and_modes(data) -> None:
     assert list(out["low"]) == [1, 2, 4, 8] and list(out["high"]) == [1, 2, 4, 8]
     assert all(type(k) is int for k in out["low"])
     assert out["low"][8] == clean
-    assert all(0.0 <= v <= 1.0 for d in out.values() for v in d.values())
 
 
 def test_rank_sweep_matches_direct_transform(data) -> None:
@@ -127,9 +152,13 @@ def test_rank_sweep_matches_direct_transform(data) -> None:
     model = tiny_model(seed=3)
     fac = factorize(x)
     out = rank_sweep(model, x, y, ranks=[2, 5], batch_size=10, clamp=False)
-    for k in (2, 5):
-        assert out["low"][k] == pytest.approx(accuracy(model, fac.low_rank(k), y))
-        assert out["high"][k] == pytest.approx(accuracy(model, fac.high_rank(k), y))
+    model.eval()
+    with torch.no_grad():  # by hand: accuracy() takes pixels in [0, 1] only, not residuals
+        for k in (2, 5):
+            low = (model(fac.low_rank(k)).argmax(1) == y).float().mean().item()
+            high = (model(fac.high_rank(k)).argmax(1) == y).float().mean().item()
+            assert out["low"][k] == pytest.approx(low)
+            assert out["high"][k] == pytest.approx(high)
     only_high = rank_sweep(model, x, y, ranks=[2], modes=("high",), factorization=fac)
     assert set(only_high) == {"high"} and only_high["high"][2] == out["high"][2]
 

@@ -263,15 +263,31 @@ def test_imagenet_without_root_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_imagenet_eval_runs_on_a_tiny_val_tree(tmp_path):
+    """A model that always predicts class n003, on 4 + 3 + 2 images: every accuracy is 2/9.
+
+    Its last layer is zero with a bias for class 2, so its logits do not depend on the input:
+    no attack and no rank transform can change a prediction.
+    """
     root = _imagenet_tree(tmp_path / "imagenet")
+    for path in [*sorted((root / "val" / "n002").iterdir())[:1],
+                 *sorted((root / "val" / "n003").iterdir())[:2]]:  # fmt: skip
+        path.unlink()
+    model = build_model("small_cnn", 3, IMAGENET_MEAN, IMAGENET_STD)
+    with torch.no_grad():
+        model.net.fc.weight.zero_()
+        model.net.fc.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
+    torch.save(model.net.state_dict(), tmp_path / "class2.pt")
     cfg = make_cfg(
-        *IMAGENET_TINY, f"dataset.root={root}", "eval.n_robust=4", "attack.eval.steps=2",
-        "sweep.ranks=[1,4,32]", "sweep.n_images=6",
+        *IMAGENET_TINY, f"dataset.root={root}", "eval.n_robust=9", "attack.eval.steps=2",
+        "sweep.ranks=[1,4,32]", "sweep.n_images=9", f"model.checkpoint={tmp_path / 'class2.pt'}",
     )  # fmt: skip
     metrics = task.run(cfg, tmp_path / "run")
     assert metrics["status"] == "ok" and "fit" not in metrics["timings"]
-    assert 0.0 <= metrics["robust_acc"] <= 1.0 and 0.0 <= metrics["clean_acc"] <= 1.0
-    assert {str(k) for k in metrics["rank_sweep"]["low"]} == {"1", "4", "32"}
+    assert metrics["clean_acc"] == pytest.approx(2 / 9)
+    assert metrics["robust_acc"] == pytest.approx(2 / 9)
+    sweep = metrics["rank_sweep"]
+    assert {str(k) for k in sweep["low"]} == {"1", "4", "32"}
+    assert all(v == pytest.approx(2 / 9) for mode in ("low", "high") for v in sweep[mode].values())
 
 
 def test_imagenet_stream_applies_the_rank_transform_to_test_batches(tmp_path):

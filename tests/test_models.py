@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from rankrobust.errors import ConfigError
-from rankrobust.models import MODEL_NAMES, Normalize, build_model
+from rankrobust.models import MODEL_NAMES, NORMALIZES_INSIDE, Normalize, build_model
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2471, 0.2435, 0.2616)
@@ -21,9 +21,20 @@ SMALL_KWARGS = {
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_model_names_registry():
-    assert set(MODEL_NAMES) >= {"small_cnn", "preact_resnet18", "wide_resnet", "resnet50"}
-    assert isinstance(MODEL_NAMES, tuple)
+@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n not in NORMALIZES_INSIDE])
+def test_every_registered_model_normalises_inside_and_gives_logits(name):
+    """Each registered name builds a model whose first step is Normalize(mean, std) and that
+    maps a batch of pixels to (N, num_classes) logits (8x8 inputs keep the big ones fast)."""
+    torch.manual_seed(0)
+    mean, std = (0.2, 0.4, 0.6), (0.5, 0.25, 0.125)
+    model = build_model(name, 7, mean, std).eval()
+    assert isinstance(model.normalize, Normalize)
+    x = torch.rand(3, 3, 8, 8)
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (3, 7) and torch.isfinite(out).all()
+        torch.testing.assert_close(out, model.net((x - m) / s))
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_KWARGS))

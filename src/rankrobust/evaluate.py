@@ -1,6 +1,8 @@
 """Framework-free evaluation of torch models on clean, attacked and rank-transformed images.
 
 Images are pixels in [0, 1] of shape (N, C, H, W); any normalisation lives inside the model.
+The public inputs are checked by :func:`rankrobust.inputs.check_images` (the residuals H_k(x)
+that :func:`rank_sweep` builds internally legitimately leave [0, 1] and are not checked).
 An ``attack`` is any callable ``attack(model, x, y) -> x_adv`` (see ``rankrobust.attacks``).
 """
 
@@ -13,6 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_images
 from rankrobust.models import eval_mode
 from rankrobust.svd import Factorization, factorize, validate_rank
 
@@ -32,19 +35,31 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _check_data(images: Tensor, labels: Tensor | Sequence[int], batch_size: int) -> Tensor:
-    if not isinstance(images, Tensor) or images.ndim < 2:
-        raise ConfigError("images must be a tensor of shape (N, C, H, W)")
+    check_images(images, "images")
     labels = torch.as_tensor(labels)
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise ConfigError(
             f"labels must have shape (N,) with N = {images.shape[0]} images, "
             f"got {tuple(labels.shape)}"
         )
-    if images.shape[0] == 0:
-        raise ConfigError("cannot evaluate on an empty set of images")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
     return labels
+
+
+def _predict(model: nn.Module, x: Tensor) -> Tensor:
+    """Top-1 predictions; a model that cannot take images this small says so by their size."""
+    try:
+        return model(x).argmax(dim=-1)
+    except RuntimeError as err:
+        # torch's pooling / convolution messages for inputs smaller than the receptive field
+        msg = str(err).lower()
+        if "too small" not in msg and "input size" not in msg:
+            raise
+        raise ConfigError(
+            f"images: {x.shape[-2]}x{x.shape[-1]} images are too small for this model "
+            f"({err}); give images of the size the model was built for"
+        ) from err
 
 
 def _batches(n: int, batch_size: int) -> Iterable[slice]:
@@ -62,7 +77,7 @@ def _count_correct(
         x = attack(model, x, y).detach()
         model.eval()  # an attack may have changed the mode; predictions are in eval mode
     with torch.no_grad():
-        pred = model(x).argmax(dim=-1)
+        pred = _predict(model, x)
     return int((pred == y).sum().item())
 
 
@@ -138,8 +153,6 @@ def rank_sweep(
         (accuracy on ``attack`` applied to the transformed images).
     """
     labels = _check_data(images, labels, batch_size)
-    if images.ndim < 3:
-        raise ConfigError("images must be a batch of shape (N, C, H, W)")
     modes = tuple(modes)
     bad = [m for m in modes if m not in _SWEEP_MODES]
     if bad or not modes:

@@ -144,23 +144,10 @@ def validate_band(
 
 
 def _check_input(x: object) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise ConfigError(f"expected a torch.Tensor of shape (..., H, W), got {type(x).__name__}")
-    if x.ndim < 2:
-        raise ConfigError(
-            f"expected a tensor of shape (..., H, W) with at least 2 dims, got shape "
-            f"{tuple(x.shape)}"
-        )
-    if x.shape[-1] == 0 or x.shape[-2] == 0:
-        raise ConfigError(f"images must have H, W >= 1, got shape {tuple(x.shape)}")
-    if x.is_complex():
-        raise ConfigError("complex input is not supported: images must be real")
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise ConfigError(
-            "input contains NaN or infinite values: the SVD needs finite pixels "
-            "(check the data loading / normalisation)"
-        )
-    return x
+    # one shared check: float (..., H, W), finite; any range (perturbations, residuals)
+    from rankrobust.inputs import check_images
+
+    return check_images(x, "x", batched=False, unit_range=False)
 
 
 # --------------------------------------------------------------------------- factorization
