@@ -7,7 +7,13 @@ SHARED ?= ../shared
 DATA   ?= $(SHARED)/data/cifar10-jpeg.tar.gz
 RUNS   ?= outputs
 
-.PHONY: install test lint format bench smoke wandb-sync clean
+.DEFAULT_GOAL := help
+.PHONY: help install test lint format bench smoke wandb-sync clean
+
+help:  ## list the targets
+	@echo "rankrobust: make <target>   (the two commands: make reproduce-demo, make test)"
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | \
+		awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
 
 # --- paper figures, run table and claims report (docs/figures.md) -----------------------------
 FIGS       ?= $(RUNS)/figures
@@ -29,28 +35,37 @@ SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank$${rank}'
 
 .PHONY: collect figures report reproduce-demo reproduce-cifar10 $(FIG_TARGETS)
 
-collect: install
+collect: install  ## runs.csv / runs.json of every run under RUNS
 	$(PY) -m rankrobust.collect $(RUNS) --out $(FIGS)
 
-figures: install
+figures: install  ## every paper figure from the runs under RUNS
 	$(PY) -m rankrobust.figures $(RUNS) --out $(FIGS) --images $(DATA)
 
-$(FIG_TARGETS): fig-%: install
+$(FIG_TARGETS): fig-%: install  ## one figure, e.g. make fig-rank-accuracy
 	$(PY) -m rankrobust.figures $(RUNS) --out $(FIGS) --images $(DATA) --only $*
 
-report: install
+report: install  ## report.md: claims C1-C4 with verdicts and intervals
 	$(PY) -m rankrobust.figures $(RUNS) --out $(FIGS) --no-figures $(REPORT_OPTS)
 
-reproduce-demo: install
-	rm -rf $(DEMO)
-	$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) attack=none hydra.run.dir=$(DEMO)/natural
-	$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) attack=fgsm_rs hydra.run.dir=$(DEMO)/robust
+# A finished stage (metrics.json "ok") is skipped on a rerun: the demo restarts, it does not start
+# over. FORCE=1 redoes everything.
+DONE = grep -qs '"status": "ok"' $(1)/metrics.json
+reproduce-demo: install  ## the demo: natural + robust small CNN on CIFAR-10, sweep, figures, report (~3 min)
+	@if [ -n "$(FORCE)" ]; then rm -rf $(DEMO); fi
+	@echo "[demo 1/4] natural small CNN, 8k CIFAR-10 images, 3 epochs (~40 s on 2 cores)"
+	@if $(call DONE,$(DEMO)/natural); then echo "  done before: $(DEMO)/natural"; else \
+		$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) attack=none hydra.run.dir=$(DEMO)/natural; fi
+	@echo "[demo 2/4] FGSM-RS adversarially trained small CNN, same data (~60 s)"
+	@if $(call DONE,$(DEMO)/robust); then echo "  done before: $(DEMO)/robust"; else \
+		$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) attack=fgsm_rs hydra.run.dir=$(DEMO)/robust; fi
+	@echo "[demo 3/4] models trained on rank-k images, k = 2, 8, 32 (~40 s; finished jobs skipped)"
 	$(PY) run.py -m $(DEMO_ARGS) attack=none rank=2,8,32 dataset.n_train=4000 \
 		dataset.n_test=500 trainer.max_epochs=2 eval.n_robust=100 sweep.enabled=false \
 		analysis.perturbation_spectrum=false hydra.sweep.dir=$(DEMO)/rank_sweep $(SUBDIR)
+	@echo "[demo 4/4] figures and the claims report"
 	$(PY) -m rankrobust.figures $(DEMO) --out $(DEMO)/figures --images $(DATA) --report $(REPORT_OPTS)
 
-reproduce-cifar10: install
+reproduce-cifar10: install  ## the paper-scale CIFAR-10 runs (PreActResNet-18; a GPU)
 	$(PY) run.py experiment=cifar10_natural $(CIFAR10_DATA_OPTS) rig.enabled=true \
 		hydra.run.dir=$(CIFAR10_OUT)/natural
 	$(PY) run.py experiment=cifar10_robust $(CIFAR10_DATA_OPTS) rig.enabled=true \
@@ -60,7 +75,7 @@ reproduce-cifar10: install
 	$(PY) -m rankrobust.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA) \
 		--report $(REPORT_OPTS)
 
-install: $(STAMP)
+install: $(STAMP)  ## the venv (.venv) with torch and the package
 
 # torch first, pinned to the wheels that install offline here; then the package, editable.
 $(STAMP): pyproject.toml
@@ -70,28 +85,28 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
-test: install
+test: install  ## the test suite (what CI runs, with lint)
 	$(PY) -m pytest -q
 
-lint: install
+lint: install  ## ruff check + format check
 	$(VENV)/bin/ruff check src tests bench run.py
 	$(VENV)/bin/ruff format --check src tests bench run.py
 
-format: install
+format: install  ## ruff format + fixes
 	$(VENV)/bin/ruff format src tests bench run.py
 	$(VENV)/bin/ruff check --fix src tests bench run.py
 
-smoke: install
+smoke: install  ## a one-minute synthetic run
 	$(PY) run.py experiment=smoke
 
-bench: install
+bench: install  ## benchmarks -> outputs/bench/*.json
 	$(PY) bench/bench_train.py --data $(DATA)
 	$(PY) bench/bench_train.py --data $(DATA) --attack fgsm_rs --out outputs/bench/train_fgsm_rs.json
 	$(PY) bench/bench_svd.py
 	$(PY) bench/bench_rig.py
 
-wandb-sync: install
+wandb-sync: install  ## upload offline W&B runs under RUNS
 	find $(RUNS) -type d -name 'offline-run-*' -print0 | xargs -0 -r $(VENV)/bin/wandb sync
 
-clean:
+clean:  ## remove outputs/ and caches
 	rm -rf outputs multirun .pytest_cache

@@ -95,8 +95,9 @@ def _check_rank(key: str, k: Any, full: int | None) -> None:
     where = f" (min(H, W) of the {full}x{full} images)" if full else ""
     name = "rank" if key == "rank" else "k"
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= top:
+        problem = "is out of range" if isinstance(k, int) else "is not an integer"
         raise ConfigError(
-            f"{key}={k!r} is not valid: a rank is an integer {name} with 1 <= {name} <= "
+            f"{key}={k!r} {problem}: a rank is an integer {name} with 1 <= {name} <= "
             f"{full if full else 'min(H, W)'}{where}."
         )
 
@@ -126,12 +127,13 @@ def check_transform(cfg: DictConfig) -> None:
 def check_analyses(cfg: DictConfig) -> None:
     """Settings only the post-training analyses read: checked now, not after training."""
     full = full_rank(cfg)
-    for k in _get(cfg, "sweep.ranks", None) or []:
+    sweep_on, rig_on = _get(cfg, "sweep.enabled", True), _get(cfg, "rig.enabled", False)
+    for k in (_get(cfg, "sweep.ranks", None) if sweep_on else None) or []:
         _check_rank("sweep.ranks", k, full)
     modes = _get(cfg, "sweep.modes", ["low"])
     if not modes or set(modes) - {"low", "high"}:
         raise ConfigError(f"sweep.modes={modes!r} is not valid: use [low], [high] or [low,high].")
-    ranks = _get(cfg, "rig.ranks", None)
+    ranks = _get(cfg, "rig.ranks", None) if rig_on else None
     if ranks:
         for k in ranks:
             _check_rank("rig.ranks", k, full)

@@ -81,6 +81,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     if cfg.train:  # every DDP process trains; rank 0 says how to resume
         if rank_zero():
             print(f"[rankrobust] run folder: {job.run_dir}", flush=True)
+            print(f"[rankrobust] resume with: {base['command']}", flush=True)
         tick = time.perf_counter()
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.resume else None)
         timings["fit"] = time.perf_counter() - tick

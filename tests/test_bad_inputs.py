@@ -1,0 +1,186 @@
+"""Nothing lost, nothing silently wrong: bad settings stop the run before any long work, with
+one paragraph naming the key; run folders are never shared or overwritten (issue 11)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import FAST, ROOT, make_cfg, run_cli
+
+from rankrobust import checks, loggers, task
+from rankrobust.errors import ConfigError
+from rankrobust.launch.summary import summarize_sweep
+from rankrobust.resolvers import job_name
+
+# (overrides, the key the message must name)
+BAD = [
+    (["eval.n_robust=-5"], "eval.n_robust"),
+    (["eval.n_robust=abc"], "eval.n_robust"),
+    (["dataset.n_train=0"], "dataset.n_train"),
+    (["dataset.n_test=0"], "dataset.n_test"),
+    (["dataset.batch_size=0"], "dataset.batch_size"),
+    (["dataset.eval_batch_size=0"], "dataset.eval_batch_size"),
+    (["dataset.num_classes=1"], "dataset.num_classes"),
+    (["dataset.image_size=2"], "dataset.image_size"),
+    (["attack=pgd_linf", "attack.eval.eps=1e9"], "attack.eval.eps"),
+    (["attack=pgd_linf", "attack.train.eps=-0.1"], "eps"),
+    (["attack.eval.steps=0"], "steps"),
+    (["optim.lr=-1"], "optim.lr"),
+    (["optim.momentum=2"], "optim.momentum"),
+    (["optim.weight_decay=-1"], "optim.weight_decay"),
+    (["optim.label_smoothing=1.5"], "optim.label_smoothing"),
+    (["seed=abc"], "seed"),
+    (["seed=1.7"], "seed"),
+    (["seed=-1"], "seed"),
+    (["rank=0"], "rank"),
+    (["rank=33"], "rank"),
+    (["rank=2.5"], "rank"),
+    (["rank=abc"], "rank"),
+    (["transform=band", "transform.band=[1]"], "transform.band"),
+    (["transform=band", "transform.band=[4,2]"], "transform.band"),
+    (["transform.apply_to=[validation]"], "transform.apply_to"),
+    (["sweep.ranks=[0,4]"], "sweep.ranks"),
+    (["sweep.modes=[middle]"], "sweep.modes"),
+    (["sweep.n_images=0"], "sweep.n_images"),
+    (["rig.enabled=true", "rig.steps_per_rank=0"], "rig.steps_per_rank"),
+    (["rig.enabled=true", "rig.ranks=[4,2,32]"], "rig.ranks"),
+    (["rig.enabled=true", "rig.ranks=[1,2]"], "rig.ranks"),
+    (["rig.baseline=blue"], "rig.baseline"),
+    (["rig.n_images=0"], "rig.n_images"),
+    (["rig.batch_size=0"], "rig.batch_size"),
+    (["analysis.n_images=0"], "analysis.n_images"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs"),
+    (["trainer.devices=0"], "trainer.devices"),
+    (["trainer=gpu"], "trainer.accelerator"),
+    (["model.checkpoint=/nonexistent/model.ckpt"], "does not exist"),
+    (["+no_such_option=1"], "no_such_option"),
+    (["+dataset.colour=red"], "dataset.colour"),
+    (["+trainer.no_such_arg=1"], "trainer.no_such_arg"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_setting_is_a_config_error_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError) as info:
+        checks.check_config(make_cfg(*FAST, *overrides))
+    message = str(info.value)
+    assert key in message, message
+    assert "\n" not in message.strip()  # one paragraph
+
+
+def test_bad_values_exit_2_on_the_cli_before_training(tmp_path):
+    result = run_cli(*FAST, "eval.n_robust=-5", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "eval.n_robust=-5" in result.stderr and ">= 0" in result.stderr
+    assert "Traceback" not in result.stderr and "Epoch" not in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders: never shared, never overwritten, never "resumed" from nothing.
+
+QUICK = [*FAST, "trainer.max_epochs=1", "dataset.n_train=128", "dataset.n_test=32"]
+QUICK += ["sweep.enabled=false", "analysis.perturbation_spectrum=false", "eval.n_robust=8"]
+
+
+def test_two_runs_started_together_keep_both_results(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "run.py"), *QUICK, f"seed={s}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for s in (1, 2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+    runs = sorted(tmp_path.glob("outputs/runs/*/*/metrics.json"))
+    assert len(runs) == 2
+    seeds = sorted(json.loads(r.read_text())["config"]["seed"] for r in runs)
+    assert seeds == [1, 2]
+
+
+def test_finished_folder_is_not_overwritten_and_resume_needs_a_checkpoint(tmp_path):
+    first = run_cli(*QUICK, "hydra.run.dir=run", cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    again = run_cli(*QUICK, "hydra.run.dir=run", cwd=tmp_path, timeout=120)
+    assert again.returncode == 2 and "resume=true or" not in again.stdout
+    assert "finished run" in again.stderr and "Traceback" not in again.stderr
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
+    typo = run_cli(*QUICK, "hydra.run.dir=rnu", "resume=true", cwd=tmp_path, timeout=120)
+    assert typo.returncode == 2 and "last.ckpt" in typo.stderr and "rnu" in typo.stderr
+
+
+def test_ctrl_c_leaves_an_interrupted_run_with_its_resume_command(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    args = [*FAST, "trainer.max_epochs=50", "hydra.run.dir=run"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    metrics = tmp_path / "run" / "metrics.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until training is under way
+        if metrics.is_file() and json.loads(metrics.read_text())["status"] == "running":
+            break
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    written = json.loads(metrics.read_text())
+    assert written["status"] == "interrupted", out[-2000:]
+    assert "resume=true" in written["command"] and "hydra.run.dir=" in written["command"]
+    assert "resume with" in out and proc.returncode == 130
+
+
+def test_failed_job_in_a_multirun_is_one_paragraph(tmp_path):
+    result = run_cli("-m", *QUICK, "rank=4,99", f"hydra.sweep.dir={tmp_path}/s", cwd=tmp_path)
+    assert result.returncode == 1  # the sweep ran on, then said so
+    assert "rank=99 is out of range" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweep job folders never nest; the W&B run id survives a resume.
+
+
+def test_job_names_are_short_and_never_nest():
+    name = job_name("dataset.root=/data/imagenet,model=imagenet_natural_r50," + "x=1," * 40)
+    assert "/" not in name and len(name) <= 60
+    assert job_name("a=1") != job_name("a=2")
+    long_a, long_b = job_name("k=" + "a" * 100), job_name("k=" + "a" * 99 + "b")
+    assert long_a != long_b  # cut names stay distinct (hash of the whole)
+
+
+def test_sweep_summary_finds_jobs_nested_by_old_folder_names(tmp_path):
+    for job, status in (("0_root=/data/a", "ok"), ("1_root=/data/b", "failed")):
+        folder = tmp_path / job
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text(f"- root={job}\n")
+        (folder / "metrics.json").write_text(json.dumps({"status": status, "error": None}))
+    summary = summarize_sweep(tmp_path)
+    assert summary["n_jobs"] == 2 and summary["n_failed"] == 1
+
+
+def test_wandb_run_id_is_kept_in_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = make_cfg(*FAST, "logger=wandb")
+    first = loggers.build(cfg, tmp_path, None)[0]
+    again = loggers.build(cfg, tmp_path, None)[0]  # what resume=true builds
+    assert first._wandb_init["id"] == again._wandb_init["id"]
+    assert (tmp_path / loggers.RUN_ID_FILE).read_text() == first._wandb_init["id"]
+    assert task is not None
