@@ -39,7 +39,7 @@ $(FIG_TARGETS): fig-%: install
 	$(PY) -m rankrobust.figures $(RUNS) --out $(FIGS) --images $(DATA) --only $*
 
 report: install
-	$(PY) -m rankrobust.figures $(RUNS) --out $(FIGS) --no-figures $(REPORT_OPTS)
+	$(PY) -m rankrobust.report $(RUNS) --out $(FIGS) $(REPORT_OPTS)
 
 reproduce-demo: install
 	rm -rf $(DEMO)
@@ -48,7 +48,8 @@ reproduce-demo: install
 	$(PY) run.py -m $(DEMO_ARGS) attack=none rank=2,8,32 dataset.n_train=4000 \
 		dataset.n_test=500 trainer.max_epochs=2 eval.n_robust=100 sweep.enabled=false \
 		analysis.perturbation_spectrum=false hydra.sweep.dir=$(DEMO)/rank_sweep $(SUBDIR)
-	$(PY) -m rankrobust.figures $(DEMO) --out $(DEMO)/figures --images $(DATA) --report $(REPORT_OPTS)
+	$(PY) -m rankrobust.figures $(DEMO) --out $(DEMO)/figures --images $(DATA)
+	$(PY) -m rankrobust.report $(DEMO) --out $(DEMO)/figures $(REPORT_OPTS)
 
 reproduce-cifar10: install
 	$(PY) run.py experiment=cifar10_natural $(CIFAR10_DATA_OPTS) rig.enabled=true \
@@ -57,8 +58,8 @@ reproduce-cifar10: install
 		hydra.run.dir=$(CIFAR10_OUT)/robust
 	$(PY) run.py -m experiment=cifar10_natural $(CIFAR10_DATA_OPTS) rank=1,2,4,8,16,32 \
 		sweep.enabled=false hydra.sweep.dir=$(CIFAR10_OUT)/rank_sweep $(SUBDIR)
-	$(PY) -m rankrobust.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA) \
-		--report $(REPORT_OPTS)
+	$(PY) -m rankrobust.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA)
+	$(PY) -m rankrobust.report $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures $(REPORT_OPTS)
 
 install: $(STAMP)
 
