@@ -119,3 +119,23 @@ def test_collect_has_one_robustness_rule():
 
     assert not hasattr(collect, "is_robust") or collect.is_robust is results.is_robust
     assert "spectra.npz" not in inspect.getsource(collect)
+
+
+def test_resolved_config_falls_back_to_the_hydra_config(tmp_path):
+    """metrics.json without resolved_config (older runs): the dataset root still shows."""
+    from fake_runs import _config
+
+    from rankrobust.claims import dataset_name
+    from rankrobust.results import write_metrics
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "dataset:\n  name: image_folder\n  root: /data/cifar10-jpeg.tar.gz\n"
+    )
+    config = {**_config("none"), "dataset": "image_folder"}
+    write_metrics(run, {"status": "ok", "error": None, "clean_acc": 0.5, "robust_acc": 0.0,
+                        "config": config, "timings": {}})  # fmt: skip
+    (row,) = collect.collect(tmp_path)
+    assert row["resolved_config"]["dataset"]["root"] == "/data/cifar10-jpeg.tar.gz"
+    assert dataset_name(row) == "CIFAR-10"

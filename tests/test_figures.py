@@ -227,3 +227,13 @@ def test_pipeline_run_feeds_the_perturbation_spectrum_figure(tmp_path):
     assert spec["n_images"] == 16 and len(spec["clean"]) == len(spec["perturbation"]) == 16
     assert figures.main([str(tmp_path), "--out", str(tmp_path / "figs")]) == 0
     assert (tmp_path / "figs" / "fig-perturbation-spectrum.png").stat().st_size > 10_000
+
+
+def test_rig_spectrum_draws_signed_rank_attributions(tmp_path):
+    """Rank attributions may be negative: the error bars must stay valid (regression)."""
+    from fake_runs import write_run
+
+    signed = np.array([0.5, -0.3, 0.2, 0.1, -0.05, 0.03, 0.02, 0.01])
+    write_run(tmp_path / "r", "pgd_linf", 0.7, {4: 0.5}, {4: 0.1}, 0.4, per_rank=signed)
+    (png, _) = figures_claims.fig_rig_spectrum(collect(tmp_path), tmp_path / "figs")
+    assert png.stat().st_size > 10_000

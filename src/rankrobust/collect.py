@@ -44,26 +44,31 @@ def find_run_dirs(roots: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def _hydra_config(run_dir: Path) -> dict:
-    """The run's identity from run_dir/.hydra/config.yaml ({} when absent or unreadable).
+def _hydra_plain(run_dir: Path) -> dict | None:
+    """run_dir/.hydra/config.yaml as a plain dict (None when absent or unreadable).
 
     Interpolations are resolved where they can be; one that cannot (e.g. `${hydra:...}`, whose
     resolver lives only inside a Hydra app) leaves the config unresolved rather than empty.
     """
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
-        return {}
+        return None
     try:
         from omegaconf import OmegaConf
 
         cfg = OmegaConf.load(path)
         try:
-            plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
         except Exception:  # noqa: BLE001 - an unresolvable interpolation: keep the raw values
-            plain = OmegaConf.to_container(cfg, resolve=False)
-        return run_identity(plain, _experiment(run_dir))
-    except Exception:  # noqa: BLE001 - a broken config.yaml: the row says "missing" anyway
-        return {}
+            return OmegaConf.to_container(cfg, resolve=False)
+    except Exception:  # noqa: BLE001 - a broken config.yaml: the row says so by its status
+        return None
+
+
+def _hydra_config(run_dir: Path) -> dict:
+    """The run's identity from its Hydra config ({} when there is none)."""
+    plain = _hydra_plain(run_dir)
+    return run_identity(plain, _experiment(run_dir)) if plain else {}
 
 
 def _experiment(run_dir: Path) -> str | None:
@@ -113,6 +118,8 @@ def read_run(run_dir: str | Path) -> dict:
     )
     row["status"] = metrics.get("status", "ok")
     row["rig_npz"] = str(run_dir / "rig.npz") if (run_dir / "rig.npz").is_file() else None
+    if not row.get("resolved_config"):  # older runs: the composed config Hydra saved
+        row["resolved_config"] = _hydra_plain(run_dir)
     return _finish(row)
 
 

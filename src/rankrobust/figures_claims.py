@@ -154,15 +154,16 @@ def fig_rig_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     top = C.TOP_RANKS_C3
     for r, (ranks, per_rank) in sorted(items, key=lambda it: (it[0]["kind"], it[0]["run_dir"])):
         c = colour_for(r["kind"], index)
-        label = f"{r['kind']}: {r['model']} ({r['attack']}), {C.dataset_name(r)}" + (
+        how = f" ({r['attack']})" if r["kind"] == "robust" else ""
+        label = f"{r['kind']}: {r['model']}{how}, {C.dataset_name(r)}" + (
             f", trained on rank {r['rank']}" if r.get("rank") is not None else ""
         )
         a = np.abs(per_rank).sum(1, keepdims=True)
         share = per_rank / np.where(a > 0, a, 1)  # per image: a_k / sum |a_k|
         cum = np.cumsum(np.abs(share), axis=1)
         m = MARKERS.get(r["kind"], "^")
-        for target, values in ((ax, share), (ax_cum, cum)):
-            ests = [mean_of(values[:, j].tolist(), "t over images") for j in range(len(ranks))]
+        for target, values, bounds in ((ax, share, (-1.0, 1.0)), (ax_cum, cum, (0.0, 1.0))):
+            ests = [mean_of(values[:, j], "t over images", bounds) for j in range(len(ranks))]
             errorbar(target, ranks, ests, marker=m, ms=3, color=c, label=label)
         est = C.top_share(r)
         if est is not None:

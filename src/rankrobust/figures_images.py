@@ -37,6 +37,8 @@ def _off(ax) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
 
 
 def fig_rank_examples(
@@ -184,7 +186,8 @@ def fig_perturbation_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list
         if eps is not None:
             eps_values.add(f"{eps:.4g}")
         label = (
-            f"$x_{{adv}} - x$, {r['kind']} model ({r['model']}, {r['attack']}, {C.dataset_name(r)})"
+            f"$x_\\mathrm{{adv}} - x$, {r['kind']} model "
+            f"({r['model']}, {r['attack']}, {C.dataset_name(r)})"
         )
         m = MARKERS.get(r["kind"], "^")
         ax.plot(idx, s, color=c, marker=m, ms=3, label=label)

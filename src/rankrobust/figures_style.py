@@ -100,8 +100,8 @@ def errorbar(ax, xs: Sequence[float], ests: Sequence[Estimate | None], **kw):
         return None
     x = [p[0] for p in pts]
     y = np.array([e.value for _, e in pts], dtype=float)
-    lo = np.array([e.value - e.lo if e.known else np.nan for _, e in pts], dtype=float)
-    hi = np.array([e.hi - e.value if e.known else np.nan for _, e in pts], dtype=float)
+    lo = np.array([max(e.value - e.lo, 0) if e.known else np.nan for _, e in pts], dtype=float)
+    hi = np.array([max(e.hi - e.value, 0) if e.known else np.nan for _, e in pts], dtype=float)
     kw.setdefault("ms", 4)
     kw.setdefault("capsize", 2.5)
     kw.setdefault("elinewidth", 1)
