@@ -102,7 +102,7 @@ def test_train_rank_legend_has_no_duplicates(figs):
 
 def test_figures_name_the_dataset(figs):
     assert "synthetic" in figs["fig-rank-accuracy"].get_suptitle()
-    legend = [t.get_text() for t in figs["fig-rank-accuracy"].axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in figs["fig-rank-accuracy"].legends[0].get_texts()]
     assert legend == ["natural: small_cnn, synthetic", "robust: small_cnn (pgd_linf), synthetic"]
 
 
@@ -237,3 +237,18 @@ def test_rig_spectrum_draws_signed_rank_attributions(tmp_path):
     write_run(tmp_path / "r", "pgd_linf", 0.7, {4: 0.5}, {4: 0.1}, 0.4, per_rank=signed)
     (png, _) = figures_claims.fig_rig_spectrum(collect(tmp_path), tmp_path / "figs")
     assert png.stat().st_size > 10_000
+
+
+def test_unknown_counts_are_said_and_no_point_is_cut_off(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from fake_runs import write_run
+
+    low = {1: 0.3, 4: 0.5, 32: 0.9}  # kept share 0.9 / 0.7 = 129%, with no count recorded
+    write_run(tmp_path / "r", "pgd_linf", 0.7, low, low, 0.4, counts=False)
+    kept = {}
+    monkeypatch.setattr(figures_claims, "save", lambda fig, out, name: kept.update({name: fig}))
+    figures_claims.fig_rank_accuracy(collect(tmp_path), tmp_path / "figs")
+    fig = kept["fig-rank-accuracy"]
+    assert "n unknown" in fig.legends[0].get_texts()[0].get_text()
+    assert fig.axes[1].get_ylim()[1] > 0.9 / 0.7
+    plt.close(fig)

@@ -59,19 +59,12 @@ def fig_rank_accuracy(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
         ax.axhline(clean.value, color=c, ls=":", lw=1.2)
         if clean.known:
             ax.axhspan(clean.lo, clean.hi, color=c, alpha=0.08, lw=0)
-        ax.annotate(
-            f"clean {100 * clean.value:.1f}%",
-            (min(ks), clean.value),
-            textcoords="offset points",
-            xytext=(0, 3),
-            fontsize=7,
-            color=c,
-        )
+        labels.add(max(ks), clean.value, c, f"clean {100 * clean.value:.1f}%")
         kept = [g.kept(k) for k in ks]
         errorbar(ax_rel, ks, kept, marker=m, color=c, label=g.label)
         labels_rel.add(kr, kept[ks.index(kr)].value, c)
         over_100 |= any(e is not None and (e.value > 1 or (e.known and e.hi > 1)) for e in kept)
-        rel_top = max([rel_top] + [e.hi + 0.03 for e in kept if e is not None and e.known])
+        rel_top = max([rel_top] + [(e.hi if e.known else e.value) + 0.03 for e in kept if e])
     kref = C.nearest_k(sorted(all_ks))
     for a in (ax, ax_rel):
         rank_axis(a, sorted(all_ks), r"rank $k$ of the low-rank test images $L_k(x)$")
@@ -92,7 +85,7 @@ def fig_rank_accuracy(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
             va="bottom",
             fontsize=7,
         )
-    ax.legend(loc="lower right")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
     labels.draw()
     labels_rel.draw()
     fig.suptitle(
@@ -133,7 +126,7 @@ def fig_high_rank(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
         f"grey band: chance ± {100 * C.MARGIN_C2:.0f} points; {CI_NOTE}",
         fontsize=9,
     )
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")
     labels.draw()
     return save(fig, out_dir, "fig-high-rank")
 
@@ -179,7 +172,7 @@ def fig_rig_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     ax.set_title("RIG attribution share per rank (mean over images)", fontsize=10)
     pct_axis(ax_cum, r"cumulative share of $\Sigma_j |a_j|$")
     ax_cum.set_title(f"Cumulative share (dashed: top {top} ranks)", fontsize=10)
-    ax.legend(loc="upper right")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
     labels.draw()
     fig.suptitle(
         "C3: which ranks RIG credits, natural vs robust\n"

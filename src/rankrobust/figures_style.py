@@ -102,6 +102,8 @@ def errorbar(ax, xs: Sequence[float], ests: Sequence[Estimate | None], **kw):
     y = np.array([e.value for _, e in pts], dtype=float)
     lo = np.array([max(e.value - e.lo, 0) if e.known else np.nan for _, e in pts], dtype=float)
     hi = np.array([max(e.hi - e.value, 0) if e.known else np.nan for _, e in pts], dtype=float)
+    if kw.get("label") and not all(e.known for _, e in pts):
+        kw["label"] += " (n unknown: no error bars)"
     kw.setdefault("ms", 4)
     kw.setdefault("capsize", 2.5)
     kw.setdefault("elinewidth", 1)
