@@ -45,7 +45,7 @@ $(FIG_TARGETS): fig-%: install  ## one figure, e.g. make fig-rank-accuracy
 	$(PY) -m rankrobust.figures $(RUNS) --out $(FIGS) --images $(DATA) --only $*
 
 report: install  ## report.md: claims C1-C4 with verdicts and intervals
-	$(PY) -m rankrobust.figures $(RUNS) --out $(FIGS) --no-figures $(REPORT_OPTS)
+	$(PY) -m rankrobust.report $(RUNS) --out $(FIGS) $(REPORT_OPTS)
 
 # A finished stage (metrics.json "ok") is skipped on a rerun: the demo restarts, it does not start
 # over. FORCE=1 redoes everything.
@@ -63,7 +63,8 @@ reproduce-demo: install  ## the demo: natural + robust small CNN on CIFAR-10, sw
 		dataset.n_test=500 trainer.max_epochs=2 eval.n_robust=100 sweep.enabled=false \
 		analysis.perturbation_spectrum=false hydra.sweep.dir=$(DEMO)/rank_sweep $(SUBDIR)
 	@echo "[demo 4/4] figures and the claims report"
-	$(PY) -m rankrobust.figures $(DEMO) --out $(DEMO)/figures --images $(DATA) --report $(REPORT_OPTS)
+	$(PY) -m rankrobust.figures $(DEMO) --out $(DEMO)/figures --images $(DATA)
+	$(PY) -m rankrobust.report $(DEMO) --out $(DEMO)/figures $(REPORT_OPTS)
 
 reproduce-cifar10: install  ## the paper-scale CIFAR-10 runs (PreActResNet-18; a GPU)
 	$(PY) run.py experiment=cifar10_natural $(CIFAR10_DATA_OPTS) rig.enabled=true \
@@ -72,8 +73,8 @@ reproduce-cifar10: install  ## the paper-scale CIFAR-10 runs (PreActResNet-18; a
 		hydra.run.dir=$(CIFAR10_OUT)/robust
 	$(PY) run.py -m experiment=cifar10_natural $(CIFAR10_DATA_OPTS) rank=1,2,4,8,16,32 \
 		sweep.enabled=false hydra.sweep.dir=$(CIFAR10_OUT)/rank_sweep $(SUBDIR)
-	$(PY) -m rankrobust.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA) \
-		--report $(REPORT_OPTS)
+	$(PY) -m rankrobust.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA)
+	$(PY) -m rankrobust.report $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures $(REPORT_OPTS)
 
 install: $(STAMP)  ## the venv (.venv) with torch and the package
 

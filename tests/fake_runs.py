@@ -6,24 +6,36 @@ from pathlib import Path
 
 import numpy as np
 
-from rankrobust.results import write_metrics
+from rankrobust.results import run_identity, write_metrics
 
 RANKS = [1, 2, 4, 8, 16, 32]
+N_TEST, N_ROBUST, N_SWEEP = 1000, 500, 1000  # images behind clean / robust / rank-sweep accuracy
 
 
-def _config(attack: str, rank: int | None = None, seed: int = 0) -> dict:
+def composed(
+    attack: str,
+    rank: int | None = None,
+    seed: int = 0,
+    dataset: str = "synthetic",
+    max_epochs: int = 2,
+    root: str | None = None,
+) -> dict:
+    """A composed, resolved run config (the part run_identity reads)."""
     return {
-        "dataset": "synthetic",
-        "model": "small_cnn",
-        "attack": attack,
+        "dataset": {"name": dataset, "num_classes": 10, "n_train": 2000, "root": root},
+        "model": {"name": "small_cnn"},
+        "attack": {"name": attack},
         "rank": rank,
-        "transform_mode": "low",
-        "apply_to": ["train", "test"],
+        "transform": {"mode": "low", "apply_to": ["train", "test"]},
         "seed": seed,
         "train": True,
-        "max_epochs": 2,
-        "name": f"synthetic-small_cnn-{attack}-rank{rank}",
+        "trainer": {"max_epochs": max_epochs},
+        "name": f"{dataset}-small_cnn-{attack}-rank{rank}",
     }
+
+
+def _config(attack: str, rank: int | None = None, seed: int = 0, **kw) -> dict:
+    return run_identity(composed(attack, rank, seed, **kw))
 
 
 def _hydra(run_dir: Path, attack: str, rank: int | None) -> None:
@@ -44,21 +56,29 @@ def write_run(
     robust_acc: float,
     per_rank: np.ndarray | None = None,
     spectrum: list[float] | None = None,
+    counts: bool | dict = True,
+    **cfg,
 ) -> Path:
-    """A finished full-image run with a rank sweep, optionally rig.npz and a spectrum."""
+    """A finished full-image run with a rank sweep, optionally rig.npz and a spectrum; `counts`
+    (True: the defaults, a dict: these, False: none) records the image counts behind its
+    accuracies; `cfg` goes to `composed`."""
     _hydra(run_dir, attack, None)
     metrics = {
         "status": "ok",
         "error": None,
         "clean_acc": clean,
         "robust_acc": robust_acc,
-        "config": _config(attack),
+        "config": _config(attack, **cfg),
+        "resolved_config": composed(attack, **cfg),
         "run_dir": str(run_dir),
         "timings": {"setup": 1.0, "fit": 10.0, "test": 2.0, "rank_sweep": 1.5, "total": 14.5},
         "eval_attack": {"name": "pgd_linf", "eps": 8 / 255, "step_size": 2 / 255, "steps": 20},
         "rank_sweep": {"low": low, "high": high},
         "checkpoint": None,
     }
+    if counts:
+        default = {"n_test": N_TEST, "n_robust": N_ROBUST, "rank_sweep_n": N_SWEEP}
+        metrics.update(counts if isinstance(counts, dict) else default)
     full = 8
     if spectrum is not None:
         metrics["perturbation_spectrum"] = {
@@ -76,6 +96,8 @@ def write_run(
             run_dir / "rig.npz",
             images=images,
             targets=np.arange(n),
+            labels=np.array([0, 2, 2]),
+            classes=np.array(["airplane", "automobile", "bird"]),
             pixel=rng.normal(0, 1, images.shape).astype(np.float32),
             vanilla=rng.normal(0, 1, images.shape).astype(np.float32),
             per_rank=per,
@@ -142,7 +164,10 @@ def make_outputs(root: Path, claims_hold: bool = True) -> Path:
                 "clean_acc": clean,
                 "robust_acc": rob,
                 "config": _config("none", k),
+                "resolved_config": composed("none", k),
                 "timings": {"fit": 5.0, "total": 6.0},
+                "n_test": N_TEST,
+                "n_robust": N_ROBUST,
             },
         )
     failed = sweep / "3_rank=40"

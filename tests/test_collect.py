@@ -57,3 +57,85 @@ def test_collect_keeps_unreadable_metrics_visible(tmp_path):
     rows = collect.collect(tmp_path)
     assert [r["status"] for r in rows] == ["invalid"]
     assert collect.collect(tmp_path / "nonexistent") == []
+
+
+def test_failed_run_with_its_identity_is_failed_and_empty_config_is_invalid(tmp_path):
+    from fake_runs import _config
+
+    from rankrobust.results import IDENTITY_KEYS, write_metrics
+
+    failed = {"clean_acc": None, "robust_acc": None, "timings": {"total": 0.1}}
+    failed |= {"status": "failed", "error": "RuntimeError: CUDA out of memory"}
+    write_metrics(tmp_path / "a", {**failed, "config": _config("fgsm_rs", seed=3)})
+    write_metrics(tmp_path / "b", {**failed, "config": {}})
+    a, b = collect.collect(tmp_path)
+    assert a["status"] == "failed" and "out of memory" in a["error"]
+    assert set(IDENTITY_KEYS) <= set(a) and a["attack"] == "fgsm_rs" and a["seed"] == 3
+    assert a["kind"] == "robust"
+    assert b["status"] == "invalid" and "config lacks" in b["error"]
+
+
+def test_partial_and_interrupted_runs_keep_their_status(tmp_path):
+    from fake_runs import _config
+
+    from rankrobust.results import write_metrics
+
+    for status, acc in (("partial", 0.5), ("interrupted", None)):
+        write_metrics(
+            tmp_path / status,
+            {"status": status, "error": None, "clean_acc": acc, "robust_acc": acc,
+             "config": _config("none"), "timings": {}},
+        )  # fmt: skip
+    rows = {r["status"]: r for r in collect.collect(tmp_path)}
+    assert set(rows) == {"partial", "interrupted"} and rows["partial"]["clean_acc"] == 0.5
+
+
+def test_missing_job_identity_comes_from_the_hydra_config_even_unresolvable(tmp_path):
+    job = tmp_path / "sweep" / "0_rank=2"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text(
+        "dataset:\n  name: cifar10\n  n_train: null\nmodel:\n  name: preact_resnet18\n"
+        "attack:\n  name: fgsm_rs\nrank: 2\nseed: ${oc.env:NO_SUCH_VAR_RR,7}\n"
+        "transform:\n  mode: low\n  apply_to: [train, test]\ntrain: true\n"
+        "trainer:\n  max_epochs: 15\n  default_root_dir: ${hydra:runtime.output_dir}\n"
+        "name: ${dataset.name}-${model.name}\n"
+    )
+    (job / ".hydra" / "overrides.yaml").write_text("- experiment=cifar10_robust\n- rank=2\n")
+    (row,) = collect.collect(tmp_path)
+    assert row["status"] == "missing" and row["kind"] == "robust"
+    assert (row["dataset"], row["model"], row["rank"], row["max_epochs"]) == (
+        "cifar10",
+        "preact_resnet18",
+        2,
+        15,
+    )
+    assert row["experiment"] == "cifar10_robust" and row["apply_to"] == ["train", "test"]
+
+
+def test_collect_has_one_robustness_rule():
+    import inspect
+
+    from rankrobust import results
+
+    assert not hasattr(collect, "is_robust") or collect.is_robust is results.is_robust
+    assert "spectra.npz" not in inspect.getsource(collect)
+
+
+def test_resolved_config_falls_back_to_the_hydra_config(tmp_path):
+    """metrics.json without resolved_config (older runs): the dataset root still shows."""
+    from fake_runs import _config
+
+    from rankrobust.claims import dataset_name
+    from rankrobust.results import write_metrics
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "dataset:\n  name: image_folder\n  root: /data/cifar10-jpeg.tar.gz\n"
+    )
+    config = {**_config("none"), "dataset": "image_folder"}
+    write_metrics(run, {"status": "ok", "error": None, "clean_acc": 0.5, "robust_acc": 0.0,
+                        "config": config, "timings": {}})  # fmt: skip
+    (row,) = collect.collect(tmp_path)
+    assert row["resolved_config"]["dataset"]["root"] == "/data/cifar10-jpeg.tar.gz"
+    assert dataset_name(row) == "CIFAR-10"

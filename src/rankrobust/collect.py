@@ -3,8 +3,10 @@
 Every `metrics.json` under the given folders (single runs under outputs/runs/..., multirun jobs
 under outputs/multirun/..., searched recursively) becomes one row; a Hydra job folder (one with
 a `.hydra/` folder) without a metrics.json becomes a row with status "missing", so failed,
-unfinished and never-started jobs stay visible. Writes `runs.csv` (rank sweeps flattened into
-`low@k` / `high@k` columns) and `runs.json` (rank sweeps, RIG and spectra kept nested).
+unfinished and never-started jobs stay visible. Statuses: ok, partial (some
+analyses missing, accuracies present), interrupted, failed, running, missing, invalid (an
+unreadable metrics.json). Writes `runs.csv` (rank sweeps flattened into `low@k` / `high@k`
+columns) and `runs.json` (rank sweeps, RIG and perturbation spectra kept nested).
 Reads files only (see results.py for the metrics.json contract).
 """
 
@@ -18,31 +20,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rankrobust.results import FILENAME, read_metrics
+from rankrobust.results import FILENAME, IDENTITY_KEYS, is_robust, read_metrics, run_identity
 
-__all__ = ["collect", "find_run_dirs", "is_robust", "main", "read_run", "write_table"]
+__all__ = ["collect", "find_run_dirs", "main", "read_run", "write_table"]
 
 # Folders never holding a run (skipped while walking; big and slow to walk).
 _SKIP = {"wandb", "checkpoints", "csv", "lightning_logs", ".hydra", "__pycache__", "figures"}
-CONFIG_COLUMNS = (
-    "dataset",
-    "model",
-    "attack",
-    "rank",
-    "transform_mode",
-    "apply_to",
-    "seed",
-    "train",
-    "max_epochs",
-    "experiment",
-    "name",
-)
 BASE_COLUMNS = ("run_dir", "group", "status", "error", "kind", "clean_acc", "robust_acc")
-
-
-def is_robust(attack: Any) -> bool:
-    """A run is "robust" when it was trained with an attack (attack config != none)."""
-    return attack not in (None, "none", "null", "")
 
 
 def find_run_dirs(roots: Iterable[str | Path]) -> list[Path]:
@@ -60,36 +44,43 @@ def find_run_dirs(roots: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def _hydra_config(run_dir: Path) -> dict:
-    """Key config values from run_dir/.hydra/config.yaml (unresolved), {} when absent."""
+def _hydra_plain(run_dir: Path) -> dict | None:
+    """run_dir/.hydra/config.yaml as a plain dict (None when absent or unreadable).
+
+    Interpolations are resolved where they can be; one that cannot (e.g. `${hydra:...}`, whose
+    resolver lives only inside a Hydra app) leaves the config unresolved rather than empty.
+    """
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
-        return {}
+        return None
     try:
         from omegaconf import OmegaConf
 
         cfg = OmegaConf.load(path)
+        try:
+            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        except Exception:  # noqa: BLE001 - an unresolvable interpolation: keep the raw values
+            return OmegaConf.to_container(cfg, resolve=False)
+    except Exception:  # noqa: BLE001 - a broken config.yaml: the row says so by its status
+        return None
 
-        def get(key: str) -> Any:
-            try:
-                value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
-            except Exception:
-                return None
-            return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
-        return {
-            "dataset": get("dataset.name"),
-            "model": get("model.name"),
-            "attack": get("attack.name"),
-            "rank": get("rank"),
-            "transform_mode": get("transform.mode"),
-            "apply_to": get("transform.apply_to"),
-            "seed": get("seed"),
-            "train": get("train"),
-            "max_epochs": get("trainer.max_epochs"),
-        }
-    except Exception:
-        return {}
+def _hydra_config(run_dir: Path) -> dict:
+    """The run's identity from its Hydra config ({} when there is none)."""
+    plain = _hydra_plain(run_dir)
+    return run_identity(plain, _experiment(run_dir)) if plain else {}
+
+
+def _experiment(run_dir: Path) -> str | None:
+    """The `experiment=` override of a Hydra job (from .hydra/overrides.yaml), if any."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        item = line.strip().lstrip("-").strip().strip("'\"")
+        if item.startswith(("experiment=", "+experiment=")):
+            return item.split("=", 1)[1]
+    return None
 
 
 def _group(run_dir: Path) -> str | None:
@@ -127,18 +118,14 @@ def read_run(run_dir: str | Path) -> dict:
     )
     row["status"] = metrics.get("status", "ok")
     row["rig_npz"] = str(run_dir / "rig.npz") if (run_dir / "rig.npz").is_file() else None
-    spectra = run_dir / "spectra.npz"
-    if "perturbation_spectrum" not in row and spectra.is_file():
-        import numpy as np
-
-        with np.load(spectra) as z:
-            row["perturbation_spectrum"] = {k: z[k].tolist() for k in z.files}
+    if not row.get("resolved_config"):  # older runs: the composed config Hydra saved
+        row["resolved_config"] = _hydra_plain(run_dir)
     return _finish(row)
 
 
 def _finish(row: dict) -> dict:
     config = row.get("config") or {}
-    for key in CONFIG_COLUMNS:
+    for key in IDENTITY_KEYS:
         row[key] = config.get(key)
     row.setdefault("clean_acc", None)
     row.setdefault("robust_acc", None)
@@ -159,7 +146,7 @@ def collect(roots: str | Path | Sequence[str | Path]) -> list[dict]:
 
 def _flat(row: dict) -> dict:
     """The CSV form of a row: config and sweeps flattened, nested data left out."""
-    flat = {k: row.get(k) for k in BASE_COLUMNS + CONFIG_COLUMNS}
+    flat = {k: row.get(k) for k in BASE_COLUMNS + IDENTITY_KEYS}
     if isinstance(flat.get("apply_to"), list):
         flat["apply_to"] = "+".join(flat["apply_to"])
     for phase, seconds in sorted((row.get("timings") or {}).items()):

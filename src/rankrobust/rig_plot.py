@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+SALIENCY_CMAP = "magma"
+SALIENCY_LABEL = "|attribution| / 99th percentile"
 
 
 def saliency_image(attribution: np.ndarray, percentile: float = 99.0) -> np.ndarray:
@@ -18,39 +21,69 @@ def saliency_image(attribution: np.ndarray, percentile: float = 99.0) -> np.ndar
     return np.clip(magnitude / scale, 0, 1) if scale > 0 else np.zeros_like(magnitude)
 
 
-def draw_rig_rows(axes, images, vanilla, rig, captions: Sequence[str]) -> None:
-    """Fill a (rows, 3) grid of matplotlib axes with image | vanilla gradient | RIG map."""
+def class_namer(arrays: dict, classes: Sequence[str] = ()) -> Callable[[int], str]:
+    """Class index -> name, from `classes` or a rig.npz's `classes` array, else 'class i'."""
+    names = [str(c) for c in (classes if len(classes) else arrays.get("classes", []))]
+    return lambda i: names[i] if 0 <= i < len(names) else f"class {i}"
+
+
+def saliency_colorbar(fig, mappable, axes) -> None:
+    """One colour bar for all saliency maps of a figure (they share the [0, 1] scale)."""
+    bar = fig.colorbar(mappable, ax=axes, fraction=0.025, pad=0.02, shrink=0.8)
+    bar.set_label(SALIENCY_LABEL, fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+
+
+def draw_rig_rows(axes, images, vanilla, rig, captions: Sequence[str], predicted=None):
+    """Fill a (rows, 3) grid of matplotlib axes with image | vanilla gradient | RIG map; the
+    image's y label is its caption (e.g. the true class), the maps' x label `predicted[i]`.
+    Returns the last map's image (for a colour bar)."""
+    mappable = None
     for row, (image, van, att, caption) in enumerate(
         zip(images, vanilla, rig, captions, strict=True)
     ):
-        panels = (
-            (np.transpose(image, (1, 2, 0)), None, caption),
-            (saliency_image(van), "gray", "vanilla gradient"),
-            (saliency_image(att), "gray", "RIG"),
-        )
-        for col, (picture, cmap, title) in enumerate(panels):
+        ax = axes[row, 0]
+        ax.imshow(np.clip(np.transpose(image, (1, 2, 0)), 0, 1), interpolation="nearest")
+        ax.set_ylabel(caption, fontsize=7)
+        for col, (att_map, title) in enumerate(((van, "vanilla gradient"), (att, "RIG")), 1):
             ax = axes[row, col]
-            ax.imshow(np.clip(picture, 0, 1), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+            mappable = ax.imshow(
+                saliency_image(att_map), cmap=SALIENCY_CMAP, vmin=0, vmax=1, interpolation="nearest"
+            )
+            if row == 0:
+                ax.set_title(title, fontsize=8)
+            if predicted is not None:
+                ax.set_xlabel(f"pred: {predicted[row]}", fontsize=7)
+        if row == 0:
+            axes[row, 0].set_title("image", fontsize=8)
+        for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
-            if row == 0 or col == 0:
-                ax.set_title(title, fontsize=8)
+    return mappable
 
 
 def save_rig_grid(npz: dict, path: str | Path, title: str, classes: Sequence[str] = ()) -> Path:
-    """PNG grid from the arrays of a rig.npz (images, vanilla, pixel, targets)."""
+    """PNG grid from the arrays of a rig.npz (images, vanilla, pixel, targets, labels): each
+    row's true class on the left, the predicted (explained) class under each map, a colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(npz["images"])
-    fig, axes = plt.subplots(n, 3, figsize=(4.5, 1.5 * n + 0.6), squeeze=False)
-    names = [classes[t] if t < len(classes) else f"class {t}" for t in npz["targets"].tolist()]
-    draw_rig_rows(axes, npz["images"], npz["vanilla"], npz["pixel"], [f"top: {c}" for c in names])
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    name = class_namer(npz, classes)
+    predicted = [name(int(t)) for t in np.asarray(npz["targets"]).tolist()]
+    labels = npz.get("labels")
+    true = (
+        [f"true: {name(int(t))}" for t in np.asarray(labels).tolist()]
+        if labels is not None
+        else [""] * n
+    )
+    fig, axes = plt.subplots(n, 3, figsize=(5.2, 1.6 * n + 0.7), squeeze=False)
+    mappable = draw_rig_rows(axes, npz["images"], npz["vanilla"], npz["pixel"], true, predicted)
+    fig.suptitle(title + "\nmaps explain the predicted class", fontsize=9)
+    saliency_colorbar(fig, mappable, list(axes.ravel()))
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
