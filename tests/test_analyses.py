@@ -31,7 +31,8 @@ def test_perturbation_spectrum_is_the_mean_singular_values_of_images_and_perturb
         return pgd_linf(m, xb, yb, eps=8 / 255, step_size=2 / 255, steps=3)
 
     settings = analyses.SpectrumSettings(n_images=6)
-    spec = analyses.run_perturbation_spectrum(_model(), _datamodule(x, y), settings, attack, 4)
+    out = analyses.run_perturbation_spectrum(_model(), _datamodule(x, y), settings, attack, 4)
+    spec = out["perturbation_spectrum"]
     assert spec["n_images"] == 6 and len(spec["clean"]) == 8 and len(spec["perturbation"]) == 8
     expected = torch.linalg.svdvals(x[:6]).mean((0, 1))  # reference: LAPACK per channel
     assert spec["clean"] == pytest.approx(expected.tolist(), rel=1e-4)
@@ -48,7 +49,9 @@ def test_rank_sweep_at_full_rank_equals_clean_accuracy_and_robust_keys_appear():
         return pgd_linf(m, xb, yb, eps=8 / 255, step_size=2 / 255, steps=2)
 
     settings = analyses.SweepSettings(ranks=[1, 8], robust=True, n_robust=6)
-    sweep = analyses.run_rank_sweep(model, _datamodule(x, y), settings, attack, batch_size=5)
+    out = analyses.run_rank_sweep(model, _datamodule(x, y), settings, attack, batch_size=5)
+    sweep = out["rank_sweep"]
+    assert out["rank_sweep_n"] == {"low": 12, "high": 12, "low_robust": 6, "high_robust": 6}
     assert set(sweep) == {"low", "high", "low_robust", "high_robust"}
     assert sweep["low"][8] == pytest.approx(clean)  # L_8 of 8x8 images is the image
     assert sorted(sweep["low"]) == [1, 8]
@@ -62,7 +65,9 @@ def test_default_ranks_every_rank_for_small_images_and_geometric_for_large():
 def test_rig_writes_its_files_and_shares_sum_to_one(tmp_path):
     x, y = torch.rand(6, 3, 8, 8), torch.randint(0, 4, (6,))
     settings = analyses.RIGSettings(enabled=True, n_images=3, steps_per_rank=2, baseline_steps=4)
-    out = analyses.run_rig(_model(), _datamodule(x, y), settings, tmp_path, title="RIG: test")
+    out = analyses.run_rig(_model(), _datamodule(x, y), settings, tmp_path, title="RIG: test")[
+        "rig"
+    ]
     assert out["ranks"] == list(range(1, 9)) and out["n_images"] == 3
     assert sum(out["mean_per_rank"]) == pytest.approx(1.0, abs=1e-5)
     arrays = np.load(tmp_path / "rig.npz")

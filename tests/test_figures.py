@@ -185,8 +185,6 @@ def test_data_flows_one_way_and_files_stay_small():
                    _imports("claims") | _imports("collect"))  # fmt: skip
 
 
-
-
 def test_pipeline_run_feeds_the_perturbation_spectrum_figure(tmp_path):
     """analysis.perturbation_spectrum (on by default) -> metrics.json -> the figure."""
     from helpers import FAST, make_cfg

@@ -1,8 +1,8 @@
 """The paper's analyses of a trained model, run by the task after testing (global rank 0 only).
 
-Each is a plain function ``(model, datamodule, settings, ...) -> dict`` whose dict goes into
-metrics.json under its own key (results.py); the files they write (rig.npz, rig.png) are named
-in ``results.FILES``. Settings are typed dataclasses built from conf/ (``_target_``), so an
+Each is a plain function ``(model, datamodule, settings, ...) -> dict`` whose dict is merged
+into metrics.json (keys: rank_sweep + rank_sweep_n, perturbation_spectrum, rig); the files they
+write (rig.npz, rig.png) are named in ``results.FILES``. Settings are typed dataclasses built from conf/ (``_target_``), so an
 unknown key is an error, not an option silently dropped.
 """
 
@@ -82,7 +82,8 @@ def default_ranks(full_rank: int) -> list[int]:
 def run_rank_sweep(
     model: nn.Module, datamodule, settings: SweepSettings, attack: Attack | None, batch_size: int
 ) -> dict:
-    """{mode: {k: accuracy}} on the raw test images (+ "<mode>_robust" when settings.robust)."""
+    """rank_sweep: {mode: {k: accuracy}} on the raw test images (+ "<mode>_robust" when
+    settings.robust); rank_sweep_n: {mode: number of images behind each accuracy}."""
     images, labels = datamodule.test_tensors(raw=True, n=settings.n_images)
     ranks = list(settings.ranks) if settings.ranks else default_ranks(min(images.shape[-2:]))
     modes = tuple(settings.modes)
@@ -93,7 +94,9 @@ def run_rank_sweep(
             model, images[:n], labels[:n], ranks, modes=modes, batch_size=batch_size, attack=attack
         )
         sweep.update({k: v for k, v in robust.items() if k.endswith("_robust")})
-    return sweep
+    counts = {m: min(settings.n_robust or len(labels), len(labels)) for m in sweep}
+    counts.update({m: int(len(labels)) for m in modes})
+    return {"rank_sweep": sweep, "rank_sweep_n": counts}
 
 
 def run_perturbation_spectrum(
@@ -114,9 +117,11 @@ def run_perturbation_spectrum(
         clean.append(factorize(x.float()).S.cpu().flatten(0, -2))
         pert.append(factorize(delta.float()).S.cpu().flatten(0, -2))
     return {
-        "clean": torch.cat(clean).mean(0).tolist(),
-        "perturbation": torch.cat(pert).mean(0).tolist(),
-        "n_images": int(len(labels)),
+        "perturbation_spectrum": {
+            "clean": torch.cat(clean).mean(0).tolist(),
+            "perturbation": torch.cat(pert).mean(0).tolist(),
+            "n_images": int(len(labels)),
+        }
     }
 
 
@@ -131,8 +136,8 @@ def run_rig(
 ) -> dict:
     """RIG on a seeded pick of raw test images: writes rig.npz and rig.png into run_dir.
 
-    Returns the metrics.json summary: ``top4_share`` (mean share of |rank attribution| in ranks
-    <= 4), ``median_rel_delta`` (median |completeness error| / |f(x) - f(b)|), ``mean_per_rank``
+    Returns the metrics.json summary under "rig": ``top4_share`` (mean share of |rank
+    attribution| in ranks <= 4), ``median_rel_delta`` (median |completeness error| / |f(x) - f(b)|), ``mean_per_rank``
     (mean share per path segment), ``ranks`` and the settings used.
     """
     run_dir = Path(run_dir)
@@ -167,11 +172,13 @@ def run_rig(
     shares = rank_shares(result.per_rank.detach().cpu())
     in_top4 = torch.tensor(result.ranks) <= 4
     return {
-        "top4_share": float(shares[:, in_top4].sum(1).mean()),
-        "median_rel_delta": float(result.relative_delta.median()),
-        "mean_per_rank": shares.mean(0).tolist(),
-        "ranks": list(result.ranks),
-        "n_images": len(y),
-        "steps_per_rank": settings.steps_per_rank,
-        "baseline_steps": settings.baseline_steps,
+        "rig": {
+            "top4_share": float(shares[:, in_top4].sum(1).mean()),
+            "median_rel_delta": float(result.relative_delta.median()),
+            "mean_per_rank": shares.mean(0).tolist(),
+            "ranks": list(result.ranks),
+            "n_images": len(y),
+            "steps_per_rank": settings.steps_per_rank,
+            "baseline_steps": settings.baseline_steps,
+        }
     }

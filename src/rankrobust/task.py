@@ -159,7 +159,7 @@ def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> d
         tick = time.perf_counter()
         try:
             with torch.autocast(device_type=module.device.type, enabled=False):
-                out[name] = fn(module, dm, *args)
+                out.update(fn(module, dm, *args))
         except Exception as err:
             print(f"[rankrobust] analysis {name} failed: {err}", file=sys.stderr)
             out.setdefault("analysis_errors", {})[name] = f"{type(err).__name__}: {err}"
