@@ -14,6 +14,7 @@ from rankrobust.data.folder import image_folder_sets
 from rankrobust.data.sets import ImageSet, cifar10_sets, synthetic_sets
 from rankrobust.data.streaming import random_subset, stream_loader, stream_sets
 from rankrobust.errors import ConfigError
+from rankrobust.seeding import step_seed
 from rankrobust.svd import RankTransform
 
 
@@ -191,7 +192,7 @@ class ImageDataModule(pl.LightningDataModule):
         if training and self.augment:  # seeded by (seed, step, rank): exact after a resume
             g = torch.Generator(device=x.device)
             t = self.trainer
-            g.manual_seed(self.seed * 1_000_003 + t.global_step * 7919 + t.global_rank * 104_729)
+            g.manual_seed(step_seed(self.seed, t.global_step, t.global_rank))
             x = random_crop_flip(x, generator=g)
         return x, y
 
