@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import tarfile
-
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from rankrobust.data import (
     ImageDataModule,
     batch_loader,
     cifar10_sets,
-    image_folder_sets,
     random_crop_flip,
     synthetic_sets,
 )
 from rankrobust.errors import ConfigError
 from rankrobust.svd import RankTransform, high_rank, low_rank
-
-
-def write_tree(root, splits=("train", "test"), classes=("cat", "dog"), n=3, size=8):
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for cls in classes:
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
-    return root
 
 
 @pytest.fixture(autouse=True)
@@ -45,31 +28,6 @@ def test_synthetic_sets_are_deterministic_and_in_range():
     assert a_train.images.shape == (64, 3, 32, 32) and a_test.images.shape == (32, 3, 32, 32)
     assert a_train.images.min() >= 0 and a_train.images.max() <= 1
     assert set(a_train.labels.tolist()) <= set(range(10))
-
-
-def test_image_folder_reads_a_tree_and_its_tarball_identically(tmp_path):
-    tree = write_tree(tmp_path / "tree")
-    train, test = image_folder_sets(tree)
-    assert train.images.shape == (6, 3, 8, 8) and test.images.shape == (6, 3, 8, 8)
-    assert train.classes == ("cat", "dog")
-    assert sorted(train.labels.tolist()) == [0, 0, 0, 1, 1, 1]
-    archive = tmp_path / "tree.tar.gz"
-    with tarfile.open(archive, "w:gz") as tf:
-        tf.add(tree, arcname="cifar")
-    t_train, _ = image_folder_sets(archive)
-    order = lambda s: s.images.flatten(1).sum(1).argsort()  # noqa: E731 - archive order differs
-    assert torch.allclose(train.images[order(train)], t_train.images[order(t_train)])
-    # the decoded arrays are cached: a second read gives the same tensors
-    again, _ = image_folder_sets(archive)
-    assert torch.equal(again.images, t_train.images)
-
-
-def test_image_folder_errors_name_the_problem(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
-        image_folder_sets(tmp_path / "missing")
-    only_train = write_tree(tmp_path / "only_train", splits=("train",))
-    with pytest.raises(ConfigError, match="no test images"):
-        image_folder_sets(only_train)
 
 
 @pytest.mark.parametrize("mode", ["low", "high"])

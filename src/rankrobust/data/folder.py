@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
+import posixpath
 import tarfile
+import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
+from rankrobust.data.cache import cache_file, cached_arrays
 from rankrobust.data.sets import ImageSet
 from rankrobust.errors import ConfigError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SPLITS = ("train", "test", "val")
+ARRAY_KEYS = {"classes", "train_x", "train_y", "test_x", "test_y"}
+
+# (split, class, encoded bytes, a name for messages: the file's path or archive:member)
+Item = tuple[str, str, bytes, str]
 
 
-def _decode(data: bytes, size: int | None) -> np.ndarray:
-    from PIL import Image
+def _decode(data: bytes, size: int | None, name: str) -> np.ndarray:
+    """HWC uint8 RGB pixels of one encoded image, resized + centre-cropped to size if given."""
+    from PIL import Image, UnidentifiedImageError
 
-    img = Image.open(io.BytesIO(data)).convert("RGB")
+    try:
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        why = "not a known image format" if isinstance(err, UnidentifiedImageError) else err
+        raise ConfigError(
+            f"Could not decode the image {name} ({why}): replace or remove it, or point "
+            "dataset.root at a tree or archive of readable images."
+        ) from err
     if size is not None and img.size != (size, size):
         img = _resize_center_crop(img, size)
     return np.asarray(img, dtype=np.uint8)
@@ -37,52 +51,114 @@ def _resize_center_crop(img, size: int):
 
 def _split_member(name: str) -> tuple[str, str] | None:
     """'…/train/<class>/<file>.jpg' -> ('train', '<class>'), else None."""
-    parts = Path(name).parts
+    parts = PurePosixPath(name).parts
     if len(parts) < 3 or not name.lower().endswith(IMAGE_SUFFIXES):
         return None
     split, cls = parts[-3], parts[-2]
-    return (split, cls) if split in ("train", "test", "val") else None
+    return (split, cls) if split in SPLITS else None
 
 
-def _collect(items: Iterator[tuple[str, str, bytes]], size: int | None) -> dict:
+def _inside(name: str) -> str | None:
+    """An archive member's normalised path, or None when it leaves the archive's root."""
+    norm = posixpath.normpath(name)
+    if norm.startswith("/") or norm == ".." or norm.startswith("../"):
+        return None
+    return norm
+
+
+def _tar_items(path: Path) -> Iterator[Item]:
+    """Images of a .tar / .tar.gz read sequentially (random access into gzip is quadratic)."""
+    outside: list[str] = []
+    with tarfile.open(path, "r|gz" if path.name.endswith("gz") else "r|") as tf:
+        try:
+            for member in tf:
+                if not member.isfile():
+                    continue
+                name = _inside(member.name)
+                if name is None:
+                    if not outside:
+                        warnings.warn(
+                            f"'{path}': ignoring member '{member.name}', whose path leaves the "
+                            "archive's root (and any others like it).",
+                            stacklevel=2,
+                        )
+                    outside.append(member.name)
+                    continue
+                key = _split_member(name)
+                if key is not None:
+                    data = tf.extractfile(member).read()
+                    yield key[0], key[1], data, f"'{member.name}' in '{path}'"
+        finally:
+            if len(outside) > 1:
+                warnings.warn(
+                    f"'{path}': ignored {len(outside)} members whose paths leave the archive's "
+                    f"root, e.g. {outside[:3]}.",
+                    stacklevel=2,
+                )
+
+
+def _folder_items(root: Path) -> Iterator[Item]:
+    for path in sorted(root.rglob("*")):
+        key = _split_member(path.relative_to(root).as_posix()) if path.is_file() else None
+        if key is not None:
+            yield key[0], key[1], path.read_bytes(), f"'{path}'"
+
+
+def image_items(root: Path) -> Iterator[Item]:
+    """(split, class, bytes, name) of every image under an ImageFolder tree or archive, in order:
+    sorted paths for a folder, archive order for a tarball."""
+    return _tar_items(root) if root.is_file() else _folder_items(root)
+
+
+def _collect(items: Iterator[Item], size: int | None) -> dict:
     """Group decoded images by split: {split: (list of HWC uint8 arrays, list of class names)}."""
     out: dict[str, tuple[list, list]] = {}
-    for split, cls, data in items:
+    for split, cls, data, name in items:
         imgs, names = out.setdefault("test" if split == "val" else split, ([], []))
-        imgs.append(_decode(data, size))
+        imgs.append(_decode(data, size, name))
         names.append(cls)
     return out
 
 
-def _tar_items(path: Path) -> Iterator[tuple[str, str, bytes]]:
-    with tarfile.open(path, "r|gz" if path.name.endswith("gz") else "r|") as tf:
-        for member in tf:
-            key = _split_member(member.name) if member.isfile() else None
-            if key is not None:
-                yield key[0], key[1], tf.extractfile(member).read()
-
-
-def _folder_items(root: Path) -> Iterator[tuple[str, str, bytes]]:
-    for path in sorted(root.rglob("*")):
-        key = _split_member(str(path.relative_to(root))) if path.is_file() else None
-        if key is not None:
-            yield key[0], key[1], path.read_bytes()
-
-
-def _cache_file(root: Path, size: int | None) -> Path:
-    stat = root.stat()
-    key = f"{root.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{size}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    base = Path(os.environ.get("RANKROBUST_CACHE", Path.home() / ".cache" / "rankrobust"))
-    return base / f"imagefolder-{digest}.npz"
+def _build_arrays(root: Path, image_size: int | None) -> dict[str, np.ndarray]:
+    """Decode every image of root: {classes, train_x, train_y, test_x, test_y} (x: NHWC uint8)."""
+    try:
+        groups = _collect(image_items(root), image_size)
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise ConfigError(f"Could not read images from '{root}': {err}.") from err
+    missing = {"train", "test"} - set(groups)
+    if missing:
+        raise ConfigError(
+            f"'{root}' holds no {' or '.join(sorted(missing))} images: an ImageFolder root "
+            "needs train/<class>/ and test/<class>/ (or val/<class>/) folders of images."
+        )
+    classes = sorted(set(groups["train"][1]))
+    index = {c: i for i, c in enumerate(classes)}
+    arrays = {"classes": np.array(classes)}
+    for split, (imgs, names) in groups.items():
+        sizes = {a.shape for a in imgs}
+        if len(sizes) > 1:
+            raise ConfigError(
+                f"'{root}' holds images of several sizes ({sorted(sizes)[:3]}…): set "
+                "dataset.image_size to resize and centre-crop them to one size."
+            )
+        unknown = set(names) - set(index)
+        if unknown:
+            raise ConfigError(
+                f"{split} classes {sorted(unknown)} are not in train/ under '{root}'."
+            )
+        arrays[f"{split}_x"] = np.stack(imgs)
+        arrays[f"{split}_y"] = np.array([index[c] for c in names], dtype=np.int64)
+    return arrays
 
 
 def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[ImageSet, ImageSet]:
     """An ImageFolder tree (`train/<class>/*`, `test/<class>/*` or `val/<class>/*`) held in memory.
 
     `root` is a folder or a .tar / .tar.gz of one, read sequentially. Decoded images are cached
-    as a .npz under $RANKROBUST_CACHE (default ~/.cache/rankrobust), keyed by path, size and
-    modification time, so a second run starts in a second.
+    as a .npz under $RANKROBUST_CACHE (default ~/.cache/rankrobust), keyed by the tree's
+    contents (every file's relative path, size and mtime; an archive's size and mtime), so a
+    second run starts in a second and any edit is seen (see `rankrobust.data.cache`).
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -92,43 +168,8 @@ def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[
             "copy shipped with this project's shared folder use "
             "dataset.root=../shared/data/cifar10-jpeg.tar.gz."
         )
-    cache = _cache_file(root, image_size)
-    if cache.exists():
-        with np.load(cache) as z:
-            arrays = {k: z[k] for k in z.files}
-    else:
-        items = _tar_items(root) if root.is_file() else _folder_items(root)
-        try:
-            groups = _collect(items, image_size)
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise ConfigError(f"Could not read images from '{root}': {err}.") from err
-        missing = {"train", "test"} - set(groups)
-        if missing:
-            raise ConfigError(
-                f"'{root}' holds no {' or '.join(sorted(missing))} images: an ImageFolder root "
-                "needs train/<class>/ and test/<class>/ (or val/<class>/) folders of images."
-            )
-        classes = sorted(set(groups["train"][1]))
-        arrays = {"classes": np.array(classes)}
-        for split, (imgs, names) in groups.items():
-            sizes = {a.shape for a in imgs}
-            if len(sizes) > 1:
-                raise ConfigError(
-                    f"'{root}' holds images of several sizes ({sorted(sizes)[:3]}…): set "
-                    "dataset.image_size to resize and centre-crop them to one size."
-                )
-            index = {c: i for i, c in enumerate(classes)}
-            unknown = set(names) - set(index)
-            if unknown:
-                raise ConfigError(
-                    f"{split} classes {sorted(unknown)} are not in train/ under '{root}'."
-                )
-            arrays[f"{split}_x"] = np.stack(imgs)
-            arrays[f"{split}_y"] = np.array([index[c] for c in names], dtype=np.int64)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(cache)
+    cache = cache_file(root, f"size={image_size}")
+    arrays = cached_arrays(cache, lambda: _build_arrays(root, image_size), ARRAY_KEYS)
     classes = tuple(str(c) for c in arrays["classes"])
 
     def to_set(split: str) -> ImageSet:
@@ -152,12 +193,11 @@ def read_images(
     `classes` (default: the sorted class names met, ImageFolder's convention).
     """
     root = Path(root).expanduser()
-    items = _tar_items(root) if root.is_file() else _folder_items(root)
     images, names = [], []
-    for split, cls, data in items:
+    for split, cls, data, name in image_items(root):
         if split not in splits or (one_per_class and cls in names):
             continue
-        images.append(_decode(data, None))
+        images.append(_decode(data, None, name))
         names.append(cls)
         if len(images) >= n:
             break
