@@ -7,6 +7,7 @@ import torch
 
 from rankrobust.data import (
     ImageDataModule,
+    ShardedBatches,
     batch_loader,
     cifar10_sets,
     random_crop_flip,
@@ -68,6 +69,49 @@ def test_batch_loader_covers_every_image_once_per_epoch():
     assert len(seen) == 70
     xs = torch.cat([x for x, _ in loader])
     assert torch.allclose(xs.sum(), train.images.sum(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("replicas", [1, 2, 4])
+def test_device_index_batches_match_the_list_order_for_every_epoch_and_shard(shuffle, replicas):
+    for n in (3, 9, 70):
+        for rank in range(replicas):
+            plain = ShardedBatches(n, 4, shuffle, seed=5, num_replicas=replicas, rank=rank)
+            on_dev = ShardedBatches(
+                n, 4, shuffle, seed=5, num_replicas=replicas, rank=rank, device="cpu"
+            )
+            for epoch in (0, 1):
+                plain.set_epoch(epoch)
+                on_dev.set_epoch(epoch)
+                got = list(on_dev)
+                assert all(isinstance(b, torch.Tensor) and b.dtype == torch.int64 for b in got)
+                assert [b.tolist() for b in got] == list(plain)
+                assert len(on_dev) == len(got) == len(plain)
+
+
+def test_batch_loader_indexes_with_tensors_on_the_data_device():
+    train, _ = synthetic_sets(20, 1)
+    loader = batch_loader(train, batch_size=8, shuffle=True, seed=2)
+    assert loader.sampler.device == train.labels.device
+    (idx, *_) = list(loader.sampler)
+    assert isinstance(idx, torch.Tensor) and idx.device == train.labels.device
+    x, y = next(iter(loader))
+    assert torch.equal(x, train.images[idx]) and torch.equal(y, train.labels[idx])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batch_loader_on_cuda_never_syncs_with_the_host():
+    train, _ = synthetic_sets(64, 1)
+    data = type(train)(train.images.cuda(), train.labels.cuda(), train.classes)
+    loader = batch_loader(data, batch_size=16, shuffle=True, seed=1)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host-device sync raises
+    try:
+        batches = [x.sum() for x, _ in loader]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(batches) == 4
+    assert torch.stack(batches).sum().item() == pytest.approx(data.images.sum().item(), rel=1e-4)
 
 
 def test_random_crop_flip_keeps_shape_and_content_range():
