@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from rankrobust.data import (
     ImageDataModule,
@@ -143,3 +145,32 @@ def test_cifar10_without_network_or_files_is_a_clear_error(tmp_path, monkeypatch
     assert "dataset=image_folder" in str(err.value)
     with pytest.raises(ConfigError, match="was not found under"):
         cifar10_sets(tmp_path / "cifar10", download=False)
+
+
+def test_streamed_test_tensors_read_only_the_seeded_pick(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("cat", "dog", "emu"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(4):
+                pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / cls / f"{i}.png")
+    common = dict(root=str(tmp_path), image_size=32, num_classes=3, augment=False)
+    streamed = ImageDataModule("image_folder", in_memory=False, **common)
+    streamed.setup("test")
+    folder = streamed._streams["test"]
+    loads = []
+    loader = folder.loader
+    folder.loader = lambda path: loads.append(path) or loader(path)
+    x, y = streamed.test_tensors(raw=True, n=5, seed=7)
+    assert x.shape == (5, 3, 32, 32) and len(loads) == 5  # not the 12 test images
+    # the same pick, and the same pixels, as the in-memory copy of the tree
+    in_memory = ImageDataModule("image_folder", in_memory=True, **common)
+    in_memory.setup("test")
+    x_mem, y_mem = in_memory.test_tensors(raw=True, n=5, seed=7)
+    assert torch.equal(y, y_mem) and torch.allclose(x, x_mem, atol=1e-6)
+    pick = torch.randperm(12, generator=torch.Generator().manual_seed(7))[:5]
+    assert torch.equal(y_mem, in_memory.raw_test_set.labels[pick])
+    # n=None with a seed: every image, shuffled by the seed
+    _, y_all = streamed.test_tensors(raw=True, seed=7)
+    assert sorted(y_all.tolist()) == [0] * 4 + [1] * 4 + [2] * 4 and torch.equal(y_all[:5], y)

@@ -197,23 +197,46 @@ class ImageDataModule(pl.LightningDataModule):
         return x, y
 
     def test_tensors(
-        self, raw: bool = False, n: int | None = None
+        self, raw: bool = False, n: int | None = None, seed: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first n test images and labels as tensors (raw: before the rank transform)."""
+        """n test images and their labels as tensors on the data's device (raw: before the
+        rank transform); all of them when n is None.
+
+        seed None: the first n of the test set (in memory), or for a streamed set a seeded
+        random subset of n (ImageFolder lists images class by class), in file order.
+        seed given: a seeded pick, `randperm(len(test set), seed)[:n]` in that order; the same
+        pick whether the set is in memory or streamed (analyses such as RIG use it).
+        Streamed sets read only the images returned, never the whole validation set.
+        """
         if self._streams is None:
             data = self.raw_test_set if raw else self.test_set
-            return data.images[:n], data.labels[:n]
-        # ImageFolder lists images class by class: take a seeded random subset, not the first n.
-        ds = random_subset(self._streams["test"], n, self.seed + 2)
-        xs, ys, count = [], [], 0
+            if seed is None:
+                return data.images[:n], data.labels[:n]
+            pick = _pick(len(data.labels), n, seed).to(data.labels.device)
+            return data.images[pick], data.labels[pick]
+        ds = self._streams["test"]
+        if seed is None:
+            ds = random_subset(ds, n, self.seed + 2)
+        else:
+            ds = torch.utils.data.Subset(ds, _pick(len(ds), n, seed).tolist())
+        return self._read_stream(ds, raw)
+
+    def _read_stream(self, ds, raw: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every image of a (small) streamed subset, on the device, rank-transformed unless raw."""
         device = self._device()
+        if len(ds) == 0:
+            size = self.full_rank
+            return torch.empty(0, 3, size, size, device=device), torch.empty(0, dtype=torch.long)
+        xs, ys = [], []
         for x, y in self._stream_loader(ds, False):
             x, y = x.to(device), y.to(device)
             if not raw and "test" in self.apply_to and self.transform.rank is not None:
                 x = self.transform(x)
             xs.append(x)
             ys.append(y)
-            count += len(y)
-            if n is not None and count >= n:
-                break
-        return torch.cat(xs)[:n], torch.cat(ys)[:n]
+        return torch.cat(xs), torch.cat(ys)
+
+
+def _pick(size: int, n: int | None, seed: int) -> torch.Tensor:
+    """n indices of range(size) drawn without replacement: randperm(size, seed)[:n]."""
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
