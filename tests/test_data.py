@@ -11,7 +11,6 @@ from rankrobust.data import (
     ImageDataModule,
     ShardedBatches,
     batch_loader,
-    cifar10_sets,
     random_crop_flip,
     synthetic_sets,
 )
@@ -127,24 +126,6 @@ def test_random_crop_flip_keeps_shape_and_content_range():
     assert all(
         torch.equal(s, a) or torch.equal(s, a.flip(-1)) for s, a in zip(same, x, strict=True)
     )
-
-
-def test_cifar10_without_network_or_files_is_a_clear_error(tmp_path, monkeypatch):
-    """No files and no network: a ConfigError naming the root and the offline alternatives."""
-    import urllib.error
-
-    import torchvision.datasets.utils as tv_utils
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(tv_utils, "urlopen", offline, raising=False)
-    monkeypatch.setattr(tv_utils.urllib.request, "urlopen", offline)
-    with pytest.raises(ConfigError, match="Downloading CIFAR-10 into") as err:
-        cifar10_sets(tmp_path / "cifar10", download=True)
-    assert "dataset=image_folder" in str(err.value)
-    with pytest.raises(ConfigError, match="was not found under"):
-        cifar10_sets(tmp_path / "cifar10", download=False)
 
 
 def test_streamed_test_tensors_read_only_the_seeded_pick(tmp_path):

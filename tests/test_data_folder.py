@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rankrobust.data import image_folder_sets
+from rankrobust.data import image_folder_sets, read_images
 from rankrobust.data.cache import cache_dir
 from rankrobust.errors import ConfigError
 
@@ -157,3 +157,15 @@ def test_tar_members_leaving_the_root_are_ignored_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"\.\./train/cat/up\.png"):
         train, test = image_folder_sets(archive)
     assert len(train.labels) == 2 and len(test.labels) == 1
+
+
+def test_read_images_reads_in_order_or_per_class(tmp_path):
+    tree = write_tree(tmp_path / "tree", classes=("cat", "dog", "emu"), n=3)
+    in_order = read_images(tree, 4, splits=("test",))
+    assert in_order.labels.tolist() == [0, 0, 0, 1]  # sorted paths: class by class
+    balanced = read_images(tree, 100, splits=("test",), per_class=2, classes=("cat", "dog", "emu"))
+    assert balanced.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert torch.equal(balanced.images[:2], in_order.images[:2])
+    assert read_images(tree, 100, one_per_class=True).labels.tolist() == [0, 1, 2]
+    with pytest.raises(ConfigError, match="not one of"):
+        read_images(tree, 10, classes=("cat", "dog"))

@@ -7,15 +7,17 @@ Three families share one module, `ImageDataModule`:
 - streamed (`image_folder` / `imagenet` with `in_memory: false`): torchvision ImageFolder with
   resize / centre crop, the rank transform applied batch by batch on the device.
 
-Modules: `sets` (ImageSet, synthetic and CIFAR-10 loaders), `folder` (ImageFolder trees and
-tarballs, cached), `batches` (in-memory batching, DDP shards, augmentation), `streaming`
+Modules: `sets` (ImageSet, synthetic images), `cifar10` (CIFAR-10 from a local copy or a
+download; `load_cifar10`), `folder` (ImageFolder trees and tarballs), `cache` (their decoded
+arrays on disk), `batches` (in-memory batching, DDP shards, augmentation), `streaming`
 (torchvision ImageFolder streams), `module` (the LightningDataModule).
 """
 
 from rankrobust.data.batches import ShardedBatches, TensorBatches, batch_loader, random_crop_flip
+from rankrobust.data.cifar10 import cifar10_sets, find_cifar10, load_cifar10
 from rankrobust.data.folder import IMAGE_SUFFIXES, image_folder_sets, read_images
 from rankrobust.data.module import ImageDataModule
-from rankrobust.data.sets import CIFAR10_CLASSES, ImageSet, cifar10_sets, synthetic_sets
+from rankrobust.data.sets import CIFAR10_CLASSES, ImageSet, synthetic_sets
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -26,6 +28,8 @@ __all__ = [
     "TensorBatches",
     "batch_loader",
     "cifar10_sets",
+    "find_cifar10",
+    "load_cifar10",
     "image_folder_sets",
     "random_crop_flip",
     "read_images",

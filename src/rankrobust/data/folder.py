@@ -185,21 +185,35 @@ def read_images(
     splits: Sequence[str] = ("test", "val"),
     one_per_class: bool = False,
     classes: Sequence[str] | None = None,
+    per_class: int | None = None,
 ) -> ImageSet:
     """The first n images of the given splits of an ImageFolder tree or tarball, read in order.
 
-    Stops reading as soon as it has n images (no cache, no full decode): for tests, benchmarks
-    and figures. `one_per_class` keeps only the first image of each class met. Labels index
-    `classes` (default: the sorted class names met, ImageFolder's convention).
+    The order is the source's: sorted paths for a folder, archive order for a tarball, which
+    usually stores a class's images together (the CIFAR-10 JPEG copy's first 1,000 test images
+    are all birds). For a class-balanced pick, `per_class=k` keeps only the first k images of
+    each class (`one_per_class` is per_class=1), and reading stops once every class of
+    `classes` has k. Stops as soon as it has n images (no cache, no full decode): for tests,
+    benchmarks and figures. Labels index `classes` (default: the sorted class names met,
+    ImageFolder's convention).
     """
+    if per_class is None:
+        per_class = 1 if one_per_class else n
+    if n < 1 or per_class < 1:
+        raise ValueError(f"read_images: n={n}, per_class={per_class}: expected positive ints.")
     root = Path(root).expanduser()
-    images, names = [], []
+    wanted = set(classes) if classes is not None else None
+    images, names, counts = [], [], {}
     for split, cls, data, name in image_items(root):
-        if split not in splits or (one_per_class and cls in names):
+        if split not in splits or counts.get(cls, 0) >= per_class:
             continue
+        if wanted is not None and cls not in wanted:
+            raise ConfigError(f"{name} is of class '{cls}', not one of {sorted(wanted)}.")
         images.append(_decode(data, None, name))
         names.append(cls)
-        if len(images) >= n:
+        counts[cls] = counts.get(cls, 0) + 1
+        full = wanted is not None and all(counts.get(c, 0) >= per_class for c in wanted)
+        if len(images) >= n or full:
             break
     if not images:
         raise ConfigError(f"'{root}' holds no {' or '.join(splits)} images.")

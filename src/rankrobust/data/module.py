@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 
 from rankrobust.data.batches import batch_loader, random_crop_flip
 from rankrobust.data.folder import image_folder_sets
-from rankrobust.data.sets import ImageSet, cifar10_sets, synthetic_sets
+from rankrobust.data.cifar10 import cifar10_sets, locate_cifar10
+from rankrobust.data.sets import ImageSet, synthetic_sets
 from rankrobust.data.streaming import random_subset, stream_loader, stream_sets
 from rankrobust.errors import ConfigError
 from rankrobust.seeding import step_seed
@@ -47,6 +48,7 @@ class ImageDataModule(pl.LightningDataModule):
         seed: int = 0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        local_copy: bool = True,
     ):
         super().__init__()
         self.name = name
@@ -64,6 +66,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.mean = tuple(mean) if mean is not None else None
         self.std = tuple(std) if std is not None else None
         self.seed = seed
+        # cifar10: also look for $RANKROBUST_CIFAR10 and ../shared/data before downloading
+        self.local_copy = local_copy
         self.train_set: ImageSet | None = None
         self.test_set: ImageSet | None = None
         self._streams = None
@@ -97,7 +101,7 @@ class ImageDataModule(pl.LightningDataModule):
                 **self.synthetic,
             )
         elif self.name == "cifar10":
-            train, test = cifar10_sets(self.root or "data/cifar10", self.download)
+            train, test = cifar10_sets(self.cifar10_root, self.download, self.local_copy)
         elif self.name in ("image_folder", "imagenet"):
             train, test = image_folder_sets(self.root, self.image_size)
         else:
@@ -106,9 +110,14 @@ class ImageDataModule(pl.LightningDataModule):
             )
         return train.subset(self.n_train, self.seed), test.subset(self.n_test, self.seed + 1)
 
+    @property
+    def cifar10_root(self) -> str:
+        return self.root or "data/cifar10"
+
     def prepare_data(self) -> None:
+        """Download CIFAR-10 once (Lightning calls this on one process) unless a copy exists."""
         if self.name == "cifar10" and self.download:
-            cifar10_sets(self.root or "data/cifar10", download=True)
+            locate_cifar10(self.cifar10_root, download=True, local_copy=self.local_copy)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

@@ -1,4 +1,4 @@
-"""Image sets as pixel tensors in [0, 1]: the ImageSet record, CIFAR-10 and synthetic loaders."""
+"""Image sets as pixel tensors in [0, 1]: the ImageSet record and the synthetic loader."""
 
 from __future__ import annotations
 
@@ -86,30 +86,3 @@ def synthetic_sets(
         return ImageSet(x.clamp(0, 1), y, classes)
 
     return make(n_train), make(n_test)
-
-
-def cifar10_sets(root: str | Path, download: bool) -> tuple[ImageSet, ImageSet]:
-    """CIFAR-10 through torchvision (downloads into `root` where a network exists)."""
-    from torchvision.datasets import CIFAR10
-
-    sets = []
-    for train in (True, False):
-        try:
-            ds = CIFAR10(str(root), train=train, download=download)
-        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-            raise ConfigError(
-                f"CIFAR-10 was not found under '{root}' ({err}). Set dataset.download=true on a "
-                "machine with network access, point dataset.root at a folder holding "
-                "'cifar-10-batches-py', or use the ImageFolder copy: dataset=image_folder "
-                "dataset.root=<path to cifar10-jpeg.tar.gz or its extraction>."
-            ) from err
-        except OSError as err:  # URLError and friends: no network
-            raise ConfigError(
-                f"Downloading CIFAR-10 into '{root}' failed ({err}). This machine has no network "
-                "access to the CIFAR-10 host: download it elsewhere and copy "
-                "'cifar-10-batches-py' into dataset.root, or use dataset=image_folder "
-                "dataset.root=<path to cifar10-jpeg.tar.gz or its extraction>."
-            ) from err
-        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255)
-        sets.append(ImageSet(x, torch.tensor(ds.targets), tuple(ds.classes)))
-    return sets[0], sets[1]
