@@ -80,6 +80,10 @@ def test_a_missing_env_path_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV, str(tmp_path / "nowhere.tar.gz"))
     with pytest.raises(ConfigError, match="nowhere.tar.gz"):
         cifar10_sets(tmp_path / "cifar10", download=True)
+    (tmp_path / "notes.txt").write_text("not an archive")
+    monkeypatch.setenv(ENV, str(tmp_path / "notes.txt"))
+    with pytest.raises(ConfigError, match="notes.txt' is neither a folder nor"):
+        cifar10_sets(tmp_path / "cifar10", download=True)
 
 
 def test_python_archive_named_by_the_env_var_is_read_before_any_download(

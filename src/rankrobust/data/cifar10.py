@@ -56,10 +56,15 @@ def _kind(path: Path) -> str:
         if (path / BATCHES).is_dir():
             return "torchvision"
         return "torchvision_dir" if path.name == BATCHES else "image_folder"
-    with tarfile.open(path, "r|*") as tf:
-        for _, member in zip(range(3), tf, strict=False):
-            if member.name.lstrip("./").startswith(BATCHES):
-                return "python_archive"
+    try:
+        with tarfile.open(path, "r|*") as tf:
+            for _, member in zip(range(3), tf, strict=False):
+                if member.name.lstrip("./").startswith(BATCHES):
+                    return "python_archive"
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise ConfigError(
+            f"${ENV}='{path}' is neither a folder nor a readable .tar / .tar.gz ({err})."
+        ) from err
     return "image_folder"
 
 
