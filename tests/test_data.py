@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tarfile
-
 import numpy as np
 import pytest
 import torch
@@ -11,26 +9,13 @@ from PIL import Image
 
 from rankrobust.data import (
     ImageDataModule,
+    ShardedBatches,
     batch_loader,
-    cifar10_sets,
-    image_folder_sets,
     random_crop_flip,
     synthetic_sets,
 )
 from rankrobust.errors import ConfigError
 from rankrobust.svd import RankTransform, high_rank, low_rank
-
-
-def write_tree(root, splits=("train", "test"), classes=("cat", "dog"), n=3, size=8):
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for cls in classes:
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
-    return root
 
 
 @pytest.fixture(autouse=True)
@@ -45,31 +30,6 @@ def test_synthetic_sets_are_deterministic_and_in_range():
     assert a_train.images.shape == (64, 3, 32, 32) and a_test.images.shape == (32, 3, 32, 32)
     assert a_train.images.min() >= 0 and a_train.images.max() <= 1
     assert set(a_train.labels.tolist()) <= set(range(10))
-
-
-def test_image_folder_reads_a_tree_and_its_tarball_identically(tmp_path):
-    tree = write_tree(tmp_path / "tree")
-    train, test = image_folder_sets(tree)
-    assert train.images.shape == (6, 3, 8, 8) and test.images.shape == (6, 3, 8, 8)
-    assert train.classes == ("cat", "dog")
-    assert sorted(train.labels.tolist()) == [0, 0, 0, 1, 1, 1]
-    archive = tmp_path / "tree.tar.gz"
-    with tarfile.open(archive, "w:gz") as tf:
-        tf.add(tree, arcname="cifar")
-    t_train, _ = image_folder_sets(archive)
-    order = lambda s: s.images.flatten(1).sum(1).argsort()  # noqa: E731 - archive order differs
-    assert torch.allclose(train.images[order(train)], t_train.images[order(t_train)])
-    # the decoded arrays are cached: a second read gives the same tensors
-    again, _ = image_folder_sets(archive)
-    assert torch.equal(again.images, t_train.images)
-
-
-def test_image_folder_errors_name_the_problem(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
-        image_folder_sets(tmp_path / "missing")
-    only_train = write_tree(tmp_path / "only_train", splits=("train",))
-    with pytest.raises(ConfigError, match="no test images"):
-        image_folder_sets(only_train)
 
 
 @pytest.mark.parametrize("mode", ["low", "high"])
@@ -112,6 +72,49 @@ def test_batch_loader_covers_every_image_once_per_epoch():
     assert torch.allclose(xs.sum(), train.images.sum(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("replicas", [1, 2, 4])
+def test_device_index_batches_match_the_list_order_for_every_epoch_and_shard(shuffle, replicas):
+    for n in (3, 9, 70):
+        for rank in range(replicas):
+            plain = ShardedBatches(n, 4, shuffle, seed=5, num_replicas=replicas, rank=rank)
+            on_dev = ShardedBatches(
+                n, 4, shuffle, seed=5, num_replicas=replicas, rank=rank, device="cpu"
+            )
+            for epoch in (0, 1):
+                plain.set_epoch(epoch)
+                on_dev.set_epoch(epoch)
+                got = list(on_dev)
+                assert all(isinstance(b, torch.Tensor) and b.dtype == torch.int64 for b in got)
+                assert [b.tolist() for b in got] == list(plain)
+                assert len(on_dev) == len(got) == len(plain)
+
+
+def test_batch_loader_indexes_with_tensors_on_the_data_device():
+    train, _ = synthetic_sets(20, 1)
+    loader = batch_loader(train, batch_size=8, shuffle=True, seed=2)
+    assert loader.sampler.device == train.labels.device
+    (idx, *_) = list(loader.sampler)
+    assert isinstance(idx, torch.Tensor) and idx.device == train.labels.device
+    x, y = next(iter(loader))
+    assert torch.equal(x, train.images[idx]) and torch.equal(y, train.labels[idx])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batch_loader_on_cuda_never_syncs_with_the_host():
+    train, _ = synthetic_sets(64, 1)
+    data = type(train)(train.images.cuda(), train.labels.cuda(), train.classes)
+    loader = batch_loader(data, batch_size=16, shuffle=True, seed=1)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host-device sync raises
+    try:
+        batches = [x.sum() for x, _ in loader]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(batches) == 4
+    assert torch.stack(batches).sum().item() == pytest.approx(data.images.sum().item(), rel=1e-4)
+
+
 def test_random_crop_flip_keeps_shape_and_content_range():
     x = torch.rand(32, 3, 16, 16)
     out = random_crop_flip(x, generator=torch.Generator().manual_seed(0))
@@ -125,19 +128,30 @@ def test_random_crop_flip_keeps_shape_and_content_range():
     )
 
 
-def test_cifar10_without_network_or_files_is_a_clear_error(tmp_path, monkeypatch):
-    """No files and no network: a ConfigError naming the root and the offline alternatives."""
-    import urllib.error
-
-    import torchvision.datasets.utils as tv_utils
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(tv_utils, "urlopen", offline, raising=False)
-    monkeypatch.setattr(tv_utils.urllib.request, "urlopen", offline)
-    with pytest.raises(ConfigError, match="Downloading CIFAR-10 into") as err:
-        cifar10_sets(tmp_path / "cifar10", download=True)
-    assert "dataset=image_folder" in str(err.value)
-    with pytest.raises(ConfigError, match="was not found under"):
-        cifar10_sets(tmp_path / "cifar10", download=False)
+def test_streamed_test_tensors_read_only_the_seeded_pick(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("cat", "dog", "emu"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(4):
+                pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / cls / f"{i}.png")
+    common = dict(root=str(tmp_path), image_size=32, num_classes=3, augment=False)
+    streamed = ImageDataModule("image_folder", in_memory=False, **common)
+    streamed.setup("test")
+    folder = streamed._streams["test"]
+    loads = []
+    loader = folder.loader
+    folder.loader = lambda path: loads.append(path) or loader(path)
+    x, y = streamed.test_tensors(raw=True, n=5, seed=7)
+    assert x.shape == (5, 3, 32, 32) and len(loads) == 5  # not the 12 test images
+    # the same pick, and the same pixels, as the in-memory copy of the tree
+    in_memory = ImageDataModule("image_folder", in_memory=True, **common)
+    in_memory.setup("test")
+    x_mem, y_mem = in_memory.test_tensors(raw=True, n=5, seed=7)
+    assert torch.equal(y, y_mem) and torch.allclose(x, x_mem, atol=1e-6)
+    pick = torch.randperm(12, generator=torch.Generator().manual_seed(7))[:5]
+    assert torch.equal(y_mem, in_memory.raw_test_set.labels[pick])
+    # n=None with a seed: every image, shuffled by the seed
+    _, y_all = streamed.test_tensors(raw=True, seed=7)
+    assert sorted(y_all.tolist()) == [0] * 4 + [1] * 4 + [2] * 4 and torch.equal(y_all[:5], y)

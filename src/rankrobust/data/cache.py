@@ -1,0 +1,92 @@
+"""A disk cache of decoded image arrays (.npz), keyed by the source's contents, safe to share.
+
+The key covers every file of a folder tree (relative path, size, mtime_ns) or an archive's own
+size and mtime_ns, so editing any image invalidates it. Writes go to a per-process temporary
+name and are published with an atomic `os.replace`, so concurrent first runs never clash; a
+damaged cache file is rebuilt with a one-line notice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+CACHE_VERSION = 2  # bump when the arrays' layout changes
+
+
+def cache_dir() -> Path:
+    """$RANKROBUST_CACHE, default ~/.cache/rankrobust."""
+    return Path(os.environ.get("RANKROBUST_CACHE", Path.home() / ".cache" / "rankrobust"))
+
+
+def source_fingerprint(root: Path) -> str:
+    """sha1 over the resolved path and, for a folder, every file's (relative path, size, mtime_ns);
+    for a file (an archive), its own size and mtime_ns."""
+    root = root.resolve()
+    h = hashlib.sha1(f"v{CACHE_VERSION}|{root}".encode())
+    if root.is_file():
+        st = root.stat()
+        h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+        return h.hexdigest()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()  # os.walk descends in this order: a stable key
+        rel = os.path.relpath(dirpath, root)
+        for name in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, name))
+            h.update(f"|{rel}/{name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def cache_file(root: Path, tag: str, prefix: str = "imagefolder") -> Path:
+    """The cache path for `root` read with options `tag` (e.g. the image size)."""
+    digest = hashlib.sha1(f"{source_fingerprint(root)}|{tag}".encode()).hexdigest()[:16]
+    return cache_dir() / f"{prefix}-{digest}.npz"
+
+
+def _load(path: Path, keys: set[str]) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        missing = keys - set(z.files)
+        if missing:
+            raise KeyError(f"missing arrays {sorted(missing)}")
+        return {k: z[k] for k in z.files}
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write to a name unique to this process, then publish it atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cached_arrays(
+    path: Path, build: Callable[[], dict[str, np.ndarray]], keys: set[str]
+) -> dict[str, np.ndarray]:
+    """The arrays stored at `path`, else `build()`'s, stored there for the next run.
+
+    A file that cannot be read back whole (truncated, not a zip, missing one of `keys`) is
+    rebuilt and replaced, with a one-line notice naming it.
+    """
+    if path.exists():
+        try:
+            return _load(path, keys)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
+            reason = f"{type(err).__name__}: {err}".splitlines()[0]
+            print(
+                f"[rankrobust] the image cache {path} is damaged ({reason}); rebuilding it.",
+                file=sys.stderr,
+                flush=True,
+            )
+    arrays = build()
+    _save(path, arrays)
+    return arrays

@@ -1,0 +1,222 @@
+"""ImageFolder trees and tarballs (train/<class>/*, test/ or val/<class>/*) read into memory."""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+
+from rankrobust.data.cache import cache_file, cached_arrays
+from rankrobust.data.sets import ImageSet
+from rankrobust.errors import ConfigError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SPLITS = ("train", "test", "val")
+ARRAY_KEYS = {"classes", "train_x", "train_y", "test_x", "test_y"}
+
+# (split, class, encoded bytes, a name for messages: the file's path or archive:member)
+Item = tuple[str, str, bytes, str]
+
+
+def _decode(data: bytes, size: int | None, name: str) -> np.ndarray:
+    """HWC uint8 RGB pixels of one encoded image, resized + centre-cropped to size if given."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        why = "not a known image format" if isinstance(err, UnidentifiedImageError) else err
+        raise ConfigError(
+            f"Could not decode the image {name} ({why}): replace or remove it, or point "
+            "dataset.root at a tree or archive of readable images."
+        ) from err
+    if size is not None and img.size != (size, size):
+        img = _resize_center_crop(img, size)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _resize_center_crop(img, size: int):
+    """Resize the short side to size * 8/7 (256 for 224) and centre-crop size x size."""
+    from torchvision.transforms import functional as F
+
+    img = F.resize(img, round(size * 8 / 7))
+    return F.center_crop(img, size)
+
+
+def _split_member(name: str) -> tuple[str, str] | None:
+    """'…/train/<class>/<file>.jpg' -> ('train', '<class>'), else None."""
+    parts = PurePosixPath(name).parts
+    if len(parts) < 3 or not name.lower().endswith(IMAGE_SUFFIXES):
+        return None
+    split, cls = parts[-3], parts[-2]
+    return (split, cls) if split in SPLITS else None
+
+
+def _inside(name: str) -> str | None:
+    """An archive member's normalised path, or None when it leaves the archive's root."""
+    norm = posixpath.normpath(name)
+    if norm.startswith("/") or norm == ".." or norm.startswith("../"):
+        return None
+    return norm
+
+
+def _tar_items(path: Path) -> Iterator[Item]:
+    """Images of a .tar / .tar.gz read sequentially (random access into gzip is quadratic)."""
+    outside: list[str] = []
+    with tarfile.open(path, "r|gz" if path.name.endswith("gz") else "r|") as tf:
+        try:
+            for member in tf:
+                if not member.isfile():
+                    continue
+                name = _inside(member.name)
+                if name is None:
+                    if not outside:
+                        warnings.warn(
+                            f"'{path}': ignoring member '{member.name}', whose path leaves the "
+                            "archive's root (and any others like it).",
+                            stacklevel=2,
+                        )
+                    outside.append(member.name)
+                    continue
+                key = _split_member(name)
+                if key is not None:
+                    data = tf.extractfile(member).read()
+                    yield key[0], key[1], data, f"'{member.name}' in '{path}'"
+        finally:
+            if len(outside) > 1:
+                warnings.warn(
+                    f"'{path}': ignored {len(outside)} members whose paths leave the archive's "
+                    f"root, e.g. {outside[:3]}.",
+                    stacklevel=2,
+                )
+
+
+def _folder_items(root: Path) -> Iterator[Item]:
+    for path in sorted(root.rglob("*")):
+        key = _split_member(path.relative_to(root).as_posix()) if path.is_file() else None
+        if key is not None:
+            yield key[0], key[1], path.read_bytes(), f"'{path}'"
+
+
+def image_items(root: Path) -> Iterator[Item]:
+    """(split, class, bytes, name) of every image under an ImageFolder tree or archive, in order:
+    sorted paths for a folder, archive order for a tarball."""
+    return _tar_items(root) if root.is_file() else _folder_items(root)
+
+
+def _collect(items: Iterator[Item], size: int | None) -> dict:
+    """Group decoded images by split: {split: (list of HWC uint8 arrays, list of class names)}."""
+    out: dict[str, tuple[list, list]] = {}
+    for split, cls, data, name in items:
+        imgs, names = out.setdefault("test" if split == "val" else split, ([], []))
+        imgs.append(_decode(data, size, name))
+        names.append(cls)
+    return out
+
+
+def _build_arrays(root: Path, image_size: int | None) -> dict[str, np.ndarray]:
+    """Decode every image of root: {classes, train_x, train_y, test_x, test_y} (x: NHWC uint8)."""
+    try:
+        groups = _collect(image_items(root), image_size)
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise ConfigError(f"Could not read images from '{root}': {err}.") from err
+    missing = {"train", "test"} - set(groups)
+    if missing:
+        raise ConfigError(
+            f"'{root}' holds no {' or '.join(sorted(missing))} images: an ImageFolder root "
+            "needs train/<class>/ and test/<class>/ (or val/<class>/) folders of images."
+        )
+    classes = sorted(set(groups["train"][1]))
+    index = {c: i for i, c in enumerate(classes)}
+    arrays = {"classes": np.array(classes)}
+    for split, (imgs, names) in groups.items():
+        sizes = {a.shape for a in imgs}
+        if len(sizes) > 1:
+            raise ConfigError(
+                f"'{root}' holds images of several sizes ({sorted(sizes)[:3]}…): set "
+                "dataset.image_size to resize and centre-crop them to one size."
+            )
+        unknown = set(names) - set(index)
+        if unknown:
+            raise ConfigError(
+                f"{split} classes {sorted(unknown)} are not in train/ under '{root}'."
+            )
+        arrays[f"{split}_x"] = np.stack(imgs)
+        arrays[f"{split}_y"] = np.array([index[c] for c in names], dtype=np.int64)
+    return arrays
+
+
+def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[ImageSet, ImageSet]:
+    """An ImageFolder tree (`train/<class>/*`, `test/<class>/*` or `val/<class>/*`) held in memory.
+
+    `root` is a folder or a .tar / .tar.gz of one, read sequentially. Decoded images are cached
+    as a .npz under $RANKROBUST_CACHE (default ~/.cache/rankrobust), keyed by the tree's
+    contents (every file's relative path, size and mtime; an archive's size and mtime), so a
+    second run starts in a second and any edit is seen (see `rankrobust.data.cache`).
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise ConfigError(
+            f"dataset.root '{root}' does not exist. Point dataset.root at an ImageFolder tree "
+            "(train/<class>/*.jpg and test/<class>/*.jpg) or a .tar.gz of one; for the CIFAR-10 "
+            "copy shipped with this project's shared folder use "
+            "dataset.root=../shared/data/cifar10-jpeg.tar.gz."
+        )
+    cache = cache_file(root, f"size={image_size}")
+    arrays = cached_arrays(cache, lambda: _build_arrays(root, image_size), ARRAY_KEYS)
+    classes = tuple(str(c) for c in arrays["classes"])
+
+    def to_set(split: str) -> ImageSet:
+        x = torch.from_numpy(arrays[f"{split}_x"]).permute(0, 3, 1, 2).float().div_(255)
+        return ImageSet(x.contiguous(), torch.from_numpy(arrays[f"{split}_y"]), classes)
+
+    return to_set("train"), to_set("test")
+
+
+def read_images(
+    root: str | Path,
+    n: int,
+    splits: Sequence[str] = ("test", "val"),
+    one_per_class: bool = False,
+    classes: Sequence[str] | None = None,
+    per_class: int | None = None,
+) -> ImageSet:
+    """The first n images of the given splits of an ImageFolder tree or tarball, read in order.
+
+    The order is the source's: sorted paths for a folder, archive order for a tarball, which
+    usually stores a class's images together (the CIFAR-10 JPEG copy's first 1,000 test images
+    are all birds). For a class-balanced pick, `per_class=k` keeps only the first k images of
+    each class (`one_per_class` is per_class=1), and reading stops once every class of
+    `classes` has k. Stops as soon as it has n images (no cache, no full decode): for tests,
+    benchmarks and figures. Labels index `classes` (default: the sorted class names met,
+    ImageFolder's convention).
+    """
+    if per_class is None:
+        per_class = 1 if one_per_class else n
+    if n < 1 or per_class < 1:
+        raise ValueError(f"read_images: n={n}, per_class={per_class}: expected positive ints.")
+    root = Path(root).expanduser()
+    wanted = set(classes) if classes is not None else None
+    images, names, counts = [], [], {}
+    for split, cls, data, name in image_items(root):
+        if split not in splits or counts.get(cls, 0) >= per_class:
+            continue
+        if wanted is not None and cls not in wanted:
+            raise ConfigError(f"{name} is of class '{cls}', not one of {sorted(wanted)}.")
+        images.append(_decode(data, None, name))
+        names.append(cls)
+        counts[cls] = counts.get(cls, 0) + 1
+        full = wanted is not None and all(counts.get(c, 0) >= per_class for c in wanted)
+        if len(images) >= n or full:
+            break
+    if not images:
+        raise ConfigError(f"'{root}' holds no {' or '.join(splits)} images.")
+    classes = tuple(classes) if classes is not None else tuple(sorted(set(names)))
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
+    return ImageSet(x.contiguous(), torch.tensor([classes.index(c) for c in names]), classes)

@@ -1,0 +1,251 @@
+"""The LightningDataModule: train / test sets of any family, the rank-transform hook, loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from rankrobust.data.batches import batch_loader, random_crop_flip
+from rankrobust.data.folder import image_folder_sets
+from rankrobust.data.cifar10 import cifar10_sets, locate_cifar10
+from rankrobust.data.sets import ImageSet, synthetic_sets
+from rankrobust.data.streaming import random_subset, stream_loader, stream_sets
+from rankrobust.errors import ConfigError
+from rankrobust.seeding import step_seed
+from rankrobust.svd import RankTransform
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Train / test image sets, optionally rank-transformed, for any dataset family.
+
+    `transform` (a RankTransform) is applied to the splits named in `apply_to`: for in-memory
+    sets once at setup (the SVD of each set computed once and cached), for streamed sets per
+    batch on the device.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        batch_size: int = 128,
+        eval_batch_size: int = 500,
+        root: str | None = None,
+        download: bool = False,
+        image_size: int | None = None,
+        num_classes: int = 10,
+        n_train: int | None = None,
+        n_test: int | None = None,
+        augment: bool = True,
+        in_memory: bool = True,
+        on_device: bool = True,
+        num_workers: int = 0,
+        synthetic: dict | None = None,
+        transform: RankTransform | None = None,
+        apply_to: Sequence[str] | None = None,
+        seed: int = 0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        local_copy: bool = True,
+    ):
+        super().__init__()
+        self.name = name
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.root, self.download, self.image_size = root, download, image_size
+        self.num_classes = num_classes
+        self.n_train, self.n_test = n_train, n_test
+        self.augment, self.in_memory, self.on_device = augment, in_memory, on_device
+        self.num_workers = num_workers
+        self.synthetic = dict(synthetic or {})
+        self.transform = transform or RankTransform(mode="low", rank=None)
+        # None: the transform's own apply_to (conf/transform/*.yaml)
+        self.apply_to = tuple(self.transform.apply_to if apply_to is None else apply_to)
+        # The normalisation the model applies inside (models.Normalize); kept for readers.
+        self.mean = tuple(mean) if mean is not None else None
+        self.std = tuple(std) if std is not None else None
+        self.seed = seed
+        # cifar10: also look for $RANKROBUST_CIFAR10 and ../shared/data before downloading
+        self.local_copy = local_copy
+        self.train_set: ImageSet | None = None
+        self.test_set: ImageSet | None = None
+        self._streams = None
+
+    # -- loading ---------------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail fast on configuration errors, before any long work starts."""
+        if self.name in ("image_folder", "imagenet") and not self.root:
+            raise ConfigError(
+                f"dataset={self.name} needs dataset.root: an ImageFolder tree with train/<class>/ "
+                "and test/<class>/ (or val/<class>/) folders, or a .tar.gz of one."
+            )
+        if self.root and self.name in ("image_folder", "imagenet"):
+            if not Path(self.root).expanduser().exists():
+                image_folder_sets(self.root)  # raises the missing-root error
+        bad_split = set(self.apply_to) - {"train", "test"}
+        if bad_split:
+            raise ConfigError(
+                f"transform.apply_to has {sorted(bad_split)}: use train, test or [train, test]."
+            )
+
+    def load(self) -> tuple[ImageSet, ImageSet]:
+        """The raw (untransformed) train and test sets, in memory."""
+        if self.name == "synthetic":
+            train, test = synthetic_sets(
+                self.n_train or 2000,
+                self.n_test or 500,
+                num_classes=self.num_classes,
+                image_size=self.image_size or 32,
+                seed=self.seed,
+                **self.synthetic,
+            )
+        elif self.name == "cifar10":
+            train, test = cifar10_sets(self.cifar10_root, self.download, self.local_copy)
+        elif self.name in ("image_folder", "imagenet"):
+            train, test = image_folder_sets(self.root, self.image_size)
+        else:
+            raise ConfigError(
+                f"Unknown dataset '{self.name}': use cifar10, image_folder, imagenet or synthetic."
+            )
+        return train.subset(self.n_train, self.seed), test.subset(self.n_test, self.seed + 1)
+
+    @property
+    def cifar10_root(self) -> str:
+        return self.root or "data/cifar10"
+
+    def prepare_data(self) -> None:
+        """Download CIFAR-10 once (Lightning calls this on one process) unless a copy exists."""
+        if self.name == "cifar10" and self.download:
+            locate_cifar10(self.cifar10_root, download=True, local_copy=self.local_copy)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        if not self.in_memory:
+            self._setup_streams()
+            return
+        train, test = self.load()
+        self._check_classes(test.classes)
+        self.full_rank = min(train.images.shape[-2:])
+        self.transform.validate(self.full_rank)
+        device = self._device()
+        self.raw_test_set = ImageSet(test.images.to(device), test.labels.to(device), test.classes)
+        self.train_set = self._maybe_transform(train, "train", device)
+        self.test_set = self._maybe_transform(test, "test", device)
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        if self.on_device and trainer is not None:
+            return trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def _maybe_transform(self, data: ImageSet, split: str, device: torch.device) -> ImageSet:
+        images = data.images.to(device)
+        if split in self.apply_to and self.transform.rank is not None:
+            chunks = [self.transform(c) for c in images.split(2048)]
+            images = torch.cat(chunks)
+        return ImageSet(images, data.labels.to(device), data.classes)
+
+    def _setup_streams(self) -> None:
+        size = self.image_size or 224
+        splits = stream_sets(self.root, size)
+        classes = tuple(splits["test"].classes)
+        self._check_classes(classes)
+        for split, n, offset in (("train", self.n_train, 0), ("test", self.n_test, 1)):
+            if split in splits:
+                splits[split] = random_subset(splits[split], n, self.seed + offset)
+        self._streams = splits
+        self.full_rank = size
+        self.transform.validate(size)
+        empty = torch.empty(0)
+        self.train_set = ImageSet(empty, empty, classes)
+        self.test_set = ImageSet(empty, empty, classes)
+
+    def _check_classes(self, classes: Sequence[str]) -> None:
+        if len(classes) != self.num_classes:
+            shown = ", ".join(list(classes)[:5]) + (", ..." if len(classes) > 5 else "")
+            raise ConfigError(
+                f"dataset={self.name} at '{self.root}' has {len(classes)} classes ({shown}) but "
+                f"dataset.num_classes={self.num_classes} (the model's output size). Set "
+                f"dataset.num_classes={len(classes)} for a model trained on these classes, or "
+                "give the folder all the classes the model was trained on (labels are the "
+                "class folders in sorted order, as torchvision's ImageFolder assigns them)."
+            )
+
+    # -- loaders ---------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        if self._streams is not None:
+            if "train" not in self._streams:
+                raise ConfigError(f"'{self.root}' has no train/ folder: use train=false.")
+            return self._stream_loader(self._streams["train"], shuffle=True)
+        epoch = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+        return batch_loader(self.train_set, self.batch_size, True, self.seed, epoch_fn=epoch)
+
+    def test_dataloader(self) -> DataLoader:
+        if self._streams is not None:
+            return self._stream_loader(self._streams["test"], shuffle=False)
+        return batch_loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+    def _stream_loader(self, ds, shuffle: bool) -> DataLoader:
+        batch_size = self.batch_size if shuffle else self.eval_batch_size
+        return stream_loader(ds, batch_size, shuffle, self.num_workers)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """On the device: the per-batch rank transform (streamed sets) and train augmentation."""
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        split = "train" if training else "test"
+        if self._streams is not None and split in self.apply_to and self.transform.rank is not None:
+            x = self.transform(x)
+        if training and self.augment:  # seeded by (seed, step, rank): exact after a resume
+            g = torch.Generator(device=x.device)
+            t = self.trainer
+            g.manual_seed(step_seed(self.seed, t.global_step, t.global_rank))
+            x = random_crop_flip(x, generator=g)
+        return x, y
+
+    def test_tensors(
+        self, raw: bool = False, n: int | None = None, seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """n test images and their labels as tensors on the data's device (raw: before the
+        rank transform); all of them when n is None.
+
+        seed None: the first n of the test set (in memory), or for a streamed set a seeded
+        random subset of n (ImageFolder lists images class by class), in file order.
+        seed given: a seeded pick, `randperm(len(test set), seed)[:n]` in that order; the same
+        pick whether the set is in memory or streamed (analyses such as RIG use it).
+        Streamed sets read only the images returned, never the whole validation set.
+        """
+        if self._streams is None:
+            data = self.raw_test_set if raw else self.test_set
+            if seed is None:
+                return data.images[:n], data.labels[:n]
+            pick = _pick(len(data.labels), n, seed).to(data.labels.device)
+            return data.images[pick], data.labels[pick]
+        ds = self._streams["test"]
+        if seed is None:
+            ds = random_subset(ds, n, self.seed + 2)
+        else:
+            ds = torch.utils.data.Subset(ds, _pick(len(ds), n, seed).tolist())
+        return self._read_stream(ds, raw)
+
+    def _read_stream(self, ds, raw: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every image of a (small) streamed subset, on the device, rank-transformed unless raw."""
+        device = self._device()
+        if len(ds) == 0:
+            size = self.full_rank
+            return torch.empty(0, 3, size, size, device=device), torch.empty(0, dtype=torch.long)
+        xs, ys = [], []
+        for x, y in self._stream_loader(ds, False):
+            x, y = x.to(device), y.to(device)
+            if not raw and "test" in self.apply_to and self.transform.rank is not None:
+                x = self.transform(x)
+            xs.append(x)
+            ys.append(y)
+        return torch.cat(xs), torch.cat(ys)
+
+
+def _pick(size: int, n: int | None, seed: int) -> torch.Tensor:
+    """n indices of range(size) drawn without replacement: randperm(size, seed)[:n]."""
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]

@@ -1,0 +1,66 @@
+"""Streamed ImageFolder sets (ImageNet-style trees too large for memory): resize + centre crop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rankrobust.errors import ConfigError
+
+
+def random_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """n images of ds drawn at random (seeded), in file order; all of ds when n is None."""
+    if n is None or n >= len(ds):
+        return ds
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    return torch.utils.data.Subset(ds, sorted(idx.tolist()))
+
+
+def stream_sets(root: str | Path, image_size: int) -> dict[str, Dataset]:
+    """{'train', 'test'}: torchvision ImageFolders of root/train and root/test (or root/val).
+
+    Each image is resized (short side round(size * 8 / 7), 256 for 224), centre-cropped to
+    size x size and returned as a float tensor in [0, 1]; labels are the sorted class folders.
+    """
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose(
+        [
+            transforms.Resize(round(image_size * 8 / 7)),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+        ]
+    )
+    root = Path(root).expanduser()
+    splits = {}
+    for split in ("train", "test", "val"):
+        if (root / split).is_dir():
+            splits["test" if split == "val" else split] = datasets.ImageFolder(
+                str(root / split), tf
+            )
+    if "test" not in splits:
+        raise ConfigError(
+            f"'{root}' has no test/ or val/ folder of class folders (found: "
+            f"{sorted(p.name for p in root.iterdir())[:5] if root.is_dir() else 'no folder'})."
+            " ImageNet's validation set must be sorted into val/<wnid>/*.JPEG folders."
+        )
+    if "train" in splits and splits["train"].classes != splits["test"].classes:
+        raise ConfigError(
+            f"'{root}': train/ and {'val' if (root / 'val').is_dir() else 'test'}/ hold "
+            "different class folders, so their labels would not agree."
+        )
+    return splits
+
+
+def stream_loader(ds: Dataset, batch_size: int, shuffle: bool, num_workers: int) -> DataLoader:
+    """A DataLoader decoding images in worker processes (pinned memory where CUDA exists)."""
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+    )

@@ -1,0 +1,28 @@
+"""The one step-seed rule, shared by training-step reseeding and on-device augmentation."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from rankrobust.data import ImageDataModule, random_crop_flip
+from rankrobust.seeding import SEED_MODULUS, step_seed
+
+
+def test_step_seed_is_a_valid_torch_seed_and_depends_on_each_argument():
+    seeds = {step_seed(s, t, r) for s in (0, 1) for t in (0, 1) for r in (0, 1)}
+    assert len(seeds) == 8
+    huge = step_seed(2**62, 10**12, 7)
+    assert 0 <= huge < SEED_MODULUS
+    torch.Generator().manual_seed(huge)  # accepted
+
+
+def test_augmentation_is_seeded_by_step_seed_even_for_huge_run_seeds():
+    seed = 2**62  # seed * 1_000_003 overflows a 64-bit seed without the modulus
+    dm = ImageDataModule("synthetic", augment=True, seed=seed)
+    dm.trainer = SimpleNamespace(training=True, global_step=5, global_rank=1)
+    x, y = torch.rand(8, 3, 16, 16), torch.arange(8)
+    out, labels = dm.on_after_batch_transfer((x, y), 0)
+    want = random_crop_flip(x, generator=torch.Generator().manual_seed(step_seed(seed, 5, 1)))
+    assert torch.equal(out, want) and torch.equal(labels, y)
