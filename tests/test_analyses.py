@@ -14,7 +14,7 @@ from rankrobust.attacks import pgd_linf
 
 def _datamodule(x, y, classes=("a", "b", "c", "d")):
     return SimpleNamespace(
-        test_tensors=lambda raw=False, n=None: (x[:n], y[:n]),
+        test_tensors=lambda raw=False, n=None, seed=None: (x[:n], y[:n]),
         test_set=SimpleNamespace(classes=classes),
     )
 

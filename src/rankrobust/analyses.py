@@ -2,8 +2,8 @@
 
 Each is a plain function ``(model, datamodule, settings, ...) -> dict`` whose dict is merged
 into metrics.json (keys: rank_sweep + rank_sweep_n, perturbation_spectrum, rig); the files they
-write (rig.npz, rig.png) are named in ``results.FILES``. Settings are typed dataclasses built from conf/ (``_target_``), so an
-unknown key is an error, not an option silently dropped.
+write (rig.npz, rig.png) are named in ``results.FILES``. Settings are typed dataclasses built
+from conf/ (``_target_``), so an unknown key is an error, not an option silently dropped.
 """
 
 from __future__ import annotations
@@ -137,14 +137,13 @@ def run_rig(
     """RIG on a seeded pick of raw test images: writes rig.npz and rig.png into run_dir.
 
     Returns the metrics.json summary under "rig": ``top4_share`` (mean share of |rank
-    attribution| in ranks <= 4), ``median_rel_delta`` (median |completeness error| / |f(x) - f(b)|), ``mean_per_rank``
-    (mean share per path segment), ``ranks`` and the settings used.
+    attribution| in ranks <= 4), ``median_rel_delta`` (median |completeness error| /
+    |f(x) - f(b)|), ``mean_per_rank`` (mean share per path segment), ``ranks`` and the settings.
     """
     run_dir = Path(run_dir)
-    images, labels = datamodule.test_tensors(raw=True)
-    pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(settings.seed))
-    pick = pick[: settings.n_images].to(labels.device)
-    x, y = images[pick].to(next(model.parameters()).device), labels[pick]
+    # a seeded pick, read alone (a streamed set decodes only these images)
+    x, y = datamodule.test_tensors(raw=True, n=settings.n_images, seed=settings.seed)
+    x = x.to(next(model.parameters()).device)
     result = rank_integrated_gradients(
         model,
         x,

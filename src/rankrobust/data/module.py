@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from rankrobust.data.batches import batch_loader, random_crop_flip
-from rankrobust.data.folder import image_folder_sets
 from rankrobust.data.cifar10 import cifar10_sets, locate_cifar10
+from rankrobust.data.folder import image_folder_sets
 from rankrobust.data.sets import ImageSet, synthetic_sets
 from rankrobust.data.streaming import random_subset, stream_loader, stream_sets
 from rankrobust.errors import ConfigError

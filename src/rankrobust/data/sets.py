@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-
-from rankrobust.errors import ConfigError
 
 CIFAR10_CLASSES = (
     "airplane",
