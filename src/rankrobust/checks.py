@@ -269,8 +269,12 @@ def check_config(cfg: DictConfig) -> None:
         check_range("trainer.max_epochs", cfg.trainer.max_epochs, int, 1, INF, False)
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """A finished run (metrics.json status ok) is never overwritten; resume needs a checkpoint."""
+def check_run_dir(run_dir: Path, resume: bool, skip_finished: bool = False) -> bool:
+    """A finished run (metrics.json status ok) is never overwritten; resume needs a checkpoint.
+
+    Returns True when the folder holds a finished run that the caller should skip (a multirun
+    job rerun to fill in its sweep: `skip_finished`); else raises or returns False.
+    """
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -295,9 +299,12 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
             "hydra.run.dir (the folder of the run to continue), or drop resume=true to start "
             "a new run."
         )
+    if status == "ok" and not resume and skip_finished:
+        return True
     if status == "ok" and not resume:
         raise ConfigError(
             f"'{run_dir}' holds a finished run (metrics.json says ok); it is not overwritten. "
             "Use another folder (leave hydra.run.dir unset for a new one), or resume=true to "
             "continue that run."
         )
+    return False

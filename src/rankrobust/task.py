@@ -68,7 +68,9 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     """Train (or load) the model, test it, run the analyses; write run_dir/metrics.json."""
     start, timings = time.perf_counter(), base["timings"]
     checks.check_config(cfg)
-    checks.check_run_dir(job.run_dir, bool(cfg.resume))
+    if checks.check_run_dir(job.run_dir, bool(cfg.resume), skip_finished=job.multirun):
+        print(f"[rankrobust] job {job.job_num}: finished before, skipped ({job.run_dir})")
+        return results.read_metrics(job.run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build.datamodule(cfg)
     module = build.module(cfg, build.model(cfg))
@@ -94,7 +96,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
         "clean_acc": tested.get("test/clean_acc"),
         "robust_acc": tested.get("test/robust_acc"),
         "checkpoint": str(last) if last.exists() else cfg.model.get("checkpoint"),
-        **test_counts(dm, build.eval_budget(cfg), cfg.eval.precision),
+        **_test_counts(dm, build.eval_budget(cfg), cfg.eval.precision),
     }
     if not trainer.is_global_zero:
         return metrics
@@ -115,8 +117,14 @@ def _plain(cfg: DictConfig) -> dict:
 
 
 def _write(run_dir: Path, metrics: dict) -> None:
-    """metrics.json from global rank 0 only; a folder that cannot be written is said, once."""
+    """metrics.json from global rank 0 only; a folder that cannot be written is said, once.
+
+    A finished run's metrics.json is never replaced by a failure record (a second run started
+    in its folder stops with a ConfigError and must not erase the first one's results).
+    """
     if not rank_zero():
+        return
+    if metrics["status"] in ("failed", "interrupted") and _finished(run_dir):
         return
     try:
         results.write_metrics(run_dir, metrics)
@@ -124,7 +132,14 @@ def _write(run_dir: Path, metrics: dict) -> None:
         print(f"[rankrobust] cannot write {run_dir / results.FILENAME}: {err}", file=sys.stderr)
 
 
-def test_counts(dm, n_robust: int | None, precision: str) -> dict:
+def _finished(run_dir: Path) -> bool:
+    try:
+        return results.read_metrics(run_dir).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
+
+
+def _test_counts(dm, n_robust: int | None, precision: str) -> dict:
     """How many test images the accuracies are over (for confidence intervals)."""
     n_test = len(dm.test_dataloader().dataset)
     n_rob = n_test if n_robust is None else min(n_robust, n_test)
