@@ -159,6 +159,86 @@ def test_attacks_under_no_grad_and_autocast(trained):
     assert all(p.grad is None for p in model.parameters())
 
 
+class _AutocastSpy(torch.nn.Module):
+    """Records, per forward, whether CPU autocast was on and the logits' dtype."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        out = self.model(x)
+        self.seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_inside_bf16_autocast_compute_in_float32(trained, name):
+    # Issue 12.1: the attacks ran under the caller's bf16 autocast (Lightning's test_step).
+    model, x, y = trained
+    spy = _AutocastSpy(model)
+    torch.manual_seed(5)
+    expected = ATTACKS[name](spy, x, y)
+    spy.seen.clear()
+    torch.manual_seed(5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_adv = ATTACKS[name](spy, x, y)
+    assert spy.seen and all(seen == (False, torch.float32) for seen in spy.seen)
+    assert x_adv.dtype == torch.float32
+    torch.testing.assert_close(x_adv, expected)  # the same float32 maths as outside autocast
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        lambda m, x, y: fgsm_rs(m, x, y, EPS, 1.25 * EPS, autocast=True),
+        lambda m, x, y: pgd_linf(m, x, y, EPS, EPS / 4, 2, autocast=True),
+        lambda m, x, y: pgd_l2(m, x, y, 0.5, 0.1, 2, autocast=True),
+        lambda m, x, y: make_attack(AttackSpec(name="fgsm_rs", eps=EPS, autocast=True))(m, x, y),
+    ],
+    ids=["fgsm_rs", "pgd_linf", "pgd_l2", "spec"],
+)
+def test_training_attacks_opt_in_to_the_callers_autocast(trained, attack):
+    model, x, y = trained
+    spy = _AutocastSpy(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_adv = attack(spy, x, y)
+    assert spy.seen and all(seen == (True, torch.bfloat16) for seen in spy.seen)
+    # Projections are still float32 maths: the box holds exactly.
+    assert x_adv.dtype == torch.float32 and x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+def test_bf16_images_come_back_bf16(trained):
+    model, x, y = trained
+    x16 = x.to(torch.bfloat16)
+    x_adv = pgd_linf(model, x16, y, EPS, EPS / 4, 2)
+    assert x_adv.dtype == torch.bfloat16
+    # bf16 spacing in [0.25, 1) is at most 2**-8: the float32 iterate was in the ball.
+    assert (_linf(x_adv.float(), x16.float()) <= EPS + 2**-8).all()
+
+
+def test_autoattack_inside_bf16_autocast(trained):
+    # Issue 12.1: Square's index_put failed with "BFloat16 vs Float" under bf16 autocast.
+    model, x, y = trained
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_adv = autoattack(
+            model, x, y, eps=0.001, version="standard", n_examples=16, n_iter=3, n_restarts=1
+        )
+    assert x_adv.dtype == torch.float32 and x_adv.shape == (16, *x.shape[1:])
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (_linf(x_adv, x[:16]) <= 0.001 + 1e-6).all()
+
+
+def test_autoattack_square_alone_inside_bf16_autocast(trained):
+    model, x, y = trained
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_adv = autoattack(
+            model, x, y, 0.3, version="custom", attacks_to_run=["square"], n_examples=16, n_iter=20
+        )
+    assert x_adv.dtype == torch.float32 and (_linf(x_adv, x[:16]) <= 0.3 + 1e-6).all()
+    assert _accuracy(model, x_adv, y[:16]) < _accuracy(model, x[:16], y[:16])  # it does attack
+
+
 def test_zero_eps_returns_input(trained):
     model, x, y = trained
     torch.testing.assert_close(pgd_linf(model, x, y, 0.0, 0.01, 2), x)
@@ -202,6 +282,8 @@ def test_function_argument_errors(trained, call):
         AttackSpec(
             name="autoattack", eps=0.1, version="custom", attacks_to_run=["apgd-ce"], n_iter=0
         ),
+        AttackSpec(name="autoattack", eps=0.1, autocast=True),
+        AttackSpec(name="fgsm_rs", eps=0.1, autocast="yes"),
     ],
 )
 def test_spec_validation_errors(spec):

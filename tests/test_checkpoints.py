@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import zipfile
 
 import pytest
@@ -121,12 +122,49 @@ def test_corrupt_checkpoint(tmp_path, make):
         read_state_dict(path)
 
 
+class Payload:
+    """A pickle that would run a shell command when unpickled without weights_only."""
+
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def _assert_refused(path, global_name):
+    with pytest.raises(ConfigError) as info:
+        read_state_dict(path)
+    message = str(info.value)
+    assert f"global {global_name}" in message
+    assert "not loaded: it holds Python objects beyond tensors" in message
+    assert "re-save only the weights" in message and "torch.save(model.state_dict()" in message
+    assert "corrupt" not in message
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no torch advice
+
+
 def test_untrusted_pickle_is_refused_and_names_the_class(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {"w": torch.ones(1)}, "extra": Untrusted()}, path)
-    with pytest.raises(ConfigError, match=r"class .*Untrusted.*weights_only=True") as info:
+    _assert_refused(path, f"{__name__}.Untrusted")
+
+
+@pytest.mark.parametrize("write", ["torch.save", "pickle-protocol-2"])
+def test_malicious_pickle_is_refused_and_names_the_global(tmp_path, write):
+    # Issue 11.9: torch words a blocked module "unsupported GLOBAL posix.system whose module
+    # posix is blocked"; the file was called corrupt, with torch's hint to use weights_only=False.
+    path = tmp_path / "payload.ckpt"
+    if write == "torch.save":
+        torch.save({"state_dict": {"w": torch.ones(1)}, "payload": Payload()}, path)
+    else:
+        path.write_bytes(pickle.dumps({"state_dict": Payload()}, protocol=2))
+    _assert_refused(path, f"{os.system.__module__}.system")
+
+
+def test_corrupt_message_drops_torchs_weights_only_advice(tmp_path):
+    path = tmp_path / "payload.pkl"  # a protocol-5 pickle: torch's unpickler fails on an opcode
+    path.write_bytes(pickle.dumps(Payload(), protocol=5))
+    with pytest.raises(ConfigError, match="not a file written by torch.save") as info:
         read_state_dict(path)
-    assert "corrupt" not in str(info.value)
+    assert "weights_only" not in str(info.value) and "Unsupported operand" in str(info.value)
 
 
 def test_file_without_a_state_dict(tmp_path):

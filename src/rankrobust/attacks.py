@@ -4,8 +4,14 @@
 Every attack returns a detached ``x_adv`` of the same shape and dtype, inside the eps ball around
 ``x`` (Linf or L2, eps on the [0, 1] pixel scale: 8/255 is typical for Linf) and inside [0, 1].
 During an attack the model is in eval mode; each module's previous mode is restored afterwards.
-Gradients are taken w.r.t. the input only, so no ``.grad`` is left on model parameters. The
-attacks run under a caller's autocast; the loss is computed in float32.
+Gradients are taken w.r.t. the input only, so no ``.grad`` is left on model parameters.
+
+Precision: every attack turns a caller's autocast off on the input's device and computes logits,
+loss, gradients and projections in float32, so calling one inside Lightning's bf16-mixed
+``test_step`` is safe (pyautoattack's Square crashes under bf16 autocast). PGD and FGSM-RS take
+``autocast=True`` to run the model under the caller's autocast instead: an opt-in for training
+attacks, where bf16 is about twice as fast on a GPU and the gradient's sign hardly changes (Wong
+et al. 2020 ran FGSM-RS in mixed precision). AutoAttack always runs in float32.
 """
 
 from __future__ import annotations
@@ -45,6 +51,27 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _precision(x: torch.Tensor, autocast: bool) -> Iterator[None]:
+    """Autocast off on ``x``'s device (float32 maths), unless ``autocast`` keeps the caller's."""
+    if autocast:
+        yield
+        return
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        yield
+
+
+class _Float32Logits(nn.Module):
+    """``model`` with float32 inputs and logits, for pyautoattack (which calls it directly)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.float()).float()
 
 
 def _check(eps: float, step_size: float | None = None, steps: int | None = None) -> None:
@@ -91,9 +118,10 @@ def _pgd(
     x_adv: torch.Tensor,
     steps: int,
     step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    autocast: bool,
 ) -> torch.Tensor:
     """x_adv <- step(x_adv, grad_x CE(f(x_adv), y)) `steps` times, the model in eval mode."""
-    with eval_mode(model):
+    with eval_mode(model), _precision(x, autocast):
         for _ in range(steps):
             x_adv = step(x_adv, _input_grad(model, x_adv, y))
     return x_adv.detach()
@@ -107,10 +135,11 @@ def pgd_linf(
     step_size: float,
     steps: int,
     random_start: bool = True,
+    autocast: bool = False,
 ) -> torch.Tensor:
-    """Linf PGD on cross-entropy (Madry et al. 2018); returns the last iterate."""
+    """Linf PGD on cross-entropy (Madry et al. 2018), the last iterate; autocast: see above."""
     _check(eps, step_size, steps)
-    x = x.detach()
+    dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
         x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
@@ -121,7 +150,8 @@ def pgd_linf(
         x_adv,
         steps,
         lambda x_adv, grad: _project_linf(x_adv + step_size * grad.sign(), x, eps),
-    )
+        autocast,
+    ).to(dtype)
 
 
 def pgd_l2(
@@ -132,10 +162,11 @@ def pgd_l2(
     step_size: float,
     steps: int,
     random_start: bool = True,
+    autocast: bool = False,
 ) -> torch.Tensor:
     """L2 PGD on cross-entropy: normalised-gradient steps, projection onto the L2 ball."""
     _check(eps, step_size, steps)
-    x = x.detach()
+    dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
         # A uniformly random direction with a radius uniform in [0, eps].
@@ -148,19 +179,26 @@ def pgd_l2(
         unit = grad / (_per_example_norm(grad) + 1e-12)
         return _project_l2(x_adv + step_size * unit, x, eps)
 
-    return _pgd(model, x, y, x_adv, steps, step)
+    return _pgd(model, x, y, x_adv, steps, step, autocast).to(dtype)
 
 
 def fgsm_rs(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    step_size: float,
+    autocast: bool = False,
 ) -> torch.Tensor:
-    """FGSM from a uniform random start in the Linf eps ball (Wong et al. 2020; step 1.25 eps)."""
+    """FGSM from a uniform random start in the Linf eps ball (Wong et al. 2020; step 1.25 eps).
+
+    ``autocast``: see the module docstring."""
     _check(eps, step_size)
-    x = x.detach()
+    dtype, x = x.dtype, x.detach().float()
     x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
-    with eval_mode(model):
+    with eval_mode(model), _precision(x, autocast):
         grad = _input_grad(model, x_adv, y)
-    return _project_linf(x_adv + step_size * grad.sign(), x, eps).detach()
+    return _project_linf(x_adv + step_size * grad.sign(), x, eps).detach().to(dtype)
 
 
 # --------------------------------------------------------------------------- AutoAttack
@@ -233,7 +271,10 @@ def _check_autoattack(
 
 
 def _set_n_iter(attack: object, n_iter: int) -> None:
-    """Set iterations; APGD derives its step-size checkpoints from n_iter in its __init__."""
+    """Set iterations (Square: queries); APGD's step-size checkpoints derive from n_iter."""
+    if hasattr(attack, "n_queries"):
+        attack.n_queries = n_iter
+        return
     attack.n_iter = n_iter
     if hasattr(attack, "n_iter_2"):
         attack.n_iter_orig = n_iter
@@ -262,8 +303,9 @@ def autoattack(
     ``version="custom", attacks_to_run=["apgd-ce"]`` is a fast version. Points the attacks do not
     break come back unchanged. With fewer than 10 classes the targeted attacks use n_classes - 1
     target classes (pyautoattack's default of 9 would fail). ``n_iter`` / ``n_restarts``, when
-    given, override the iterations / restarts of APGD, APGD-T and FAB (pyautoattack's defaults:
-    100 iterations; in "custom" 5 restarts for apgd-ce/dlr and fab) for quick, weaker checks.
+    given, override the iterations / restarts of APGD, APGD-T and FAB and the queries / restarts
+    of Square (pyautoattack's defaults: 100 iterations, 5000 queries; in "custom" 5 restarts for
+    apgd-ce/dlr and fab) for quick, weaker checks. Runs in float32 even inside autocast.
     """
     from pyautoattack import AutoAttack
 
@@ -272,10 +314,10 @@ def autoattack(
         if n_examples < 1:
             raise ConfigError(f"AutoAttack n_examples must be >= 1 or None; got {n_examples}.")
         x, y = x[:n_examples], y[:n_examples]
-    x, y = x.detach(), y.detach()
-    with _autoattack_sandbox(model, x.device, verbose):
+    dtype, x, y = x.dtype, x.detach().float(), y.detach()
+    with _autoattack_sandbox(model, x.device, verbose), _precision(x, autocast=False):
         adversary = AutoAttack(
-            model,
+            _Float32Logits(model),
             attacks=list(attacks_to_run) if version == "custom" else None,
             device=x.device,
             eps=float(eps),
@@ -291,13 +333,13 @@ def autoattack(
             adversary.apgd_targeted.n_target_classes, targets
         )
         adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, targets)
-        for attack in (adversary.apgd, adversary.apgd_targeted, adversary.fab):
+        for attack in (adversary.apgd, adversary.apgd_targeted, adversary.fab, adversary.square):
             if n_iter is not None:
                 _set_n_iter(attack, n_iter)
             if n_restarts is not None:
                 attack.n_restarts = n_restarts
         x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-    return x_adv.detach().to(dtype=x.dtype)
+    return x_adv.detach().to(dtype)
 
 
 # --------------------------------------------------------------------------- specs
@@ -312,6 +354,8 @@ class AttackSpec:
     be left ``None`` or must match the attack (``pgd_l2`` is L2, the others Linf).
     ``version``, ``attacks_to_run``, ``n_examples``, ``seed``, ``batch_size``, ``n_iter`` and
     ``n_restarts`` are for ``autoattack`` (see :func:`autoattack`); ``random_start`` for PGD.
+    ``autocast=True`` lets PGD / FGSM-RS run under the caller's autocast (bf16 on a GPU) instead
+    of float32: an opt-in for training attacks; AutoAttack always runs in float32.
     """
 
     name: str = "none"
@@ -327,6 +371,7 @@ class AttackSpec:
     batch_size: int = 250
     n_iter: int | None = None
     n_restarts: int | None = None
+    autocast: bool = False
 
     def validate(self) -> AttackSpec:
         if self.name not in ATTACK_NAMES:
@@ -340,6 +385,13 @@ class AttackSpec:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int):
             raise ConfigError(f"Attack steps must be an integer; got {self.steps!r}.")
         _check(self.eps, self.step_size, self.steps)
+        if not isinstance(self.autocast, bool):
+            raise ConfigError(f"Attack autocast must be true or false; got {self.autocast!r}.")
+        if self.autocast and self.name == "autoattack":
+            raise ConfigError(
+                "Attack autocast=true is for PGD / FGSM-RS training attacks; AutoAttack always "
+                "runs in float32 (pyautoattack's Square fails under bf16). Drop autocast."
+            )
         implied = {"pgd_linf": "Linf", "fgsm_rs": "Linf", "pgd_l2": "L2"}.get(self.name)
         if implied is not None and self.norm is not None and self.norm != implied:
             raise ConfigError(
@@ -374,15 +426,15 @@ def make_attack(spec: AttackSpec) -> Attack | None:
     """A callable ``(model, x, y) -> x_adv`` for ``spec`` (validated), or None for "none"."""
     spec.validate()
     eps, step = float(spec.eps), spec.effective_step_size()
-    steps, rs = int(spec.steps), bool(spec.random_start)
+    steps, rs, amp = int(spec.steps), bool(spec.random_start), spec.autocast
     if spec.name == "none":
         return None
     if spec.name == "pgd_linf":
-        return lambda model, x, y: pgd_linf(model, x, y, eps, step, steps, rs)
+        return lambda model, x, y: pgd_linf(model, x, y, eps, step, steps, rs, autocast=amp)
     if spec.name == "pgd_l2":
-        return lambda model, x, y: pgd_l2(model, x, y, eps, step, steps, rs)
+        return lambda model, x, y: pgd_l2(model, x, y, eps, step, steps, rs, autocast=amp)
     if spec.name == "fgsm_rs":
-        return lambda model, x, y: fgsm_rs(model, x, y, eps, step)
+        return lambda model, x, y: fgsm_rs(model, x, y, eps, step, autocast=amp)
     attacks = None if spec.attacks_to_run is None else list(spec.attacks_to_run)
     options = dict(
         norm=spec.norm or "Linf",

@@ -11,15 +11,25 @@ from torch import nn
 
 from rankrobust.errors import ConfigError
 
-# How torch names a class its weights-only unpickler refuses.
-_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+# How torch names a global its weights-only unpickler refuses: "Unsupported global: GLOBAL
+# __main__.U was not an allowed global" (a class) or, since torch 2.6, "Trying to load unsupported
+# GLOBAL posix.system whose module posix is blocked" (a blocked module such as os).
+_UNSAFE_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
+# Torch's generic advice around the reason, e.g. to retry with weights_only=False: never repeated.
+_TORCH_ADVICE = ("weights only load failed", "weights_only", "check the documentation")
+
+
+def _reason(err: Exception) -> str:
+    """The first line of torch's message that gives the reason, not its generic advice."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = (line.strip() for line in text.splitlines())
+    return next((ln for ln in lines if ln and not any(a in ln.lower() for a in _TORCH_ADVICE)), "")
 
 
 def _corrupt(p: Path, err: Exception) -> ConfigError:
-    text = str(err)
-    if "WeightsUnpickler error:" in text:  # torch's own first lines are generic advice
-        text = text.split("WeightsUnpickler error:", 1)[1]
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")[:200]
+    first = _reason(err)[:200]
     return ConfigError(
         f"model.checkpoint '{p}' is corrupt, truncated or not a file written by torch.save "
         f"({type(err).__name__}: {first}). Re-copy it, or re-run training to write a fresh "
@@ -50,15 +60,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # Not chained (from None): torch's text advises weights_only=False, which we never do.
         match = _UNSAFE_GLOBAL.search(str(err))
-        if match is None:  # a weights-only unpickler failure that is not a refused class
-            raise _corrupt(p, err) from err
+        if match is None:  # a weights-only unpickler failure that is not a refused global
+            raise _corrupt(p, err) from None
         raise ConfigError(
-            f"model.checkpoint '{p}' holds a Python object of class {match.group(1)} beyond "
-            "tensors and plain containers, so it was not loaded (weights_only=True: unpickling "
-            "arbitrary classes can run arbitrary code). If you trust the file, re-save only its "
-            "weights: torch.save(model.state_dict(), path)."
-        ) from err
+            f"model.checkpoint '{p}' not loaded: it holds Python objects beyond tensors and "
+            f"plain containers (it refers to the global {match.group(1)}), and unpickling them "
+            "can run arbitrary code, so only weights are read (torch.load with "
+            "weights_only=True). If you trust the file and the code that wrote it, re-save only "
+            "the weights there: torch.save(model.state_dict(), path)."
+        ) from None
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
         raise _corrupt(p, err) from err
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
