@@ -8,7 +8,7 @@ DATA   ?= $(SHARED)/data/cifar10-jpeg.tar.gz
 RUNS   ?= outputs
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format bench smoke wandb-sync clean
+.PHONY: help install test lint format bench smoke wandb-sync clean gpu-check
 
 help:  ## list the targets
 	@echo "rankrobust: make <target>   (the two commands: make reproduce-demo, make test)"
@@ -105,6 +105,9 @@ bench: install  ## benchmarks -> outputs/bench/*.json
 	$(PY) bench/bench_train.py --data $(DATA) --attack fgsm_rs --out outputs/bench/train_fgsm_rs.json
 	$(PY) bench/bench_svd.py
 	$(PY) bench/bench_rig.py
+
+gpu-check:  ## on a lent GPU: GPU tests, paper-scale CIFAR-10 runs, benchmarks, one table (<= 8 min)
+	bash bench/gpu_check.sh
 
 wandb-sync: install  ## upload offline W&B runs under RUNS
 	find $(RUNS) -type d -name 'offline-run-*' -print0 | xargs -0 -r $(VENV)/bin/wandb sync

@@ -3,6 +3,7 @@ progress lines). The analyses are plain functions (analyses.py) run by the task.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -94,10 +95,48 @@ class LineProgress(pl.Callback):
         loss = trainer.callback_metrics.get("train/loss")
         loss_text = f", loss {float(loss):.3f}" if loss is not None else ""
         elapsed = time.perf_counter() - self._start
-        print(
+        logging.getLogger("rankrobust").info(
             f"[rankrobust] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: "
-            f"{done:4.0%} ({batch_idx + 1}/{total} steps, {elapsed:.0f} s{loss_text})",
-            flush=True,
+            f"{done:4.0%} ({batch_idx + 1}/{total} steps, {elapsed:.0f} s{loss_text})"
+        )
+
+
+class TimeEstimate(pl.Callback):
+    """After `after_steps` training steps, say how long training will take when that is longer
+    than `warn_minutes`, and on a CPU how to get a result sooner (the demo, the smoke run)."""
+
+    def __init__(self, after_steps: int = 5, warn_minutes: float = 10.0):
+        self.after_steps, self.warn_minutes = after_steps, warn_minutes
+        self._start: float | None = None
+        self._said = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._start is None and trainer.global_step >= 1:  # the first step warms up
+            self._start, self._from = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self._said or self._start is None or not trainer.is_global_zero:
+            return
+        done = trainer.global_step - self._from
+        if done < self.after_steps:
+            return
+        self._said = True
+        per_step = (time.perf_counter() - self._start) / done
+        total = trainer.estimated_stepping_batches - trainer.global_step
+        minutes = per_step * total / 60
+        if minutes < self.warn_minutes:
+            return
+        where = pl_module.device.type
+        advice = (
+            " On a CPU, `make reproduce-demo` (small CNN, about 3 minutes) or "
+            "`python run.py experiment=smoke` shows the whole pipeline quickly; this "
+            "configuration is meant for a GPU (trainer=gpu)."
+            if where == "cpu"
+            else ""
+        )
+        logging.getLogger("rankrobust").warning(
+            f"[rankrobust] training will take about {minutes:.0f} more minutes on this {where} "
+            f"({per_step:.2f} s per step, {total} steps to go).{advice}"
         )
 
 

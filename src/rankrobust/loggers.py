@@ -6,9 +6,11 @@ One place for W&B set-up: offline unless WANDB_MODE=online, quiet, one run id pe
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
+import warnings
 from pathlib import Path
 
 from hydra.utils import get_class, instantiate
@@ -65,6 +67,8 @@ def build(cfg: DictConfig, run_dir: Path, group: str | None) -> list:
                     config=OmegaConf.to_container(cfg, resolve=True),
                 )
             )
+            # Lightning passes anonymous=None, which wandb>=0.31 warns about on every run
+            loggers[-1]._wandb_init.pop("anonymous", None)
         else:
             loggers.append(instantiate(node, save_dir=str(run_dir)))
     return loggers
@@ -137,3 +141,51 @@ def finish_wandb() -> None:
 
         if wandb.run is not None:
             wandb.finish()
+
+
+# ---------------------------------------------------------------------------------------------
+# The run's own log: console and <run dir>/run.log (Hydra's job logging), quiet by default.
+
+log = logging.getLogger("rankrobust")
+LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning")
+# Messages every run would print that tell a researcher nothing about the run.
+NOISE = ("💡 Tip:",)  # Lightning's litlogger advertisement
+NOISY_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning 2.6 on torch 2.14
+    r".*does not have many workers.*",  # in-memory tensors need none
+)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(NOISE)
+
+
+def setup_logging() -> None:
+    """Route Lightning's messages into the run's log and drop the noise.
+
+    Under Hydra the root logger has the console and run.log handlers: Lightning's loggers
+    (which add their own handler when imported before Hydra configures logging) propagate
+    there instead. Outside Hydra, rankrobust's messages go to stdout.
+    """
+    for pattern in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    root = logging.getLogger()
+    drop = _DropNoise()
+    if root.handlers:
+        for name in LIGHTNING_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.handlers.clear()
+            logger.propagate = True
+        handlers = root.handlers
+    else:
+        if not log.handlers:
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False
+        handlers = [h for name in LIGHTNING_LOGGERS for h in logging.getLogger(name).handlers]
+    for handler in handlers:
+        if not any(isinstance(f, _DropNoise) for f in handler.filters):
+            handler.addFilter(drop)

@@ -25,6 +25,7 @@ from rankrobust.errors import ConfigError, as_config_error
 from rankrobust.launch.ddp import prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
+from rankrobust.loggers import log
 
 
 def task_wrapper(fn):
@@ -39,7 +40,7 @@ def task_wrapper(fn):
                 return fn(cfg, job, base)
         except KeyboardInterrupt:
             _write(job.run_dir, {**base, "status": "interrupted"})
-            print(f"\n[rankrobust] interrupted; resume with:\n  {base['command']}", flush=True)
+            log.warning("\n[rankrobust] interrupted; resume with:\n  %s", base["command"])
             raise SystemExit(130) from None
         except Exception as raw:
             err = as_config_error(raw)
@@ -67,9 +68,10 @@ def task_wrapper(fn):
 def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     """Train (or load) the model, test it, run the analyses; write run_dir/metrics.json."""
     start, timings = time.perf_counter(), base["timings"]
+    loggers.setup_logging()
     checks.check_config(cfg)
     if checks.check_run_dir(job.run_dir, bool(cfg.resume), skip_finished=job.multirun):
-        print(f"[rankrobust] job {job.job_num}: finished before, skipped ({job.run_dir})")
+        log.info("[rankrobust] job %s: finished before, skipped (%s)", job.job_num, job.run_dir)
         return results.read_metrics(job.run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build.datamodule(cfg)
@@ -82,8 +84,8 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     last = job.run_dir / "checkpoints" / "last.ckpt"
     if cfg.train:  # every DDP process trains; rank 0 says how to resume
         if rank_zero():
-            print(f"[rankrobust] run folder: {job.run_dir}", flush=True)
-            print(f"[rankrobust] resume with: {base['command']}", flush=True)
+            log.info("[rankrobust] run folder: %s", job.run_dir)
+            log.info("[rankrobust] resume with: %s", base["command"])
         tick = time.perf_counter()
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.resume else None)
         timings["fit"] = time.perf_counter() - tick
@@ -104,7 +106,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     timings["total"] = time.perf_counter() - start
     results.write_metrics(job.run_dir, metrics)
     loggers.log_results(logs, metrics, job.run_dir)
-    print("\n".join(results.closing_lines(metrics, loggers.wandb_dir(logs))), flush=True)
+    log.info("\n".join(results.closing_lines(metrics, loggers.wandb_dir(logs))))
     return metrics
 
 
@@ -176,7 +178,7 @@ def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> d
             with torch.autocast(device_type=module.device.type, enabled=False):
                 out.update(fn(module, dm, *args))
         except Exception as err:
-            print(f"[rankrobust] analysis {name} failed: {err}", file=sys.stderr)
+            log.warning("[rankrobust] analysis %s failed: %s", name, err)
             out.setdefault("analysis_errors", {})[name] = f"{type(err).__name__}: {err}"
             out["status"] = "partial"
         timings[name] = time.perf_counter() - tick
