@@ -14,6 +14,8 @@ Anything else raises :class:`rankrobust.errors.ConfigError`.
 
 :func:`factorize` computes the factors once; :class:`Factorization` then builds any of the
 transforms by slicing the factors and one matmul, without recomputing the SVD.
+``factorize(x, max_rank=k)`` computes only the top k triplets (randomized subspace iteration,
+see :mod:`rankrobust._truncated`) and serves L_j, H_j = x - L_j and bands up to k.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from rankrobust import _truncated
 from rankrobust.errors import ConfigError
 
 __all__ = [
@@ -40,10 +43,10 @@ __all__ = [
     "validate_rank",
 ]
 
-Method = Literal["auto", "svd", "gram"]
+Method = Literal["auto", "svd", "gram", "randomized"]
 Mode = Literal["low", "high", "band"]
 
-_METHODS = ("auto", "svd", "gram")
+_METHODS = ("auto", "svd", "gram", "randomized")
 _MODES = ("low", "high", "band")
 # On CUDA, "auto" uses torch.linalg.svd up to this size and the float64 Gram path above it
 # (GPU svd on 224x224 runs at ~56 img/s, float64 eigh of the Gram matrix at ~193 img/s, error 2e-6).
@@ -176,6 +179,9 @@ class Factorization:
         Vh: (..., r, W) right singular vectors (rows).
         dtype: the dtype results are returned in (x's dtype; float32 for integer input).
         shape: x's shape.
+        max_rank: None, or the largest rank (band end) served; larger ones raise ConfigError.
+        x: the input, kept by the truncated route, whose factors stop at max_rank
+            (U (..., H, max_rank) etc.): there H_j = x - L_j.
     with r = min(H, W). The factors are kept in the compute dtype (float32 or float64).
     """
 
@@ -184,6 +190,8 @@ class Factorization:
     Vh: Tensor
     dtype: torch.dtype
     shape: torch.Size
+    max_rank: int | None = None
+    x: Tensor | None = None
 
     @property
     def singular_values(self) -> Tensor:
@@ -192,8 +200,8 @@ class Factorization:
 
     @property
     def full_rank(self) -> int:
-        """r = min(H, W), the largest valid rank."""
-        return int(self.S.shape[-1])
+        """r = min(H, W), the largest rank of the images (see also max_rank)."""
+        return min(self.image_size)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -204,31 +212,46 @@ class Factorization:
     def device(self) -> torch.device:
         return self.S.device
 
+    def _within_max_rank(self, top: int, what: str) -> None:
+        if self.max_rank is not None and top > self.max_rank:
+            raise ConfigError(
+                f"{what} is beyond max_rank={self.max_rank} of this factorization: "
+                f"use factorize(x, max_rank={top}) or more (max_rank=None for every rank)"
+            )
+
     def band(self, a: int, b: int) -> Tensor:
-        """B_{a,b}(x) = sum_{a<i<=b} s_i u_i v_i^T (requires 0 <= a < b <= r)."""
+        """B_{a,b}(x) = sum_{a<i<=b} s_i u_i v_i^T (requires 0 <= a < b <= r, b <= max_rank)."""
         a, b = validate_band(a, b, self.full_rank, self.image_size)
-        return self._band(a, b)
+        self._within_max_rank(b, f"band=({a}, {b})")
+        return self._band(a, b).to(self.dtype)
 
     def _band(self, a: int, b: int) -> Tensor:
+        """The band in the compute dtype."""
         us = self.U[..., :, a:b] * self.S[..., None, a:b]
-        return (us @ self.Vh[..., a:b, :]).to(self.dtype)
+        return us @ self.Vh[..., a:b, :]
 
     def low_rank(self, k: int, clamp: bool = False) -> Tensor:
         """L_k(x) = sum_{i<=k} s_i u_i v_i^T, optionally clamped to [0, 1]."""
         k = validate_rank(k, self.full_rank, shape=self.image_size)
-        out = self._band(0, k)
+        self._within_max_rank(k, f"rank={k}")
+        out = self._band(0, k).to(self.dtype)
         return out.clamp_(0.0, 1.0) if clamp else out
 
     def high_rank(self, k: int) -> Tensor:
-        """H_k(x) = x - L_k(x), computed as the band (k, r]; never clamped (zero at k = r)."""
+        """H_k(x) = x - L_k(x): the band (k, r], or x - L_k when truncated; never clamped."""
         k = validate_rank(k, self.full_rank, shape=self.image_size)
+        self._within_max_rank(k, f"rank={k}")
+        if self.x is not None:
+            return (self.x.to(self.U.dtype) - self._band(0, k)).to(self.dtype)
         if k == self.full_rank:
             return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
-        return self._band(k, self.full_rank)
+        return self._band(k, self.full_rank).to(self.dtype)
 
     def reconstruct(self) -> Tensor:
-        """U diag(S) Vh = x up to floating-point error."""
-        return self._band(0, self.full_rank)
+        """U diag(S) Vh = x up to floating-point error (x itself when truncated)."""
+        if self.x is not None:
+            return self.x.to(self.dtype, copy=True)
+        return self._band(0, self.full_rank).to(self.dtype)
 
     def __getitem__(self, index: int | slice | Tensor) -> Factorization:
         """Select along the batch (first) dimension, e.g. ``fac[0:500]``; needs x.ndim >= 3."""
@@ -236,7 +259,8 @@ class Factorization:
             raise ConfigError("only a batched Factorization (x.ndim >= 3) can be indexed")
         U, S, Vh = self.U[index], self.S[index], self.Vh[index]
         shape = torch.Size((*U.shape[:-2], *self.image_size))
-        return Factorization(U, S, Vh, self.dtype, shape)
+        x = None if self.x is None else self.x[index]
+        return Factorization(U, S, Vh, self.dtype, shape, self.max_rank, x)
 
     def __len__(self) -> int:
         if len(self.shape) < 3:
@@ -245,8 +269,10 @@ class Factorization:
 
     def to(self, device: torch.device | str) -> Factorization:
         """The same factors on another device."""
+        x = None if self.x is None else self.x.to(device)
         return Factorization(
-            self.U.to(device), self.S.to(device), self.Vh.to(device), self.dtype, self.shape
+            self.U.to(device), self.S.to(device), self.Vh.to(device), self.dtype, self.shape,
+            self.max_rank, x,
         )
 
     @staticmethod
@@ -255,11 +281,14 @@ class Factorization:
         if not parts:
             raise ConfigError("Factorization.cat needs at least one part")
         first = parts[0]
+        if len({(p.max_rank, p.x is None) for p in parts}) > 1:
+            raise ConfigError("Factorization.cat needs parts with the same max_rank and route")
         U = torch.cat([p.U for p in parts])
         S = torch.cat([p.S for p in parts])
         Vh = torch.cat([p.Vh for p in parts])
         shape = torch.Size((*U.shape[:-2], *first.image_size))
-        return Factorization(U, S, Vh, first.dtype, shape)
+        x = None if first.x is None else torch.cat([p.x for p in parts])  # type: ignore[misc]
+        return Factorization(U, S, Vh, first.dtype, shape, first.max_rank, x)
 
 
 def _gram_factors(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -283,17 +312,29 @@ def _gram_factors(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def factorize(
-    x: Tensor, method: Method = "auto", dtype: torch.dtype | None = None
+    x: Tensor,
+    method: Method = "auto",
+    dtype: torch.dtype | None = None,
+    max_rank: int | None = None,
 ) -> Factorization:
     """Thin SVD of every (H, W) matrix of x (..., H, W): per channel, per image, batched.
 
     Args:
         x: real tensor (..., H, W), CPU or CUDA, finite.
         method: "svd" (torch.linalg.svd, full_matrices=False), "gram" (float64 eigh of the
-            smaller Gram matrix X^T X or X X^T, then U = X V / s), or "auto": "svd" on CPU;
-            on CUDA "svd" when min(H, W) <= 64 and "gram" above (faster, error ~1e-6).
-        dtype: dtype the factors are computed (svd) and stored in: float32 by default
-            (float64 if x is float64). "gram" always solves the eigenproblem in float64.
+            smaller Gram matrix X^T X or X X^T, then U = X V / s), "randomized" (the truncated
+            route, needs max_rank), or "auto": "randomized" when max_rank + 32 <= min(H, W);
+            else "svd" on CPU, and on CUDA "svd" up to min(H, W) = 64 and "gram" above.
+        dtype: dtype the factors are computed (svd; randomized: the matmuls) and stored in:
+            float32 by default (float64 if x is float64). "gram" and the small solves of
+            "randomized" always run in float64.
+        max_rank: None for every rank, or the largest rank (band end) the result must serve;
+            larger ones then raise ConfigError. The randomized route keeps the top max_rank
+            triplets and x (H_j = x - L_j); it needs max_rank + 32 <= min(H, W), otherwise (or
+            with method "svd"/"gram") the full factors are computed and max_rank only checked.
+            Accuracy of "randomized" (measured on 224x224 photographs, max_rank = 32): L_j and
+            H_j within ~1e-4 of LAPACK for pixels in [0, 1]; it relies on the spectrum decaying
+            as in natural images (on white noise use max_rank=None).
 
     Returns:
         A :class:`Factorization`; its transforms are returned in x's dtype.
@@ -307,7 +348,18 @@ def factorize(
     if dtype not in (torch.float32, torch.float64):
         raise ConfigError(f"dtype={dtype} is not supported: use torch.float32 or torch.float64")
     H, W = int(x.shape[-2]), int(x.shape[-1])
-    if method == "auto":
+    if max_rank is not None:
+        max_rank = validate_rank(max_rank, min(H, W), name="max_rank", shape=(H, W))
+    elif method == "randomized":
+        raise ConfigError("method='randomized' needs max_rank (the largest rank to serve)")
+    truncate = max_rank is not None and max_rank + _truncated.OVERSAMPLE <= min(H, W)
+    if method in ("auto", "randomized") and truncate:
+        U, S, Vh = _truncated.truncated_svd(x.to(dtype), max_rank)  # type: ignore[arg-type]
+        return Factorization(
+            U.to(dtype).contiguous(), S.to(dtype), Vh.to(dtype).contiguous(), out_dtype,
+            x.shape, max_rank, x,
+        )
+    if method in ("auto", "randomized"):
         method = "gram" if x.is_cuda and min(H, W) > _AUTO_SVD_MAX_SIDE else "svd"
 
     small_on_cpu = x.device.type == "cpu" and min(H, W) <= _CPU_SINGLE_THREAD_MAX_SIDE
@@ -322,7 +374,9 @@ def factorize(
                 Ut, S, Vht = _gram_factors(x64.mT)
                 U, Vh = Vht.mT, Ut.mT
             U, S, Vh = U.to(dtype), S.to(dtype), Vh.to(dtype)
-    return Factorization(U.contiguous(), S.contiguous(), Vh.contiguous(), out_dtype, x.shape)
+    return Factorization(
+        U.contiguous(), S.contiguous(), Vh.contiguous(), out_dtype, x.shape, max_rank
+    )
 
 
 # --------------------------------------------------------------------------- one-call helpers
@@ -362,7 +416,9 @@ class RankTransform:
     ``rank`` (low/high) or ``band`` (band mode) = None means the identity. ``apply_to`` names the
     data splits ("train", "test") a datamodule applies it to. The field the mode
     does not use is ignored. At full rank, "low" returns x itself (clamped if ``clamp``), so no
-    floating-point error of a reconstruction can change a prediction.
+    floating-point error of a reconstruction can change a prediction. ``max_rank`` is passed
+    to :func:`factorize`: "auto" means the rank (low/high) or b (band), so large images take
+    the truncated route; None always computes the full factorisation.
     """
 
     mode: Mode = "low"
@@ -371,6 +427,7 @@ class RankTransform:
     clamp: bool = True
     method: Method = "auto"
     apply_to: tuple[str, ...] = ("train", "test")
+    max_rank: int | Literal["auto"] | None = "auto"
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -391,6 +448,15 @@ class RankTransform:
                     f"band={self.band!r} must be a pair (a, b) of integers (or None)"
                 ) from None
             self.band = (a, b)
+        if self.max_rank not in ("auto", None) and not _is_int(self.max_rank):
+            raise ConfigError(f"max_rank={self.max_rank!r} must be an integer, 'auto' or None")
+
+    @property
+    def needed_rank(self) -> int | None:
+        """The largest rank the transform uses: rank (low/high), b (band), None (identity)."""
+        if self.is_identity:
+            return None
+        return int(self.band[1] if self.mode == "band" else self.rank)  # type: ignore[index]
 
     @property
     def is_identity(self) -> bool:
@@ -415,6 +481,9 @@ class RankTransform:
             validate_band(self.band[0], self.band[1], full_rank, shape)
         else:
             validate_rank(self.rank, full_rank, shape=shape)
+        need = self.needed_rank
+        if self.max_rank not in ("auto", None) and need is not None and self.max_rank < need:
+            raise ConfigError(f"max_rank={self.max_rank} is below the transform's rank {need}")
 
     def apply(self, fac: Factorization) -> Tensor:
         """The transform computed from precomputed factors (no SVD)."""
@@ -441,4 +510,5 @@ class RankTransform:
             return out.clamp(0.0, 1.0) if self.clamp else out.clone()
         if self.mode == "high" and int(self.rank) == r:  # type: ignore[arg-type]
             return torch.zeros_like(x, dtype=x.dtype if x.is_floating_point() else torch.float32)
-        return self.apply(factorize(x, self.method))
+        max_rank = self.needed_rank if self.max_rank == "auto" else self.max_rank
+        return self.apply(factorize(x, self.method, max_rank=max_rank))
