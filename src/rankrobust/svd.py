@@ -12,24 +12,23 @@ For every matrix X (H x W) in a tensor of shape (..., H, W), i.e. per channel pe
 A rank k is an integer with 1 <= k <= r; a band (a, b) has integers 0 <= a < b <= r.
 Anything else raises :class:`rankrobust.errors.ConfigError`.
 
-:func:`factorize` computes the factors once; :class:`Factorization` then builds any of the
-transforms by slicing the factors and one matmul, without recomputing the SVD.
-``factorize(x, max_rank=k)`` computes only the top k triplets (randomized subspace iteration,
-see :mod:`rankrobust._truncated`) and serves L_j, H_j = x - L_j and bands up to k.
+:func:`factorize` computes the factors once; :class:`Factorization` then builds any transform
+by slicing the factors and one matmul. ``factorize(x, max_rank=k)`` computes only the top k
+(randomized subspace iteration, :mod:`rankrobust._svd_maths`) and serves ranks/bands up to k.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from rankrobust import _truncated
+from rankrobust import _svd_maths as _maths
 from rankrobust.errors import ConfigError
 
 __all__ = [
@@ -57,38 +56,9 @@ _AUTO_SVD_MAX_SIDE = 64
 _CPU_SINGLE_THREAD_MAX_SIDE = 128
 
 
-@contextmanager
-def _cpu_threads(n: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (no-op for None)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    if old == n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-# --------------------------------------------------------------------------- validation
-
-
 def _is_int(v: object) -> bool:
     """True for Python/numpy integers, False for bool (and numpy bool) and everything else."""
-    if isinstance(v, bool):
-        return False
-    try:
-        import numpy as np
-
-        if isinstance(v, np.bool_):
-            return False
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
-    return isinstance(v, numbers.Integral)
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
 def _where(full_rank: int, shape: Sequence[int] | None) -> str:
@@ -180,8 +150,7 @@ class Factorization:
         dtype: the dtype results are returned in (x's dtype; float32 for integer input).
         shape: x's shape.
         max_rank: None, or the largest rank (band end) served; larger ones raise ConfigError.
-        x: the input, kept by the truncated route, whose factors stop at max_rank
-            (U (..., H, max_rank) etc.): there H_j = x - L_j.
+        x: the input, kept by the truncated route (factors up to max_rank; H_j = x - L_j).
     with r = min(H, W). The factors are kept in the compute dtype (float32 or float64).
     """
 
@@ -269,11 +238,9 @@ class Factorization:
 
     def to(self, device: torch.device | str) -> Factorization:
         """The same factors on another device."""
+        U, S, Vh = (t.to(device) for t in (self.U, self.S, self.Vh))
         x = None if self.x is None else self.x.to(device)
-        return Factorization(
-            self.U.to(device), self.S.to(device), self.Vh.to(device), self.dtype, self.shape,
-            self.max_rank, x,
-        )
+        return Factorization(U, S, Vh, self.dtype, self.shape, self.max_rank, x)
 
     @staticmethod
     def cat(parts: Sequence[Factorization]) -> Factorization:
@@ -283,32 +250,10 @@ class Factorization:
         first = parts[0]
         if len({(p.max_rank, p.x is None) for p in parts}) > 1:
             raise ConfigError("Factorization.cat needs parts with the same max_rank and route")
-        U = torch.cat([p.U for p in parts])
-        S = torch.cat([p.S for p in parts])
-        Vh = torch.cat([p.Vh for p in parts])
+        U, S, Vh = (torch.cat([getattr(p, n) for p in parts]) for n in ("U", "S", "Vh"))
         shape = torch.Size((*U.shape[:-2], *first.image_size))
         x = None if first.x is None else torch.cat([p.x for p in parts])  # type: ignore[misc]
         return Factorization(U, S, Vh, first.dtype, shape, first.max_rank, x)
-
-
-def _gram_factors(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Thin SVD of float64 x (..., H, W) with H >= W via eigh of the W x W Gram matrix X^T X.
-
-    Eigenvectors V of X^T X are the right singular vectors; X V = U diag(S), so
-    s_i = ||X v_i|| and u_i = X v_i / s_i. Columns with s_i = 0 are set to zero, which does not
-    change any reconstruction (s_i u_i v_i^T = X v_i v_i^T holds for every i).
-    """
-    gram = x.mT @ x
-    _, V = torch.linalg.eigh(gram)  # ascending eigenvalues
-    XV = x @ V
-    S = torch.linalg.vector_norm(XV, dim=-2)
-    S, order = torch.sort(S, dim=-1, descending=True)
-    V = torch.gather(V, -1, order.unsqueeze(-2).expand_as(V))
-    XV = torch.gather(XV, -1, order.unsqueeze(-2).expand_as(XV))
-    tiny = torch.finfo(x.dtype).tiny
-    safe = torch.where(S > tiny, S, torch.ones_like(S))
-    U = torch.where((S > tiny).unsqueeze(-2), XV / safe.unsqueeze(-2), torch.zeros_like(XV))
-    return U, S, V.mT
 
 
 def factorize(
@@ -325,16 +270,13 @@ def factorize(
             smaller Gram matrix X^T X or X X^T, then U = X V / s), "randomized" (the truncated
             route, needs max_rank), or "auto": "randomized" when max_rank + 32 <= min(H, W);
             else "svd" on CPU, and on CUDA "svd" up to min(H, W) = 64 and "gram" above.
-        dtype: dtype the factors are computed (svd; randomized: the matmuls) and stored in:
-            float32 by default (float64 if x is float64). "gram" and the small solves of
-            "randomized" always run in float64.
-        max_rank: None for every rank, or the largest rank (band end) the result must serve;
-            larger ones then raise ConfigError. The randomized route keeps the top max_rank
-            triplets and x (H_j = x - L_j); it needs max_rank + 32 <= min(H, W), otherwise (or
-            with method "svd"/"gram") the full factors are computed and max_rank only checked.
-            Accuracy of "randomized" (measured on 224x224 photographs, max_rank = 32): L_j and
-            H_j within ~1e-4 of LAPACK for pixels in [0, 1]; it relies on the spectrum decaying
-            as in natural images (on white noise use max_rank=None).
+        dtype: dtype the factors are computed (svd; randomized: its matmuls) and stored in:
+            float32 by default (float64 for float64 x); "gram" and Ritz solves use float64.
+        max_rank: None for every rank, or the largest rank (band end) to serve; larger ones
+            raise ConfigError. "randomized" keeps the top max_rank triplets and x (H_j = x - L_j)
+            if max_rank + 32 <= min(H, W); otherwise the full factors are computed. On 224x224
+            photographs it is within ~1e-4 of LAPACK for every rank <= 32 (pixels in [0, 1]);
+            it relies on a spectrum decaying as in natural images (not white noise).
 
     Returns:
         A :class:`Factorization`; its transforms are returned in x's dtype.
@@ -352,31 +294,27 @@ def factorize(
         max_rank = validate_rank(max_rank, min(H, W), name="max_rank", shape=(H, W))
     elif method == "randomized":
         raise ConfigError("method='randomized' needs max_rank (the largest rank to serve)")
-    truncate = max_rank is not None and max_rank + _truncated.OVERSAMPLE <= min(H, W)
-    if method in ("auto", "randomized") and truncate:
-        U, S, Vh = _truncated.truncated_svd(x.to(dtype), max_rank)  # type: ignore[arg-type]
-        return Factorization(
-            U.to(dtype).contiguous(), S.to(dtype), Vh.to(dtype).contiguous(), out_dtype,
-            x.shape, max_rank, x,
-        )
+    truncate = max_rank is not None and max_rank + _maths.OVERSAMPLE <= min(H, W)
+    if method in ("auto", "randomized") and truncate:  # x is kept for H_j = x - L_j
+        U, S, Vh = (t.to(dtype) for t in _maths.truncated_svd(x.to(dtype), max_rank))
+        return Factorization(U, S, Vh, out_dtype, x.shape, max_rank, x)
     if method in ("auto", "randomized"):
         method = "gram" if x.is_cuda and min(H, W) > _AUTO_SVD_MAX_SIDE else "svd"
 
     small_on_cpu = x.device.type == "cpu" and min(H, W) <= _CPU_SINGLE_THREAD_MAX_SIDE
-    with _cpu_threads(1 if small_on_cpu else None):
+    with _maths.cpu_threads(1 if small_on_cpu else None):
         if method == "svd":
             U, S, Vh = torch.linalg.svd(x.to(dtype), full_matrices=False)
         else:
             x64 = x.to(torch.float64)
             if H >= W:
-                U, S, Vh = _gram_factors(x64)
+                U, S, Vh = _maths.gram_factors(x64)
             else:  # X^T = V S U^T: factorize the transpose, then swap the roles of U and V.
-                Ut, S, Vht = _gram_factors(x64.mT)
+                Ut, S, Vht = _maths.gram_factors(x64.mT)
                 U, Vh = Vht.mT, Ut.mT
             U, S, Vh = U.to(dtype), S.to(dtype), Vh.to(dtype)
-    return Factorization(
-        U.contiguous(), S.contiguous(), Vh.contiguous(), out_dtype, x.shape, max_rank
-    )
+    U, S, Vh = U.contiguous(), S.contiguous(), Vh.contiguous()
+    return Factorization(U, S, Vh, out_dtype, x.shape, max_rank)
 
 
 # --------------------------------------------------------------------------- one-call helpers
@@ -413,12 +351,11 @@ class RankTransform:
     - mode "low":  L_rank(x), clamped to [0, 1] when ``clamp`` (the paper's test images);
     - mode "high": H_rank(x) = x - L_rank(x), never clamped;
     - mode "band": B_{a,b}(x) for ``band`` = (a, b), never clamped.
-    ``rank`` (low/high) or ``band`` (band mode) = None means the identity. ``apply_to`` names the
-    data splits ("train", "test") a datamodule applies it to. The field the mode
-    does not use is ignored. At full rank, "low" returns x itself (clamped if ``clamp``), so no
-    floating-point error of a reconstruction can change a prediction. ``max_rank`` is passed
-    to :func:`factorize`: "auto" means the rank (low/high) or b (band), so large images take
-    the truncated route; None always computes the full factorisation.
+    ``rank`` (low/high) or ``band`` (band mode) = None means the identity; the field the mode
+    does not use is ignored. ``apply_to`` names the data splits ("train", "test") a datamodule
+    applies it to. At full rank, "low" returns x itself (clamped if ``clamp``), so no rounding
+    of a reconstruction can change a prediction. ``max_rank`` goes to :func:`factorize`: "auto"
+    is the rank (low/high) or b (band), so large images take the truncated route; None: full.
     """
 
     mode: Mode = "low"
@@ -433,8 +370,7 @@ class RankTransform:
         if self.mode not in _MODES:
             raise ConfigError(f"mode={self.mode!r} is not one of {list(_MODES)}")
         self.apply_to = (self.apply_to,) if isinstance(self.apply_to, str) else tuple(self.apply_to)
-        bad = sorted(set(self.apply_to) - {"train", "test"})
-        if bad:
+        if bad := sorted(set(self.apply_to) - {"train", "test"}):
             raise ConfigError(
                 f"transform.apply_to has {bad}: use [train], [test] or [train, test]."
             )
@@ -503,8 +439,7 @@ class RankTransform:
             return x
         x = _check_input(x)
         H, W = int(x.shape[-2]), int(x.shape[-1])
-        r = min(H, W)
-        self.validate(r, (H, W))
+        self.validate(r := min(H, W), (H, W))
         if self.mode == "low" and int(self.rank) == r:  # type: ignore[arg-type]
             out = x if x.is_floating_point() else x.float()
             return out.clamp(0.0, 1.0) if self.clamp else out.clone()

@@ -1,6 +1,7 @@
-"""Truncated SVD of batched matrices: randomized subspace iteration + float64 Rayleigh-Ritz.
+"""The private maths of rankrobust.svd: the float64 Gram route and the truncated route.
 
-For X (H x W) and a target rank k, with m = k + p columns (p = oversampling):
+Truncated SVD (randomized subspace iteration + float64 Rayleigh-Ritz). For X (H x W) and a
+target rank k, with m = k + p columns (p = oversampling):
 
     Q_0 = orth(X Omega),  Omega ~ N(0, 1)^{W x m}  (fixed seed: the result is deterministic)
     Q_i = orth(X orth(X^T Q_{i-1})),  i = 1..q     (re-orthonormalised at every half step)
@@ -17,6 +18,9 @@ Everything but the m x m solve is batched matmul, which is what makes the method
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 
@@ -24,6 +28,43 @@ from torch import Tensor
 OVERSAMPLE = 32
 POWER_ITERS = 6
 SEED = 0
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count (no-op for None)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    if old == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def gram_factors(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Thin SVD of float64 x (..., H, W) with H >= W via eigh of the W x W Gram matrix X^T X.
+
+    Eigenvectors V of X^T X are the right singular vectors; X V = U diag(S), so
+    s_i = ||X v_i|| and u_i = X v_i / s_i. Columns with s_i = 0 are set to zero, which does not
+    change any reconstruction (s_i u_i v_i^T = X v_i v_i^T holds for every i).
+    """
+    gram = x.mT @ x
+    _, V = torch.linalg.eigh(gram)  # ascending eigenvalues
+    XV = x @ V
+    S = torch.linalg.vector_norm(XV, dim=-2)
+    S, order = torch.sort(S, dim=-1, descending=True)
+    V = torch.gather(V, -1, order.unsqueeze(-2).expand_as(V))
+    XV = torch.gather(XV, -1, order.unsqueeze(-2).expand_as(XV))
+    tiny = torch.finfo(x.dtype).tiny
+    safe = torch.where(S > tiny, S, torch.ones_like(S))
+    U = torch.where((S > tiny).unsqueeze(-2), XV / safe.unsqueeze(-2), torch.zeros_like(XV))
+    return U, S, V.mT
 
 
 def orthonormalize(y: Tensor, cholesky: bool | None = None) -> Tensor:
