@@ -290,19 +290,21 @@ def factorize(
     if dtype not in (torch.float32, torch.float64):
         raise ConfigError(f"dtype={dtype} is not supported: use torch.float32 or torch.float64")
     H, W = int(x.shape[-2]), int(x.shape[-1])
+    r = min(H, W)
     if max_rank is not None:
-        max_rank = validate_rank(max_rank, min(H, W), name="max_rank", shape=(H, W))
+        max_rank = validate_rank(max_rank, r, name="max_rank", shape=(H, W))
     elif method == "randomized":
         raise ConfigError("method='randomized' needs max_rank (the largest rank to serve)")
-    truncate = max_rank is not None and max_rank + _maths.OVERSAMPLE <= min(H, W)
-    if method in ("auto", "randomized") and truncate:  # x is kept for H_j = x - L_j
-        U, S, Vh = (t.to(dtype) for t in _maths.truncated_svd(x.to(dtype), max_rank))
+    truncate = method in ("auto", "randomized") and (max_rank or r) + _maths.OVERSAMPLE <= r
+    # One thread also for the truncated route: its LAPACK calls are small (QR H x m, eigh m x m).
+    one = x.device.type == "cpu" and (truncate or r <= _CPU_SINGLE_THREAD_MAX_SIDE)
+    if truncate:  # x is kept for H_j = x - L_j
+        with _maths.cpu_threads(1 if one else None):
+            U, S, Vh = (t.to(dtype) for t in _maths.truncated_svd(x.to(dtype), max_rank))
         return Factorization(U, S, Vh, out_dtype, x.shape, max_rank, x)
     if method in ("auto", "randomized"):
-        method = "gram" if x.is_cuda and min(H, W) > _AUTO_SVD_MAX_SIDE else "svd"
-
-    small_on_cpu = x.device.type == "cpu" and min(H, W) <= _CPU_SINGLE_THREAD_MAX_SIDE
-    with _maths.cpu_threads(1 if small_on_cpu else None):
+        method = "gram" if x.is_cuda and r > _AUTO_SVD_MAX_SIDE else "svd"
+    with _maths.cpu_threads(1 if one else None):
         if method == "svd":
             U, S, Vh = torch.linalg.svd(x.to(dtype), full_matrices=False)
         else:
@@ -315,9 +317,6 @@ def factorize(
             U, S, Vh = U.to(dtype), S.to(dtype), Vh.to(dtype)
     U, S, Vh = U.contiguous(), S.contiguous(), Vh.contiguous()
     return Factorization(U, S, Vh, out_dtype, x.shape, max_rank)
-
-
-# --------------------------------------------------------------------------- one-call helpers
 
 
 def low_rank(x: Tensor, k: int, clamp: bool = True, method: Method = "auto") -> Tensor:
