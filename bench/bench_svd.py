@@ -8,7 +8,7 @@ sections on random 224 crops of the real sample photos of scikit-image and matpl
 (rankrobust.photos). Each section names the device it ran on. Speeds are medians of interleaved
 repeats; errors are max abs pixel differences to a float64 LAPACK SVD, over every k <= 32.
 
-    python bench/bench_svd.py [--quick] [--n 2000] [--n224 32] [--data PATH] [--out PATH]
+    python bench/bench_svd.py [--quick] [--n 2000] [--n224 32] [--threads 1] [--out PATH]
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ def _max_errors(fac, x: torch.Tensor, ref: list[torch.Tensor]) -> dict:
     return {"max_abs_err_L": max(err_l), "max_abs_err_H": max(err_h), "per_k_L": err_l}
 
 
+def _cpu_name() -> str:
+    return platform.processor() or platform.machine()
+
+
 def _ranks(ref: list[torch.Tensor]):
     return enumerate(ref, start=1)
 
@@ -148,7 +152,7 @@ def bench_224(x: torch.Tensor, device: torch.device, n_err: int, repeats: int, n
             times[name].append(timed(lambda f=fn, z=inputs[name]: f(z), sync=cuda)[0])
     ref = _references(x[:n_err])
     out: dict = {
-        "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({platform.processor()})",
+        "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({_cpu_name()})",
         "images": int(x.shape[0]),
         "shape": list(x.shape[1:]),
         "repeats": repeats,
@@ -176,7 +180,9 @@ def bench_224(x: torch.Tensor, device: torch.device, n_err: int, repeats: int, n
 
 
 def bench_settings(x: torch.Tensor) -> dict:
-    """(d) why p = 32, q = 6: max error over k <= 32 of other (oversampling, iterations)."""
+    """(d) why p = 32, q = 6: max error over k <= 32 of other (oversampling, iterations) on
+    x = the 7 sample photos resized and centre-cropped to 224 (harder than native-size crops,
+    whose pixels are smoother), the photos of tests/test_svd.py."""
     ref = _references(x)
     rows = []
     for p, q in SETTINGS:
@@ -197,7 +203,8 @@ def bench_settings(x: torch.Tensor) -> dict:
             }
         )
     chosen = {"oversample": _svd_maths.OVERSAMPLE, "power_iters": _svd_maths.POWER_ITERS}
-    return {"device": "cpu", "images": int(x.shape[0]), "chosen": chosen, "rows": rows}
+    data = "the 7 sample photos resized + centre-cropped to 224 (rankrobust.photos.center_crops)"
+    return {"device": "cpu", "data": data, "chosen": chosen, "rows": rows}
 
 
 def main() -> None:
@@ -207,13 +214,17 @@ def main() -> None:
     p.add_argument("--n224", type=int, default=32, help="random 224 photo crops (CPU)")
     p.add_argument("--n224-gpu", type=int, default=1024, help="random 224 photo crops (CUDA)")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1: robust on shared cores)"
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="cifar10-jpeg.tar.gz")
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "svd.json")
     args = p.parse_args()
     if args.quick:
         args.n, args.n224, args.repeats = min(args.n, 300), min(args.n224, 8), min(args.repeats, 3)
 
-    from rankrobust.photos import random_crops  # needs scikit-image (dev extra)
+    torch.set_num_threads(args.threads)
+    from rankrobust.photos import center_crops, random_crops  # scikit-image: dev extra
 
     t0 = time.perf_counter()
     x, source = load_images(args.data, args.n)
@@ -224,7 +235,7 @@ def main() -> None:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -244,7 +255,7 @@ def main() -> None:
         "photos_224_cpu": bench_224(
             crops[: args.n224], torch.device("cpu"), n_err, args.repeats, args.n224
         ),
-        "truncated_settings_224": bench_settings(crops[:n_err]),
+        "truncated_settings_224": bench_settings(center_crops(224)),
     }
     if torch.cuda.is_available():
         try:
