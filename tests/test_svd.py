@@ -393,11 +393,11 @@ def test_truncated_matches_lapack_on_photos(photos_224: torch.Tensor) -> None:
         assert np.abs(bnd - (ref[b] - (ref[a] if a else 0))).max() <= TRUNC_ATOL
 
 
-def test_truncated_cholesky_qr_branch_on_photos(photos_224: torch.Tensor) -> None:
-    """The CUDA default (shifted CholeskyQR2 instead of Householder QR), run here on the CPU."""
+def test_truncated_cuda_branches_on_photos(photos_224: torch.Tensor) -> None:
+    """The CUDA defaults (shifted CholeskyQR2, block Jacobi Ritz solve), run here on the CPU."""
     x = photos_224[:3]
     ref = _numpy_low_ranks(x, range(1, 33))
-    U, S, Vh = _svd_maths.truncated_svd(x, 32, cholesky=True)
+    U, S, Vh = _svd_maths.truncated_svd(x, 32, cholesky=True, jacobi=True)
     for k in (1, 8, 31, 32):
         low = ((U[..., :k] * S[..., None, :k]) @ Vh[..., :k, :]).numpy()
         assert np.abs(low - ref[k]).max() <= TRUNC_ATOL, k
@@ -469,6 +469,20 @@ def test_orthonormalize_both_branches() -> None:
         assert torch.allclose((q.mT @ q)[0], eye, atol=1e-5)
         # the span of y is kept: y is its own projection onto span(q)
         assert torch.allclose(q @ (q.mT @ y), y, atol=1e-4)
+
+
+@pytest.mark.parametrize("m", [20, 40, 64])
+def test_jacobi_eigh_matches_eigh(m: int) -> None:
+    g = torch.Generator().manual_seed(m)
+    a = torch.randn(3, m, m, generator=g, dtype=torch.float64)
+    a = a + a.mT  # symmetric, indefinite
+    lam, v = _svd_maths.jacobi_eigh(a)
+    ref = torch.linalg.eigvalsh(a)
+    assert lam.shape == (3, m) and v.shape == (3, m, m)
+    assert torch.allclose(lam, ref, atol=1e-10)
+    assert torch.allclose(v.mT @ v, torch.eye(m, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(v.mT @ a @ v, torch.diag_embed(lam), atol=1e-10)
+    assert _svd_maths._round_robin(4) == [[(0, 3), (1, 2)], [(0, 2), (3, 1)], [(0, 1), (2, 3)]]
 
 
 def test_max_rank_limits_ranks_and_bands() -> None:
