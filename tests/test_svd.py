@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from rankrobust import _svd_maths
 from rankrobust.errors import ConfigError
 from rankrobust.svd import (
     Factorization,
@@ -343,3 +344,206 @@ def test_gpu_path_matches_cpu_path(size: int) -> None:
     for k in (1, 4, size // 2):
         torch.testing.assert_close(gpu.low_rank(k).cpu(), cpu.low_rank(k), atol=1e-3, rtol=0)
     assert (gpu.reconstruct().cpu() - x).abs().max() <= 1e-3
+
+
+# --------------------------------------------------------------------------- truncated route
+
+TRUNC_ATOL = 1e-3  # max abs pixel error (pixels in [0, 1]) allowed against float64 LAPACK
+
+
+@pytest.fixture(scope="module")
+def photos_224() -> torch.Tensor:
+    """The 7 sample photos (scikit-image, matplotlib) resized and centre-cropped to 224x224."""
+    pytest.importorskip("skimage")
+    from rankrobust.photos import center_crops
+
+    return center_crops(224)
+
+
+def _numpy_low_ranks(x: torch.Tensor, ranks: range) -> dict[int, np.ndarray]:
+    """L_k for k in ranks from a float64 LAPACK SVD (torch's gesdd: numpy's OpenBLAS threads
+    take 10 s on shared cores), summed term by term in float64."""
+    u, s, vh = torch.linalg.svd(x.double(), full_matrices=False)
+    out, total = {}, torch.zeros(x.shape, dtype=torch.float64)
+    for k in range(1, max(ranks) + 1):
+        total += (u[..., :, k - 1 : k] * s[..., None, k - 1 : k]) @ vh[..., k - 1 : k, :]
+        if k in ranks:
+            out[k] = total.numpy().copy()
+    return out
+
+
+def test_truncated_matches_lapack_on_photos(photos_224: torch.Tensor) -> None:
+    """L_k and H_k of real 224x224 photos within 1e-3 of a float64 SVD for every k <= 32."""
+    x = photos_224
+    x64 = x.double().numpy()
+    ref = _numpy_low_ranks(x, range(1, 33))
+    fac = factorize(x, max_rank=32)
+    assert fac.x is x and fac.max_rank == 32 and fac.U.shape == (7, 3, 224, 32)  # truncated
+    s_np = np.linalg.svd(x64[0, 0], compute_uv=False)  # the reference agrees with numpy's
+    s_ref = torch.linalg.svd(x[0, 0].double())[1].numpy()
+    np.testing.assert_allclose(s_ref, s_np, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(fac.S[0, 0].double().numpy(), s_np[:32], rtol=0, atol=1e-3)
+    for k in range(1, 33):
+        low = fac.low_rank(k).double().numpy()
+        high = fac.high_rank(k).double().numpy()
+        assert np.abs(low - ref[k]).max() <= TRUNC_ATOL, k
+        assert np.abs(high - (x64 - ref[k])).max() <= TRUNC_ATOL, k
+    for a, b in [(0, 4), (4, 32), (10, 11)]:
+        bnd = fac.band(a, b).double().numpy()
+        assert np.abs(bnd - (ref[b] - (ref[a] if a else 0))).max() <= TRUNC_ATOL
+
+
+def test_truncated_cuda_branches_on_photos(photos_224: torch.Tensor) -> None:
+    """The CUDA defaults (shifted CholeskyQR2, block Jacobi Ritz solve), run here on the CPU."""
+    x = photos_224[:3]
+    ref = _numpy_low_ranks(x, range(1, 33))
+    U, S, Vh = _svd_maths.truncated_svd(x, 32, cholesky=True, jacobi=True)
+    for k in (1, 8, 31, 32):
+        low = ((U[..., :k] * S[..., None, :k]) @ Vh[..., :k, :]).numpy()
+        assert np.abs(low - ref[k]).max() <= TRUNC_ATOL, k
+
+
+def test_rank_transform_uses_truncated_route(photos_224: torch.Tensor) -> None:
+    x = photos_224[:2]
+    ref = _numpy_low_ranks(x, range(8, 9))[8]
+    low = RankTransform("low", rank=8)(x)  # max_rank "auto" -> 8: truncated at 224x224
+    assert np.abs(low.double().numpy() - np.clip(ref, 0, 1)).max() <= TRUNC_ATOL
+    high = RankTransform("high", rank=8)(x)
+    assert np.abs(high.double().numpy() - (x.double().numpy() - ref)).max() <= TRUNC_ATOL
+    full = RankTransform("low", rank=8, max_rank=None)(x)  # forced full factorisation
+    assert float((full - low).abs().max()) <= TRUNC_ATOL
+    bnd = RankTransform("band", band=(2, 8))(x)
+    assert torch.allclose(bnd, factorize(x).band(2, 8), atol=TRUNC_ATOL)
+
+
+def _smooth(n: int, size: int, seed: int) -> torch.Tensor:
+    """Synthetic images with a photo-like decaying spectrum (upsampled low-frequency noise)."""
+    low = torch.rand(n, 3, size // 8, size // 8, generator=torch.Generator().manual_seed(seed))
+    x = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic")
+    return x.clamp(0, 1).contiguous()
+
+
+def test_truncated_factorization_algebra() -> None:
+    x = _smooth(3, 96, 5)
+    fac = factorize(x, max_rank=8)  # 8 + 32 <= 96: truncated
+    full = factorize(x)
+    assert fac.x is x and fac.S.shape == (3, 3, 8) and fac.full_rank == 96
+    assert torch.equal(fac.reconstruct(), x) and fac.reconstruct() is not x
+    for k in range(1, 9):
+        assert torch.allclose(fac.low_rank(k) + fac.high_rank(k), x, atol=1e-5)
+        assert torch.allclose(fac.low_rank(k), full.low_rank(k), atol=1e-4), k
+        assert torch.allclose(fac.high_rank(k), full.high_rank(k), atol=1e-4), k
+    assert torch.allclose(fac.band(0, 3) + fac.band(3, 8), fac.low_rank(8), atol=1e-5)
+    assert torch.equal(fac.low_rank(3, clamp=True), fac.low_rank(3).clamp(0, 1))
+    again = factorize(x, max_rank=8)  # fixed seed: deterministic
+    assert torch.equal(again.U, fac.U) and torch.equal(again.S, fac.S)
+    part, whole = fac[1:], Factorization.cat([fac[:1], fac[1:]])
+    assert part.max_rank == 8 and torch.equal(part.x, x[1:])
+    assert torch.equal(part.high_rank(5), fac.high_rank(5)[1:])
+    assert torch.equal(whole.high_rank(5), fac.high_rank(5)) and whole.max_rank == 8
+    assert torch.equal(fac.to("cpu").high_rank(2), fac.high_rank(2))
+    with pytest.raises(ConfigError, match="same max_rank"):
+        Factorization.cat([fac, full])
+
+
+def test_truncated_exact_low_rank_and_flat_images() -> None:
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 64, 5, generator=g) @ torch.randn(2, 5, 80, generator=g)  # rank 5
+    fac = factorize(x, max_rank=6, method="randomized")
+    assert torch.allclose(fac.low_rank(5), x, atol=1e-4)
+    assert float(fac.S[..., 5].abs().max()) < 1e-3
+    flat = torch.full((2, 1, 64, 64), 0.5)
+    for cholesky in (False, True):  # s_2.. = 0: no NaN, L_1 is the image
+        U, S, Vh = _svd_maths.truncated_svd(flat, 4, cholesky=cholesky)
+        assert bool(torch.isfinite(U).all() and torch.isfinite(Vh).all())
+        low = (U[..., :1] * S[..., None, :1]) @ Vh[..., :1, :]
+        assert torch.allclose(low.float(), flat, atol=1e-5)
+
+
+def test_orthonormalize_both_branches() -> None:
+    y = torch.randn(4, 50, 12, generator=torch.Generator().manual_seed(7))
+    y[1, :, 3] = y[1, :, 2]  # rank deficient
+    eye = torch.eye(12)
+    for cholesky in (False, True):
+        q = _svd_maths.orthonormalize(y, cholesky=cholesky)
+        assert torch.allclose((q.mT @ q)[0], eye, atol=1e-5)
+        # the span of y is kept: y is its own projection onto span(q)
+        assert torch.allclose(q @ (q.mT @ y), y, atol=1e-4)
+
+
+@pytest.mark.parametrize("m", [20, 40, 64])
+def test_jacobi_eigh_matches_eigh(m: int) -> None:
+    g = torch.Generator().manual_seed(m)
+    a = torch.randn(3, m, m, generator=g, dtype=torch.float64)
+    a = a + a.mT  # symmetric, indefinite
+    lam, v = _svd_maths.jacobi_eigh(a)
+    ref = torch.linalg.eigvalsh(a)
+    assert lam.shape == (3, m) and v.shape == (3, m, m)
+    assert torch.allclose(lam, ref, atol=1e-10)
+    assert torch.allclose(v.mT @ v, torch.eye(m, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(v.mT @ a @ v, torch.diag_embed(lam), atol=1e-10)
+    assert _svd_maths._round_robin(4) == [[(0, 3), (1, 2)], [(0, 2), (3, 1)], [(0, 1), (2, 3)]]
+
+
+def test_max_rank_limits_ranks_and_bands() -> None:
+    x = _smooth(2, 64, 8)
+    for fac in (factorize(x, max_rank=6), factorize(x, max_rank=40)):  # truncated, full
+        for call in (lambda f: f.low_rank(41), lambda f: f.high_rank(41), lambda f: f.band(3, 41)):
+            with pytest.raises(ConfigError, match=f"max_rank={fac.max_rank}"):
+                call(fac)
+        assert fac.low_rank(fac.max_rank).shape == x.shape  # the limit itself is served
+    with pytest.raises(ValueError, match=r"beyond max_rank=6 .* max_rank=7"):
+        factorize(x, max_rank=6).high_rank(7)
+    assert factorize(x, max_rank=40).U.shape[-1] == 64  # 40 + 32 > 64: the full route
+
+
+@pytest.mark.parametrize("bad", [0, 65, 2.0, True, "8"])
+def test_bad_max_rank_raises(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"max_rank.*1 <= max_rank <= 64"):
+        factorize(torch.rand(2, 64, 64), max_rank=bad)  # type: ignore[arg-type]
+
+
+def test_randomized_needs_max_rank_and_transform_max_rank() -> None:
+    with pytest.raises(ConfigError, match="needs max_rank"):
+        factorize(torch.rand(2, 64, 64), method="randomized")
+    assert RankTransform("low", rank=4).needed_rank == 4
+    assert RankTransform("band", band=(2, 9)).needed_rank == 9
+    assert RankTransform("low").needed_rank is None
+    with pytest.raises(ConfigError, match="max_rank='big'"):
+        RankTransform("low", rank=4, max_rank="big")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="max_rank=3 is below the transform's rank 4"):
+        RankTransform("low", rank=4, max_rank=3)(torch.rand(1, 3, 64, 64))
+    x = _smooth(1, 64, 9)
+    wide = RankTransform("high", rank=4, max_rank=16)(x)  # an explicit larger max_rank works
+    assert torch.allclose(wide, factorize(x).high_rank(4), atol=1e-4)
+
+
+def test_truncated_flop_count() -> None:
+    f = _svd_maths.flops(224, 224, 32)
+    m, q = 64, 6
+    assert f["matmul"] == (2 * q + 2) * 2 * 224 * 224 * m
+    assert f["total"] == f["matmul"] + f["orthonormalize"] + f["ritz"]
+    assert 1e8 < f["total"] < 2e8
+
+
+def test_sample_photos_and_crops() -> None:
+    pytest.importorskip("skimage")
+    from rankrobust.photos import SAMPLE_PHOTOS, random_crops, sample_photos
+
+    one = sample_photos(("chelsea",))["chelsea"]
+    assert one.shape == (3, 300, 451) and one.dtype == torch.float32
+    assert 0.0 <= float(one.min()) and float(one.max()) <= 1.0 and float(one.std()) > 0.1
+    crops = random_crops(4, 64, seed=1)
+    assert crops.shape == (4, 3, 64, 64) and torch.equal(crops, random_crops(4, 64, seed=1))
+    with pytest.raises(ValueError, match="not sample photos"):
+        sample_photos(("lena",))
+    assert len(SAMPLE_PHOTOS) == 7
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_truncated_matches_lapack(photos_224: torch.Tensor) -> None:
+    x = photos_224
+    ref = _numpy_low_ranks(x, range(1, 33))
+    fac = factorize(x.cuda(), max_rank=32)
+    for k in (1, 4, 16, 31, 32):
+        assert np.abs(fac.low_rank(k).cpu().double().numpy() - ref[k]).max() <= TRUNC_ATOL, k
