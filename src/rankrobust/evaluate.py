@@ -126,6 +126,8 @@ def _transform(fac: Factorization, x: Tensor, mode: str, k: int, clamp: bool) ->
         if k == r:
             return x.clamp(0.0, 1.0) if clamp else x
         return fac.low_rank(k, clamp=clamp)
+    if k == r:  # H_full = 0 exactly (and a truncated factorisation need not reach full rank)
+        return torch.zeros_like(x)
     return fac.high_rank(k)
 
 
@@ -172,8 +174,11 @@ def rank_sweep(
     device = _model_device(model)
     n = images.shape[0]
     if factorization is None:
+        # only the top max(k < full) triplets are needed: large images take the truncated route
+        top = max((k for k in checked if k < full), default=None)
         parts = [
-            factorize(images[sl].to(device)).to(images.device) for sl in _batches(n, batch_size)
+            factorize(images[sl].to(device), max_rank=top).to(images.device)
+            for sl in _batches(n, batch_size)
         ]
         factorization = parts[0] if len(parts) == 1 else Factorization.cat(parts)
     elif tuple(factorization.shape) != tuple(images.shape):

@@ -223,7 +223,9 @@ def rank_integrated_gradients(
     rank_list = _resolve_ranks(ranks, full_rank)
     first = m if baseline_steps is None else _check_steps(baseline_steps, "baseline_steps")
 
-    fac = factorize(x)
+    # the path needs L_r only below full rank (its last point is x itself): a truncated
+    # factorisation serves large images
+    fac = factorize(x, max_rank=max(rank_list[:-1], default=None))
     if int(fac.full_rank) != full_rank:  # pragma: no cover - depends on svd.py's convention
         rank_list = _resolve_ranks(ranks, int(fac.full_rank))
     path = [base]
