@@ -162,6 +162,8 @@ def test_job_names_are_short_and_never_nest():
     name = job_name("dataset.root=/data/imagenet,model=imagenet_natural_r50," + "x=1," * 40)
     assert "/" not in name and len(name) <= 60
     assert job_name("a=1") != job_name("a=2")
+    swept = job_name("analysis.n_images=16,dataset.n_test=200,eval.n_robust=20,rank=4")
+    assert swept.startswith("rank=4,")  # what tells jobs apart comes first
     long_a, long_b = job_name("k=" + "a" * 100), job_name("k=" + "a" * 99 + "b")
     assert long_a != long_b  # cut names stay distinct (hash of the whole)
 

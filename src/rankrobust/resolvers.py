@@ -11,6 +11,9 @@ from omegaconf import OmegaConf
 from rankrobust import gpus
 
 MAX_JOB_NAME = 60  # sweep job folders stay short (<= ~80 characters with the job number)
+# Overrides that tell jobs apart come first in a job's folder name; the size knobs last.
+FIRST = ("experiment", "rank", "attack", "transform", "model", "dataset", "seed")
+_ITEM = re.compile(r",(?=[+~]*[A-Za-z_][\w.]*=)")  # a comma that starts the next key=value
 
 
 def rank_tag(mode: str, rank: Any, band: Any = None) -> str:
@@ -26,7 +29,12 @@ def job_name(override_dirname: str) -> str:
     A '/' in a value (a data path) would nest job folders; long names are cut and given a
     hash of the whole so two jobs never share a folder.
     """
-    safe = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", override_dirname).strip("_") or "job"
+    def order(item: str) -> tuple[int, str]:
+        key = item.split("=", 1)[0].lstrip("+~")
+        return (FIRST.index(key) if key in FIRST else len(FIRST), item)
+
+    items = sorted(_ITEM.split(override_dirname), key=order)
+    safe = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", ",".join(items)).strip("_") or "job"
     if len(safe) <= MAX_JOB_NAME:
         return safe
     digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:8]
