@@ -19,8 +19,8 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
+from rankrobust._rig import rank_integrated_gradients
 from rankrobust.errors import ConfigError
-from rankrobust.rig import rank_integrated_gradients
 
 __all__ = ["RankIntegratedGradients"]
 

@@ -22,11 +22,45 @@ RUN_ID_FILE = "wandb_run_id.txt"
 
 
 def wandb_env() -> bool:
-    """Default W&B to offline and quiet; True when it will log offline."""
+    """Default W&B to offline and quiet; True when it will log offline.
+
+    WANDB_MODE=online without an API key or without a route to the W&B host falls back to
+    offline at once with one warning (instead of a traceback, or a ~100 s hang).
+    """
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
+    if os.environ["WANDB_MODE"] == "online":
+        problem = _online_problem()
+        if problem:
+            log.warning(
+                "[rankrobust] WANDB_MODE=online but %s: logging offline instead; upload later "
+                "with `make wandb-sync` (wandb sync <run dir>/wandb/offline-run-*).",
+                problem,
+            )
+            os.environ["WANDB_MODE"] = "offline"
     return os.environ["WANDB_MODE"] != "online"
+
+
+def _online_problem(timeout_s: float = 5.0) -> str | None:
+    """Why W&B cannot log online from here (None when it can, as far as a quick look tells)."""
+    import netrc
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    if not os.environ.get("WANDB_API_KEY"):
+        try:
+            known = netrc.netrc().authenticators(host) is not None
+        except (OSError, netrc.NetrcParseError):
+            known = False
+        if not known:
+            return "no W&B API key is set (WANDB_API_KEY, or `wandb login`)"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError:
+        return f"{host} cannot be reached from this machine"
+    return None
 
 
 def run_tags(cfg: DictConfig) -> list[str]:

@@ -29,6 +29,7 @@ def job_name(override_dirname: str) -> str:
     A '/' in a value (a data path) would nest job folders; long names are cut and given a
     hash of the whole so two jobs never share a folder.
     """
+
     def order(item: str) -> tuple[int, str]:
         key = item.split("=", 1)[0].lstrip("+~")
         return (FIRST.index(key) if key in FIRST else len(FIRST), item)

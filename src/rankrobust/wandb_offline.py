@@ -44,13 +44,18 @@ def _payloads(data: bytes) -> list[bytes]:
 
 
 def read_offline_run(path: str | Path) -> dict:
-    """{"summary": {key: value}, "history": [{key: value}], "config": {key: value}, "tags": [...]}.
+    """{"summary": {key: value}, "history": [{key: value}], "config": {key: value}, "tags": [...],
+    "group": str, "hydra_config": {...}}.
 
     `path` is the `run-<id>.wandb` file or a folder holding one (searched recursively).
+    `config` is what W&B recorded (flattened keys); `hydra_config` is the run's whole composed
+    config, nested, from the run folder beside the W&B folder (.hydra/config.yaml or
+    metrics.json), or {} when that folder is not there.
     """
     from wandb.proto import wandb_internal_pb2 as pb
 
     path = Path(path)
+    start = path
     if path.is_dir():
         found = sorted(path.rglob("run-*.wandb"))
         if not found:
@@ -74,7 +79,21 @@ def read_offline_run(path: str | Path) -> dict:
         elif kind == "run":
             result["tags"] = list(record.run.tags)
             result["group"] = record.run.run_group or None
+    result["hydra_config"] = _hydra_config(start)
     return result
+
+
+def _hydra_config(path: Path) -> dict:
+    """The run folder's config: the nearest folder above `path` holding metrics.json or .hydra."""
+    from rankrobust.runs import run_config
+
+    for folder in [path, *path.parents]:
+        if (folder / "metrics.json").is_file() or (folder / ".hydra").is_dir():
+            try:
+                return run_config(folder)
+            except (OSError, ValueError):
+                return {}
+    return {}
 
 
 def _key(item) -> str:

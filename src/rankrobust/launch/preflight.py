@@ -1,0 +1,55 @@
+"""Hydra callback: checks that need no config value, before Hydra starts any job.
+
+A run or sweep folder that cannot be written, and `launcher=slurm` where SLURM's commands do not
+exist, are one paragraph and exit code 2 instead of a traceback from inside Hydra or submitit.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover
+    _HydraCallback = object
+
+
+def _stop(message: str) -> None:
+    print(f"\nrankrobust: configuration error\n  {message}\n", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_writable(folder: str | Path, key: str) -> None:
+    """Create `folder` (and parents) or stop with a paragraph naming the Hydra key to change."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe = Path(folder) / ".rankrobust-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        _stop(
+            f"The output folder '{folder}' cannot be written ({err.strerror}). Choose a writable "
+            f"folder with {key}=... or run from a folder you can write to."
+        )
+
+
+class Preflight(_HydraCallback):
+    """on_run_start / on_multirun_start: the output folder, and SLURM's tools for slurm."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_writable(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
+        launcher = (config.get("launcher") or {}).get("name")
+        if launcher == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+            _stop(
+                "launcher=slurm needs SLURM's sbatch and srun, which are not on this machine's "
+                "PATH: run the sweep on a SLURM login node, or use launcher=local_gpus (this "
+                "machine's GPUs or CPUs) or launcher=submitit_local (the same code path, local)."
+            )

@@ -1,0 +1,70 @@
+"""Runs as models: a finished run folder -> its model (eval mode), its config and its metrics.
+
+run = rankrobust.load_run("outputs/demo/robust")
+run.model(images).argmax(1)          # pixels in [0, 1], normalisation inside
+run.config["attack"]["name"], run.metrics["robust_acc"]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from rankrobust.results import read_metrics
+
+
+@dataclass
+class LoadedRun:
+    """A trained run: `model` in eval mode on the CPU, the whole resolved `config` (a dict)
+    and `metrics` (metrics.json)."""
+
+    model: nn.Module
+    config: dict
+    metrics: dict
+    run_dir: Path
+
+
+def run_config(run_dir: str | Path) -> dict:
+    """The run's resolved config: metrics.json's resolved_config, else .hydra/config.yaml."""
+    run_dir = Path(run_dir)
+    try:
+        config = read_metrics(run_dir).get("resolved_config")
+    except (OSError, ValueError):
+        config = None
+    if config:
+        return config
+    hydra = run_dir / ".hydra" / "config.yaml"
+    if not hydra.is_file():
+        raise FileNotFoundError(f"'{run_dir}' holds neither metrics.json nor .hydra/config.yaml")
+    from omegaconf import OmegaConf
+
+    import rankrobust.resolvers  # noqa: F401  (${rr_*:...} in the saved config)
+
+    return OmegaConf.to_container(OmegaConf.load(hydra), resolve=True)
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Build the run's model from its config and load its trained weights (weights only).
+
+    The weights are the run's checkpoints/last.ckpt (or the checkpoint it evaluated); a run
+    that trained nothing and names no checkpoint is an error, not random weights.
+    """
+    from hydra.utils import instantiate
+
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    config = run_config(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    weights = str(last) if last.is_file() else metrics.get("checkpoint")
+    model_cfg = dict(config["model"])
+    if weights:
+        model_cfg["checkpoint"] = weights
+    elif not (model_cfg.get("pretrained") or model_cfg.get("name") == "robustbench"):
+        raise ValueError(
+            f"run_dir='{run_dir}' has no checkpoints/last.ckpt and names no checkpoint: there "
+            "are no trained weights to load."
+        )
+    model = instantiate(model_cfg, _convert_="all")
+    return LoadedRun(model=model.eval(), config=config, metrics=metrics, run_dir=run_dir)
