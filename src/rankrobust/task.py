@@ -38,7 +38,13 @@ def task_wrapper(fn):
         try:
             with job_device(cfg):  # launcher=local_gpus: hold one free GPU for this job
                 return fn(cfg, job, base)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as stop:
+            # Lightning turns Ctrl-C during fit into exit(1) raised while handling it
+            ctrl_c = isinstance(stop, KeyboardInterrupt) or isinstance(
+                stop.__context__, KeyboardInterrupt
+            )
+            if not ctrl_c:
+                raise
             _write(job.run_dir, {**base, "status": "interrupted"})
             log.warning("\n[rankrobust] interrupted; resume with:\n  %s", base["command"])
             raise SystemExit(130) from None
