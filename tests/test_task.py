@@ -15,14 +15,6 @@ from rankrobust.results import read_metrics
 from rankrobust.wandb_offline import read_offline_run
 
 
-@pytest.mark.parametrize("experiment", ["smoke", "cifar10_natural", "cifar10_robust"])
-@pytest.mark.parametrize("model", ["small_cnn", "preact_resnet18", "wide_resnet", "resnet50"])
-def test_configs_compose(experiment, model):
-    cfg = make_cfg(f"experiment={experiment}", f"model={model}")
-    assert cfg.model.name == model
-    checks.check_config(cfg)
-
-
 def test_smoke_run_writes_metrics_and_offline_wandb_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = make_cfg(
@@ -219,3 +211,32 @@ def test_a_failing_analysis_keeps_the_test_accuracies(tmp_path, monkeypatch):
         and "sweep exploded" in written["analysis_errors"]["rank_sweep"]
     )
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_run_is_quiet_logs_to_run_log_and_ends_with_what_it_found(tmp_path):
+    result = run_cli(
+        "experiment=smoke",
+        "logger=wandb",
+        "trainer.max_epochs=2",
+        "dataset.n_train=256",
+        "dataset.n_test=64",
+        "eval.n_robust=8",
+        "analysis.n_images=8",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout + result.stderr
+    for noise in ("litlogger", "anonymous", "LeafSpec", "log_every_n_steps", "\r"):
+        assert noise not in out, noise
+    assert "[rankrobust] epoch 2/2: 100%" in out  # a line per 10% instead of a progress bar
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert "[rankrobust] run folder" in log and "clean accuracy" in log
+    closing = out[out.index("[rankrobust] ok:") :]
+    for what in ("clean accuracy", "rank sweep low", "metrics.json", "W&B run", "make figures"):
+        assert what in closing, what
+    from rankrobust.wandb_offline import read_offline_run
+
+    history = read_offline_run(tmp_path / "run" / "wandb")["history"]
+    assert sum("train/loss" in row for row in history) >= 4  # log_every_n_steps adapts
