@@ -4,6 +4,7 @@ dry run writes the panel list; without a login it says so in one paragraph and e
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from fake_runs import make_outputs
@@ -159,3 +160,15 @@ def test_with_a_key_but_no_network_it_says_so_quickly(tmp_path, monkeypatch, cap
     assert dashboard.main([]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot be reached" in err
+
+
+def test_a_host_that_never_answers_is_given_up_on(monkeypatch):
+    # a name lookup without a resolver can hang past the socket timeout: the check does not wait
+    release = threading.Event()
+    monkeypatch.setenv("WANDB_API_KEY", "abc")
+    monkeypatch.setattr(dashboard.socket, "create_connection", lambda *a, **k: release.wait(30))
+    try:
+        reason = dashboard.offline_reason(timeout=0.2)
+    finally:
+        release.set()
+    assert reason is not None and "cannot be reached" in reason and "no answer" in reason

@@ -22,6 +22,7 @@ import netrc
 import os
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -240,11 +241,30 @@ def offline_reason(timeout: float = NETWORK_TIMEOUT_S) -> str | None:
             f"no W&B API key (WANDB_API_KEY is unset and {os.environ.get('NETRC', '~/.netrc')} "
             f"has no entry for {host})"
         )
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError as err:
-        return f"{host}:443 cannot be reached within {timeout:g} s ({err})"
-    return None
+    problem = _reach(host, timeout)
+    return (
+        None
+        if problem is None
+        else f"{host}:443 cannot be reached within {timeout:g} s ({problem})"
+    )
+
+
+def _reach(host: str, timeout: float) -> str | None:
+    """Connect to host:443; the error, or None. Bounded as a whole: the socket timeout does not
+    cover the name lookup, which can hang for tens of seconds without a resolver."""
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(str(err))
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome[0] if outcome else "no answer"
 
 
 def _say(reason: str) -> int:
