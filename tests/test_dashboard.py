@@ -7,6 +7,7 @@ import json
 import threading
 
 import pytest
+import wandb
 from fake_runs import make_outputs
 from helpers import make_cfg
 
@@ -81,6 +82,7 @@ def smoke_run(tmp_path_factory) -> dict:
             ),
             tmp,
         )
+    wandb.teardown()  # flush: the service may write the run's last records after finish()
     run = read_offline_run(tmp / "wandb")
     run["config"] = {**_init_config(tmp / "wandb"), **run["config"]}
     return run
@@ -166,7 +168,12 @@ def test_a_host_that_never_answers_is_given_up_on(monkeypatch):
     # a name lookup without a resolver can hang past the socket timeout: the check does not wait
     release = threading.Event()
     monkeypatch.setenv("WANDB_API_KEY", "abc")
-    monkeypatch.setattr(dashboard.socket, "create_connection", lambda *a, **k: release.wait(30))
+
+    def hang(*args, **kwargs):
+        release.wait(30)
+        raise OSError("released")
+
+    monkeypatch.setattr(dashboard.socket, "create_connection", hang)
     try:
         reason = dashboard.offline_reason(timeout=0.2)
     finally:
