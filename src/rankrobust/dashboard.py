@@ -59,13 +59,14 @@ SECTION_NAMES = {
 # The panels: one definition, saved as they are and listed by dry_run.
 
 
-def _sweep_curve(mode: str, image: str) -> wr.CustomChart:
-    """Accuracy on the mode-rank images vs k, one line per run (the table log_results logs with
-    wandb.plot.line under rank_sweep/<mode>; run names carry the attack)."""
+def _table_line(table: str, y: str, title: str) -> wr.CustomChart:
+    """y vs rank from a run's table, one line per run: the chart wandb.plot.line logs
+    (loggers.log_results), here across runs. Run names (dataset-model-attack-rank) tell the
+    attacks apart in the legend."""
     chart = wr.CustomChart.from_table(
-        f"rank_sweep/{mode}_table",
-        chart_fields={"x": "rank", "y": "accuracy", "stroke": None},
-        chart_strings={"title": f"Accuracy on {image} vs k, per run (name: ...-attack-...)"},
+        table,
+        chart_fields={"x": "rank", "y": y, "stroke": None},
+        chart_strings={"title": f"{title}, one line per run"},
     )
     chart.chart_name = "wandb/line/v0"  # the Vega spec wandb.plot.line uses
     return chart
@@ -102,18 +103,18 @@ def _report(claim: str, numbers: dict[str, str]) -> list:
 
 def sections() -> list[ws.Section]:
     """The workspace's sections: C1-C4 (curves, per-attack numbers, verdicts, figures), Runs."""
-    c1 = [_sweep_curve("low", "L_k(x)"), _by_attack("clean_acc", "Clean accuracy by attack")]
-    c2 = [_sweep_curve("high", "H_k(x) = x - L_k(x)")]
+    c1 = [
+        _table_line("rank_sweep/low_table", "accuracy", "Accuracy on L_k(x) vs k"),
+        _by_attack("clean_acc", "Clean accuracy by attack"),
+    ]
+    c2 = [_table_line("rank_sweep/high_table", "accuracy", "Accuracy on H_k(x) = x - L_k(x) vs k")]
     c3 = [
         _by_attack("rig/top4_share", "RIG: share of |rank attribution| in ranks <= 4, by attack"),
-        wr.CustomChart.from_table(
-            "rig/rank_attribution_table",
-            chart_fields={"x": "rank", "y": "share", "stroke": None},
-            chart_strings={"title": "Mean RIG rank attribution share vs rank, per run"},
+        _table_line(
+            "rig/rank_attribution_table", "share", "Mean RIG rank attribution share vs rank"
         ),
         wr.MediaBrowser(title="RIG maps per run", media_keys=["rig/grid"], gallery_axis="run"),
     ]
-    c3[1].chart_name = "wandb/line/v0"
     c4 = [
         wr.ScatterPlot(title="Clean accuracy vs training rank k", x=TRAIN_RANK, y="clean_acc"),
         wr.ScatterPlot(title="Robust accuracy vs training rank k", x=TRAIN_RANK, y="robust_acc"),
