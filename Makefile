@@ -109,6 +109,13 @@ bench: install  ## benchmarks -> outputs/bench/*.json
 gpu-check:  ## on a lent GPU: GPU tests, paper-scale CIFAR-10 runs, benchmarks, one table (<= 8 min)
 	bash bench/gpu_check.sh
 
+# The W&B workspace (docs/dashboard.md): online it saves and prints the URL; offline: exit 2.
+ENTITY  ?=
+PROJECT ?= rankrobust
+.PHONY: dashboard
+dashboard: install  ## save the W&B workspace with the C1-C4 panels (ENTITY=, PROJECT=rankrobust)
+	$(PY) -m rankrobust.dashboard --project $(PROJECT) $(if $(ENTITY),--entity $(ENTITY),)
+
 wandb-sync: install  ## upload offline W&B runs under RUNS
 	find $(RUNS) -type d -name 'offline-run-*' -print0 | xargs -0 -r $(VENV)/bin/wandb sync
 
