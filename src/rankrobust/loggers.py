@@ -175,6 +175,7 @@ def finish_wandb() -> None:
 
         if wandb.run is not None:
             wandb.finish()
+            wandb.teardown()  # flush the offline files now: readers may open them at once
 
 
 # ---------------------------------------------------------------------------------------------

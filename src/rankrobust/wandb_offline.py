@@ -78,6 +78,8 @@ def read_offline_run(path: str | Path) -> dict:
                 result["config"][_key(item)] = json.loads(item.value_json)
         elif kind == "run":
             result["tags"] = list(record.run.tags)
+            for item in record.run.config.update:  # wandb >= 0.31 puts the config here
+                result["config"][_key(item)] = json.loads(item.value_json)
             result["group"] = record.run.run_group or None
     result["hydra_config"] = _hydra_config(start)
     return result
