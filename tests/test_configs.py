@@ -83,7 +83,8 @@ def test_every_experiment_preset_runs_one_batch_on_synthetic_data(preset, tmp_pa
     overrides = [f"experiment={preset}", *SYNTHETIC, "+trainer.fast_dev_run=true"]
     overrides += ["sweep.n_images=16", "sweep.ranks=[1,2]", "analysis.n_images=8"]
     overrides += ["eval.n_robust=8", "dataset.n_train=64", "dataset.n_test=32"]
-    overrides += ["dataset.batch_size=16", "dataset.eval_batch_size=16"]
+    overrides += ["dataset.batch_size=16", "dataset.eval_batch_size=16", "attack.eval.steps=2"]
+    overrides += ["analysis.perturbation_spectrum=false"]
     if preset in EVAL_ONLY:
         overrides += ["model=small_cnn", "dataset.num_classes=10", "dataset.image_size=32"]
     metrics = task.run(make_cfg(*overrides), tmp_path)

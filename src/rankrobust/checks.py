@@ -248,6 +248,12 @@ def check_device(cfg: DictConfig) -> None:
             )
 
 
+def check_dataset(cfg: DictConfig) -> None:
+    from rankrobust.data import check_source
+
+    check_source(_get(cfg, "dataset.name", None), _get(cfg, "dataset.root", None))
+
+
 def check_checkpoint(cfg: DictConfig) -> None:
     from rankrobust.checkpoints import check_checkpoint_path
 
@@ -260,6 +266,7 @@ def check_config(cfg: DictConfig) -> None:
     check_top_level(cfg)
     check_targets(cfg)
     check_ranges(cfg)
+    check_dataset(cfg)
     check_transform(cfg)
     check_attacks(cfg)
     check_analyses(cfg)

@@ -9,6 +9,7 @@ code 2 (in a multirun the sweep goes on and sweep_summary.json names the job). O
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import time
@@ -103,6 +104,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
         "status": "ok",
         "clean_acc": tested.get("test/clean_acc"),
         "robust_acc": tested.get("test/robust_acc"),
+        "eval_attack": _as_dict(build.attack_spec(cfg.attack.eval)),
         "checkpoint": str(last) if last.exists() else cfg.model.get("checkpoint"),
         **_test_counts(dm, build.eval_budget(cfg), cfg.eval.precision),
     }
@@ -138,6 +140,10 @@ def _write(run_dir: Path, metrics: dict) -> None:
         results.write_metrics(run_dir, metrics)
     except OSError as err:
         print(f"[rankrobust] cannot write {run_dir / results.FILENAME}: {err}", file=sys.stderr)
+
+
+def _as_dict(spec) -> dict | None:
+    return dataclasses.asdict(spec) if spec is not None else None
 
 
 def _finished(run_dir: Path) -> bool:

@@ -16,7 +16,7 @@ arrays on disk), `batches` (in-memory batching, DDP shards, augmentation), `stre
 from rankrobust.data.batches import ShardedBatches, TensorBatches, batch_loader, random_crop_flip
 from rankrobust.data.cifar10 import cifar10_sets, find_cifar10, load_cifar10
 from rankrobust.data.folder import IMAGE_SUFFIXES, image_folder_sets, read_images
-from rankrobust.data.module import ImageDataModule
+from rankrobust.data.module import ImageDataModule, check_source
 from rankrobust.data.sets import CIFAR10_CLASSES, ImageSet, synthetic_sets
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "ShardedBatches",
     "TensorBatches",
     "batch_loader",
+    "check_source",
     "cifar10_sets",
     "find_cifar10",
     "load_cifar10",

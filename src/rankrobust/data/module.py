@@ -19,6 +19,18 @@ from rankrobust.seeding import step_seed
 from rankrobust.svd import RankTransform
 
 
+def check_source(name: str, root: str | Path | None) -> None:
+    """The dataset's source exists (checks.py runs this before anything is built)."""
+    if name in ("image_folder", "imagenet") and not root:
+        raise ConfigError(
+            f"dataset={name} needs dataset.root: an ImageFolder tree with train/<class>/ "
+            "and test/<class>/ (or val/<class>/) folders, or a .tar.gz of one."
+        )
+    if root and name in ("image_folder", "imagenet"):
+        if not Path(root).expanduser().exists():
+            image_folder_sets(root)  # raises the missing-root error
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Train / test image sets, optionally rank-transformed, for any dataset family.
 
@@ -75,14 +87,7 @@ class ImageDataModule(pl.LightningDataModule):
     # -- loading ---------------------------------------------------------------------------
     def check(self) -> None:
         """Fail fast on configuration errors, before any long work starts."""
-        if self.name in ("image_folder", "imagenet") and not self.root:
-            raise ConfigError(
-                f"dataset={self.name} needs dataset.root: an ImageFolder tree with train/<class>/ "
-                "and test/<class>/ (or val/<class>/) folders, or a .tar.gz of one."
-            )
-        if self.root and self.name in ("image_folder", "imagenet"):
-            if not Path(self.root).expanduser().exists():
-                image_folder_sets(self.root)  # raises the missing-root error
+        check_source(self.name, self.root)
         bad_split = set(self.apply_to) - {"train", "test"}
         if bad_split:
             raise ConfigError(
