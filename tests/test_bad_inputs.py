@@ -186,3 +186,33 @@ def test_wandb_run_id_is_kept_in_the_run_folder(tmp_path, monkeypatch):
     assert first._wandb_init["id"] == again._wandb_init["id"]
     assert (tmp_path / loggers.RUN_ID_FILE).read_text() == first._wandb_init["id"]
     assert task is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Paragraphs instead of tracebacks from inside Hydra, submitit and W&B.
+
+
+def test_slurm_without_slurm_is_one_paragraph_before_any_job(tmp_path):
+    result = run_cli("-m", "experiment=smoke", "launcher=slurm", "rank=1,4", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "launcher=slurm needs SLURM's sbatch and srun" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unwritable_output_folder_is_one_paragraph(tmp_path):
+    result = run_cli("experiment=smoke", "hydra.run.dir=/proc/rankrobust/run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cannot be written" in result.stderr and "hydra.run.dir" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_wandb_online_without_a_key_logs_offline_with_a_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    start = time.monotonic()
+    with caplog.at_level("WARNING", logger="rankrobust"):
+        assert loggers.wandb_env() is True  # offline
+    assert time.monotonic() - start < 30
+    assert "no W&B API key" in caplog.text and "wandb-sync" in caplog.text

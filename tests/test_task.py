@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -240,3 +241,20 @@ def test_a_run_is_quiet_logs_to_run_log_and_ends_with_what_it_found(tmp_path):
 
     history = read_offline_run(tmp_path / "run" / "wandb")["history"]
     assert sum("train/loss" in row for row in history) >= 4  # log_every_n_steps adapts
+
+
+def test_time_estimate_says_how_long_and_what_is_quicker_on_a_cpu(caplog):
+    from types import SimpleNamespace
+
+    from rankrobust.callbacks import TimeEstimate
+
+    estimate = TimeEstimate(after_steps=2, warn_minutes=1)
+    trainer = SimpleNamespace(global_step=0, is_global_zero=True, estimated_stepping_batches=10**6)
+    module = SimpleNamespace(device=SimpleNamespace(type="cpu"))
+    with caplog.at_level("WARNING", logger="rankrobust"):
+        for step in range(4):
+            trainer.global_step = step
+            estimate.on_train_batch_start(trainer, module, None, step)
+            time.sleep(0.01)
+            estimate.on_train_batch_end(trainer, module, None, None, step)
+    assert "training will take about" in caplog.text and "make reproduce-demo" in caplog.text

@@ -219,7 +219,6 @@ def setup_logging() -> None:
             handler.setFormatter(logging.Formatter("%(message)s"))
             log.addHandler(handler)
             log.setLevel(logging.INFO)
-            log.propagate = False
         handlers = [h for name in LIGHTNING_LOGGERS for h in logging.getLogger(name).handlers]
     for handler in handlers:
         if not any(isinstance(f, _DropNoise) for f in handler.filters):
