@@ -18,24 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import netrc
-import os
-import socket
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
 
 from rankrobust.claims import FIGURES, STATEMENTS
+from rankrobust.loggers import has_api_key, offline_reason  # noqa: F401  (dashboard's API)
 
 WORKSPACE_NAME = "rankrobust: claims C1-C4"
 DEFAULT_PROJECT = "rankrobust"
-DEFAULT_HOST = "https://api.wandb.ai"
-NETWORK_TIMEOUT_S = 3.0
 ATTACK = wr.Config("attack.name")  # natural runs have attack.name = none
 TRAIN_RANK = wr.Config("rank")  # null for full-image runs: absent from the C4 scatter
 # The runs table's columns (W&B column ids: summary:<key>, config:<top>.value.<rest>).
@@ -217,55 +211,6 @@ def dry_run(view: ws.Workspace) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Online: login and network, checked fast and said in one paragraph.
-
-
-def _host() -> str:
-    return urlparse(os.environ.get("WANDB_BASE_URL") or DEFAULT_HOST).hostname or "api.wandb.ai"
-
-
-def has_api_key(host: str | None = None) -> bool:
-    """WANDB_API_KEY set, or a netrc entry for the W&B host (what `wandb login` writes)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
-    try:
-        return bool(netrc.netrc(str(path)).authenticators(host or _host()))
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def offline_reason(timeout: float = NETWORK_TIMEOUT_S) -> str | None:
-    """Why the workspace cannot be saved now (no key; host unreachable), or None."""
-    host = _host()
-    if not has_api_key(host):
-        return (
-            f"no W&B API key (WANDB_API_KEY is unset and {os.environ.get('NETRC', '~/.netrc')} "
-            f"has no entry for {host})"
-        )
-    problem = _reach(host, timeout)
-    return (
-        None
-        if problem is None
-        else f"{host}:443 cannot be reached within {timeout:g} s ({problem})"
-    )
-
-
-def _reach(host: str, timeout: float) -> str | None:
-    """Connect to host:443; the error, or None. Bounded as a whole: the socket timeout does not
-    cover the name lookup, which can hang for tens of seconds without a resolver."""
-    outcome: list[str | None] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            outcome.append(None)
-        except OSError as err:
-            outcome.append(str(err))
-
-    worker = threading.Thread(target=connect, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    return outcome[0] if outcome else "no answer"
 
 
 def _say(reason: str) -> int:

@@ -7,11 +7,15 @@ One place for W&B set-up: offline unless WANDB_MODE=online, quiet, one run id pe
 from __future__ import annotations
 
 import logging
+import netrc
 import os
 import secrets
+import socket
 import sys
+import threading
 import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from rankrobust.results import FILES, run_identity
 
 RUN_ID_FILE = "wandb_run_id.txt"
+DEFAULT_HOST = "https://api.wandb.ai"
+NETWORK_TIMEOUT_S = 3.0  # a login or network problem is said within seconds, not minutes
 
 
 def wandb_env() -> bool:
@@ -31,7 +37,7 @@ def wandb_env() -> bool:
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
     if os.environ["WANDB_MODE"] == "online":
-        problem = _online_problem()
+        problem = offline_reason()
         if problem:
             log.warning(
                 "[rankrobust] WANDB_MODE=online but %s: logging offline instead; upload later "
@@ -42,25 +48,53 @@ def wandb_env() -> bool:
     return os.environ["WANDB_MODE"] != "online"
 
 
-def _online_problem(timeout_s: float = 5.0) -> str | None:
-    """Why W&B cannot log online from here (None when it can, as far as a quick look tells)."""
-    import netrc
-    import socket
-    from urllib.parse import urlparse
+def _host() -> str:
+    return urlparse(os.environ.get("WANDB_BASE_URL") or DEFAULT_HOST).hostname or "api.wandb.ai"
 
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
-    if not os.environ.get("WANDB_API_KEY"):
-        try:
-            known = netrc.netrc().authenticators(host) is not None
-        except (OSError, netrc.NetrcParseError):
-            known = False
-        if not known:
-            return "no W&B API key is set (WANDB_API_KEY, or `wandb login`)"
+
+def has_api_key(host: str | None = None) -> bool:
+    """WANDB_API_KEY set, or a netrc entry for the W&B host (what `wandb login` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
     try:
-        socket.create_connection((host, 443), timeout=timeout_s).close()
-    except OSError:
-        return f"{host} cannot be reached from this machine"
-    return None
+        return bool(netrc.netrc(str(path)).authenticators(host or _host()))
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def offline_reason(timeout: float = NETWORK_TIMEOUT_S) -> str | None:
+    """Why the workspace cannot be saved now (no key; host unreachable), or None."""
+    host = _host()
+    if not has_api_key(host):
+        return (
+            f"no W&B API key (WANDB_API_KEY is unset and {os.environ.get('NETRC', '~/.netrc')} "
+            f"has no entry for {host})"
+        )
+    problem = _reach(host, timeout)
+    return (
+        None
+        if problem is None
+        else f"{host}:443 cannot be reached within {timeout:g} s ({problem})"
+    )
+
+
+def _reach(host: str, timeout: float) -> str | None:
+    """Connect to host:443; the error, or None. Bounded as a whole: the socket timeout does not
+    cover the name lookup, which can hang for tens of seconds without a resolver."""
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(str(err))
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome[0] if outcome else "no answer"
 
 
 def run_tags(cfg: DictConfig) -> list[str]:
