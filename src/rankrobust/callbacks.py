@@ -123,6 +123,8 @@ class TimeEstimate(pl.Callback):
         self._said = True
         per_step = (time.perf_counter() - self._start) / done
         total = trainer.estimated_stepping_batches - trainer.global_step
+        if total == float("inf"):  # an unsized stream: no estimate to give
+            return
         minutes = per_step * total / 60
         if minutes < self.warn_minutes:
             return
