@@ -41,6 +41,7 @@ export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 [ -d "$CARRY/site" ] && export PYTHONPATH="$PYTHONPATH:$CARRY/site"
 export RANKROBUST_CACHE=${RANKROBUST_CACHE:-$OUT_DIR/.cache}  # decoded images, not carried back
 export WANDB_MODE=disabled MPLBACKEND=Agg PYTHONUNBUFFERED=1
+[ -f "$CARRY/photos.npz" ] && export RANKROBUST_PHOTOS="$CARRY/photos.npz"  # no scikit-image there
 if [ -d "$CARRY/wheels" ]; then
     "$PYTHON" - "$CARRY/wheels" "$CARRY/extra" <<'EOF'
 import importlib.metadata as md, subprocess, sys, zipfile
@@ -105,7 +106,7 @@ stage() {  # stage NAME MAX_SECONDS COMMAND...
 COMMON=(dataset=image_folder "dataset.root=$DATA" logger=csv rig.enabled=true
         trainer.enable_progress_bar=false)
 if [ "$DRY" = 1 ]; then
-    COMMON+=(trainer=cpu trainer.precision=bf16-mixed trainer.channels_last=true model=small_cnn
+    COMMON+=(trainer=cpu trainer.precision=bf16-mixed module.channels_last=true model=small_cnn
              dataset.n_train=512 dataset.n_test=128 dataset.batch_size=64 eval.n_robust=32
              sweep.n_images=64 "sweep.ranks=[2,8]" analysis.n_images=16 rig.n_images=2
              rig.steps_per_rank=2 rig.baseline_steps=4)

@@ -1,16 +1,22 @@
 """Real photographs for tests and benchmarks: the sample images shipped with scikit-image and
 matplotlib (no download), as float32 tensors in [0, 1] of shape (3, H, W).
 
-scikit-image is a dev dependency: it is imported only when the photos are asked for.
+scikit-image is a dev dependency: it is imported only when the photos are asked for. Where it is
+missing (a bare GPU image), `save_photos` writes them beforehand to an .npz that
+$RANKROBUST_PHOTOS names (bench/prepare_gpu_carry.sh does).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SAMPLE_PHOTOS", "center_crops", "random_crops", "sample_photos"]
+__all__ = ["SAMPLE_PHOTOS", "center_crops", "random_crops", "sample_photos", "save_photos"]
+PHOTOS_ENV = "RANKROBUST_PHOTOS"
 
 # skimage.data names (motorcycle_left is the left view of stereo_motorcycle) and matplotlib's.
 SAMPLE_PHOTOS = (
@@ -25,6 +31,10 @@ SAMPLE_PHOTOS = (
 
 
 def _load(name: str) -> np.ndarray:
+    saved = os.environ.get(PHOTOS_ENV)
+    if saved:
+        with np.load(saved) as z:
+            return z[name]
     if name == "grace_hopper":
         from matplotlib import cbook
         from PIL import Image
@@ -83,3 +93,10 @@ def random_crops(n: int, size: int = 224, seed: int = 0) -> Tensor:
         left = int(torch.randint(w - size + 1, (1,), generator=g))
         out[i] = img[:, top : top + size, left : left + size]
     return out
+
+
+def save_photos(path: str | Path) -> Path:
+    """Write every sample photo (uint8, H x W x 3) to one .npz, for machines without them."""
+    path = Path(path)
+    np.savez_compressed(path, **{name: np.array(_load(name)[..., :3]) for name in SAMPLE_PHOTOS})
+    return path
