@@ -31,6 +31,7 @@ BAD = [
     (["attack=pgd_linf", "attack.eval.eps=1e9"], "attack.eval.eps"),
     (["attack=pgd_linf", "attack.train.eps=-0.1"], "eps"),
     (["attack.eval.steps=0"], "steps"),
+    (["attack=pgd_linf", "attack.eval.eps=1.5"], "attack.eval.eps"),
     (["optim.lr=-1"], "optim.lr"),
     (["optim.momentum=2"], "optim.momentum"),
     (["optim.weight_decay=-1"], "optim.weight_decay"),
@@ -62,6 +63,13 @@ BAD = [
     (["+no_such_option=1"], "no_such_option"),
     (["+dataset.colour=red"], "dataset.colour"),
     (["+trainer.no_such_arg=1"], "trainer.no_such_arg"),
+    (["+trainer.deterministic=true"], "trainer.deterministic"),  # set by the task: say where
+    (["+module.lr=0.5"], "optim.lr"),
+    (["+dataset.seed=3"], "dataset.seed"),
+    (["+optim.foo=1"], "optim.foo"),
+    (["optim.schedule=cosin"], "optim.schedule"),
+    (["dataset=cifar10", "dataset.image_size=16"], "dataset.image_size"),
+    (["seed=4294967296"], "seed"),
 ]
 
 
@@ -216,3 +224,14 @@ def test_wandb_online_without_a_key_logs_offline_with_a_warning(tmp_path, monkey
         assert loggers.wandb_env() is True  # offline
     assert time.monotonic() - start < 30
     assert "no W&B API key" in caplog.text and "wandb-sync" in caplog.text
+
+
+def test_good_inputs_near_the_edges_are_accepted():
+    checks.check_config(make_cfg(*FAST, "attack=pgd_l2", "attack.train.eps=1.5"))  # an L2 budget
+    checks.check_config(make_cfg(*FAST, "transform=band", "transform.band=[0,32]"))
+    checks.check_config(make_cfg(*FAST, "eval.n_robust=0", "seed=4294967295", "rank=32"))
+
+
+def test_debug_configs_win_over_experiment_presets():
+    cfg = make_cfg("experiment=smoke", "debug=limit")
+    assert cfg.trainer.max_epochs == 2 and cfg.eval.n_robust == 32

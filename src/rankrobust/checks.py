@@ -8,7 +8,6 @@ the run folder (never overwrite a finished run, never "resume" nothing).
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
 import sys
@@ -18,7 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rankrobust.errors import ConfigError
+from rankrobust.errors import ConfigError, as_config_error
+from rankrobust.results import run_status
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # Top-level keys that are not config groups (conf/config.yaml) and a few Hydra adds itself.
@@ -47,7 +47,7 @@ RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
     ("rig.batch_size", int, 1, INF, False),
     ("rig.seed", int, 0, INF, False),
     ("analysis.n_images", int, 1, INF, False),
-    ("seed", int, 0, 2**63 - 1, False),
+    ("seed", int, 0, 2**32 - 1, False),  # what pl.seed_everything accepts
     ("trainer.devices", int, 1, INF, False),
     ("trainer.num_nodes", int, 1, INF, False),
 )
@@ -91,15 +91,13 @@ def full_rank(cfg: DictConfig) -> int | None:
 
 
 def _check_rank(key: str, k: Any, full: int | None) -> None:
-    top = full if full is not None else INF
-    where = f" (min(H, W) of the {full}x{full} images)" if full else ""
-    name = "rank" if key == "rank" else "k"
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= top:
-        problem = "is out of range" if isinstance(k, int) else "is not an integer"
-        raise ConfigError(
-            f"{key}={k!r} {problem}: a rank is an integer {name} with 1 <= {name} <= "
-            f"{full if full else 'min(H, W)'}{where}."
-        )
+    """svd.validate_rank (the one rank rule) where the image size is known; else k >= 1."""
+    from rankrobust.svd import validate_rank
+
+    if full is None:
+        check_range(key, k, int, 1, INF, False)
+    else:
+        validate_rank(k, full, name=key, shape=(full, full))
 
 
 def check_transform(cfg: DictConfig) -> None:
@@ -108,20 +106,26 @@ def check_transform(cfg: DictConfig) -> None:
     if mode not in ("low", "high", "band"):
         raise ConfigError(f"transform.mode={mode!r} is not valid: use low, high or band.")
     if mode == "band":
+        from rankrobust.svd import validate_band
+
         band = _get(cfg, "transform.band")
-        ok = isinstance(band, list) and len(band) == 2 and all(_is_number(b, int) for b in band)
-        if not ok or not 0 <= band[0] < band[1] <= (full or INF):
+        if not (isinstance(band, list) and len(band) == 2):
             raise ConfigError(
                 f"transform.band={band!r} is not valid: transform=band needs "
                 f"transform.band=[a,b] with integers 0 <= a < b <= {full or 'min(H, W)'}."
             )
+        try:
+            validate_band(band[0], band[1], full or 2**31)
+        except ConfigError as err:
+            raise ConfigError(f"transform.band: {err}") from None
     elif cfg.rank is not None:
         _check_rank("rank", cfg.rank, full)
-    apply_to = _get(cfg, "transform.apply_to")
-    if not isinstance(apply_to, list) or not apply_to or set(apply_to) - {"train", "test"}:
-        raise ConfigError(
-            f"transform.apply_to={apply_to!r} is not valid: use [train], [test] or [train,test]."
-        )
+    from hydra.utils import instantiate
+
+    try:  # RankTransform checks apply_to and mode itself (one rule)
+        instantiate(cfg.transform, _convert_="all")
+    except Exception as err:
+        raise as_config_error(err) from None
 
 
 def check_analyses(cfg: DictConfig) -> None:
@@ -158,7 +162,8 @@ def check_attacks(cfg: DictConfig) -> None:
         fields.pop("_target_", None)
         spec = AttackSpec(**fields)
         spec.validate()
-        if (spec.norm or "Linf") == "Linf" and spec.name != "none" and spec.eps > 1:
+        norm = spec.norm or ("L2" if spec.name == "pgd_l2" else "Linf")
+        if norm == "Linf" and spec.name != "none" and spec.eps > 1:
             raise ConfigError(
                 f"attack.{part}.eps={spec.eps!r} is not valid: pixels are in [0, 1], so an Linf "
                 "budget must be in [0, 1] (8/255 = 0.0314 is usual)."
@@ -208,6 +213,44 @@ def check_targets(cfg: DictConfig) -> None:
             )
 
 
+# Arguments the task passes itself: set in the config, they would be silently replaced.
+TASK_OWNED = {
+    "dataset": {"transform": "transform=... / transform.*", "seed": "seed", "apply_to":
+                "transform.apply_to"},
+    "module": {"model": "model=... / model.*", "train_attack": "attack.train.*",
+               "eval_attack": "attack.eval.*", "n_robust": "eval.n_robust",
+               "eval_precision": "eval.precision"},
+    "trainer": {"deterministic": "deterministic", "logger": "logger=...",
+                "callbacks": "callbacks.*", "default_root_dir": "hydra.run.dir"},
+}  # fmt: skip
+SCHEDULES = ("onecycle", "cosine", "none")
+
+
+def check_task_owned(cfg: DictConfig) -> None:
+    """Keys the task sets itself, and optim.* (RobustClassifier's optimiser arguments)."""
+    from rankrobust.module import RobustClassifier
+
+    owned = dict(TASK_OWNED)
+    optim = [k for k in (cfg.get("optim") or {})]
+    owned["module"] = {**owned["module"], **{k: f"optim.{k}" for k in optim}}
+    for group, keys in owned.items():
+        for key in cfg.get(group) or {}:
+            if key in keys:
+                raise ConfigError(
+                    f"{group}.{key} is set by rankrobust itself: set {keys[key]} instead."
+                )
+    params = inspect.signature(RobustClassifier).parameters
+    unknown = sorted(k for k in optim if k not in params or k in TASK_OWNED["module"])
+    if unknown:
+        raise ConfigError(
+            f"optim.{unknown[0]} is not an optimiser setting (it takes: lr, momentum, "
+            "weight_decay, nesterov, schedule, label_smoothing)."
+        )
+    schedule = _get(cfg, "optim.schedule", "onecycle")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule={schedule!r} is not valid: use {', '.join(SCHEDULES)}.")
+
+
 def check_top_level(cfg: DictConfig) -> None:
     groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()} if CONF_DIR.is_dir() else set()
     allowed = TOP_LEVEL | groups
@@ -251,7 +294,15 @@ def check_device(cfg: DictConfig) -> None:
 def check_dataset(cfg: DictConfig) -> None:
     from rankrobust.data import check_source
 
-    check_source(_get(cfg, "dataset.name", None), _get(cfg, "dataset.root", None))
+    name = _get(cfg, "dataset.name", None)
+    check_source(name, _get(cfg, "dataset.root", None))
+    size = _get(cfg, "dataset.image_size", None)
+    if name == "cifar10" and size not in (None, 32):
+        raise ConfigError(
+            f"dataset.image_size={size!r}: CIFAR-10 images are 32x32 and dataset=cifar10 does not "
+            "resize them. Use dataset=image_folder dataset.root=<the CIFAR-10 copy> "
+            "dataset.image_size=k to resize and centre-crop."
+        )
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
@@ -265,6 +316,7 @@ def check_config(cfg: DictConfig) -> None:
     """Every check above, in order; raises the first ConfigError found."""
     check_top_level(cfg)
     check_targets(cfg)
+    check_task_owned(cfg)
     check_ranges(cfg)
     check_dataset(cfg)
     check_transform(cfg)
@@ -284,21 +336,15 @@ def check_run_dir(run_dir: Path, resume: bool, skip_finished: bool = False) -> b
     """
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
+        probe = run_dir / f".write-test-{os.getpid()}"  # DDP processes check at once
         probe.write_text("")
-        probe.unlink()
+        probe.unlink(missing_ok=True)
     except OSError as err:
         raise ConfigError(
             f"The run folder '{run_dir}' cannot be written ({err.strerror}). Choose a writable "
             "folder with hydra.run.dir=... (or hydra.sweep.dir=... for -m)."
         ) from None
-    metrics = run_dir / "metrics.json"
-    status = None
-    if metrics.is_file():
-        try:
-            status = json.loads(metrics.read_text()).get("status")
-        except (OSError, ValueError):
-            status = None
+    status = run_status(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise ConfigError(

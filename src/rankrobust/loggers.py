@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rankrobust.launch.ddp import rank_zero
 from rankrobust.results import FILES, run_identity
 
 RUN_ID_FILE = "wandb_run_id.txt"
@@ -123,11 +124,13 @@ def build(cfg: DictConfig, run_dir: Path, group: str | None) -> list:
         if node is None:
             continue
         if issubclass(get_class(node._target_), WandbLogger):
+            if node.get("offline") is False:  # logger.wandb.offline=false: as WANDB_MODE=online
+                os.environ["WANDB_MODE"] = "online"
             offline = wandb_env() and node.get("offline", True)
             loggers.append(
                 instantiate(node, _partial_=True, _convert_="all")(
                     save_dir=str(run_dir),
-                    id=_run_id(run_dir),
+                    id=_run_id(run_dir) if rank_zero() else None,  # only rank 0 logs
                     resume="allow",
                     offline=offline,
                     group=node.get("group") or group or cfg.name,

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -63,6 +64,9 @@ class RobustClassifier(pl.LightningModule):
         self.channels_last = channels_last
         self.eval_precision = eval_precision
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # how many images each accuracy is over (summed over DDP processes): the n behind
+        # the confidence intervals, right under limit_test_batches / fast_dev_run too
+        self.n_clean, self.n_attacked = SumMetric(), SumMetric()
         self.test_robust_acc = MulticlassAccuracy(num_classes, average="micro")
         self._robust_seen = 0
 
@@ -108,7 +112,9 @@ class RobustClassifier(pl.LightningModule):
     def _test_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.no_grad():
             self.test_acc.update(self(x).argmax(1), y)
+        self.n_clean.update(len(y))
         self.log("test/clean_acc", self.test_acc, on_epoch=True)
+        self.log("test/n_clean", self.n_clean, on_epoch=True)
         budget = self._robust_budget()
         if self.eval_attack is None or budget <= 0:
             return
@@ -117,7 +123,9 @@ class RobustClassifier(pl.LightningModule):
         with torch.no_grad():
             self.test_robust_acc.update(self(x_adv).argmax(1), y)
         self._robust_seen += len(y)
+        self.n_attacked.update(len(y))
         self.log("test/robust_acc", self.test_robust_acc, on_epoch=True)
+        self.log("test/n_robust", self.n_attacked, on_epoch=True)
 
     def _robust_budget(self) -> int:
         """How many more test images this process attacks (n_robust split over processes)."""

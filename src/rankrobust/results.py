@@ -40,9 +40,14 @@ IDENTITY_KEYS = (
     "max_epochs",
     "n_train",
     "weights",
+    "limits",
     "experiment",
     "name",
 )
+# Trainer settings that cut a run short (debug configs): part of its identity, so a
+# shortened run is never averaged with a full one.
+LIMIT_KEYS = ("fast_dev_run", "limit_train_batches", "limit_test_batches", "overfit_batches",
+              "max_steps")  # fmt: skip
 FILES = {"rig_npz": "rig.npz", "rig_png": "rig.png"}  # analysis outputs beside metrics.json
 
 
@@ -87,9 +92,33 @@ def run_identity(cfg: dict, experiment: str | None = None) -> dict:
         "max_epochs": _select(cfg, "trainer.max_epochs"),
         "n_train": _select(cfg, "dataset.n_train"),
         "weights": model_weights(cfg),
+        "limits": _limits(cfg.get("trainer") or {}),
         "experiment": experiment,
         "name": cfg.get("name"),
     }
+
+
+def _limits(trainer: dict) -> str | None:
+    """'limit_train_batches=2,...' for the trainer settings that shorten a run, else None."""
+    unset = {"fast_dev_run": False, "overfit_batches": 0.0, "max_steps": -1}
+    cut = [
+        f"{k}={trainer[k]}"
+        for k in LIMIT_KEYS
+        if trainer.get(k) is not None and trainer[k] not in (unset.get(k, 1.0), 1)
+    ]
+    return ",".join(cut) or None
+
+
+def run_status(run_dir: str | Path) -> str | None:
+    """The status a run folder's metrics.json states (None: none there or unreadable).
+
+    The one rule for "is this run finished" (status == "ok"): read raw, not validated, so a
+    finished run is recognised even if another field is malformed.
+    """
+    try:
+        return json.loads((Path(run_dir) / FILENAME).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def is_robust(attack: Any) -> bool:

@@ -356,9 +356,11 @@ class RankTransform:
         if self.mode not in _MODES:
             raise ConfigError(f"mode={self.mode!r} is not one of {list(_MODES)}")
         self.apply_to = (self.apply_to,) if isinstance(self.apply_to, str) else tuple(self.apply_to)
-        if bad := sorted(set(self.apply_to) - {"train", "test"}):
+        bad = sorted(set(self.apply_to) - {"train", "test"})
+        if bad or not self.apply_to:
             raise ConfigError(
-                f"transform.apply_to has {bad}: use [train], [test] or [train, test]."
+                f"transform.apply_to={list(self.apply_to)} is not valid: use [train], [test] or "
+                "[train, test]."
             )
         if self.mode in ("low", "high") and self.rank is not None and not _is_int(self.rank):
             raise ConfigError(f"rank={self.rank!r} must be an integer (or None for identity)")

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rankrobust import analyses, build, checks, loggers, results
 from rankrobust.errors import ConfigError, as_config_error
-from rankrobust.launch.ddp import prepare_ddp_children, rank_zero
+from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
 from rankrobust.loggers import log
@@ -38,6 +38,7 @@ def task_wrapper(fn):
         base = results.base_record(_plain(cfg), job.run_dir, job.experiment, resume_command(job))
         try:
             with job_device(cfg):  # launcher=local_gpus: hold one free GPU for this job
+                base["resolved_config"] = _plain(cfg)  # the device the lease gave
                 return fn(cfg, job, base)
         except (KeyboardInterrupt, SystemExit) as stop:
             # Lightning turns Ctrl-C during fit into exit(1) raised while handling it
@@ -46,6 +47,8 @@ def task_wrapper(fn):
             )
             if not ctrl_c:
                 raise
+            if not (job.run_dir / "checkpoints" / "last.ckpt").is_file():  # nothing to resume
+                base["command"] = base["command"].replace(" resume=true", "")
             _write(job.run_dir, {**base, "status": "interrupted"})
             log.warning("\n[rankrobust] interrupted; resume with:\n  %s", base["command"])
             raise SystemExit(130) from None
@@ -67,6 +70,7 @@ def task_wrapper(fn):
             return {**base, "status": "failed", "error": error}
         finally:
             loggers.finish_wandb()
+            end_ddp()  # a multirun's next job in this process starts its own process group
 
     return wrapped
 
@@ -106,10 +110,13 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
         "robust_acc": tested.get("test/robust_acc"),
         "eval_attack": _as_dict(build.attack_spec(cfg.attack.eval)),
         "checkpoint": str(last) if last.exists() else cfg.model.get("checkpoint"),
-        **_test_counts(dm, build.eval_budget(cfg), cfg.eval.precision),
+        "n_test": _count(tested.get("test/n_clean")),
+        "n_robust": _count(tested.get("test/n_robust")),
+        "eval_precision": cfg.eval.precision,
     }
     if not trainer.is_global_zero:
         return metrics
+    module.to(trainer.strategy.root_device)  # Lightning's teardown moved it to the CPU
     metrics.update(run_analyses(cfg, module, dm, job.run_dir, timings))
     timings["total"] = time.perf_counter() - start
     results.write_metrics(job.run_dir, metrics)
@@ -147,17 +154,11 @@ def _as_dict(spec) -> dict | None:
 
 
 def _finished(run_dir: Path) -> bool:
-    try:
-        return results.read_metrics(run_dir).get("status") == "ok"
-    except (OSError, ValueError):
-        return False
+    return results.run_status(run_dir) == "ok"
 
 
-def _test_counts(dm, n_robust: int | None, precision: str) -> dict:
-    """How many test images the accuracies are over (for confidence intervals)."""
-    n_test = len(dm.test_dataloader().dataset)
-    n_rob = n_test if n_robust is None else min(n_robust, n_test)
-    return {"n_test": n_test, "n_robust": n_rob, "eval_precision": precision}
+def _count(value) -> int | None:
+    return None if value is None else int(round(float(value)))
 
 
 def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,9 +72,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.augment, self.in_memory, self.on_device = augment, in_memory, on_device
         self.num_workers = num_workers
         self.synthetic = dict(synthetic or {})
-        self.transform = transform or RankTransform(mode="low", rank=None)
-        # None: the transform's own apply_to (conf/transform/*.yaml)
-        self.apply_to = tuple(self.transform.apply_to if apply_to is None else apply_to)
+        transform = transform or RankTransform(mode="low", rank=None)
+        if apply_to is not None:  # RankTransform checks the split names (one rule)
+            transform = dataclasses.replace(transform, apply_to=tuple(apply_to))
+        self.transform = transform
+        self.apply_to = transform.apply_to
         # The normalisation the model applies inside (models.Normalize); kept for readers.
         self.mean = tuple(mean) if mean is not None else None
         self.std = tuple(std) if std is not None else None
@@ -88,11 +91,6 @@ class ImageDataModule(pl.LightningDataModule):
     def check(self) -> None:
         """Fail fast on configuration errors, before any long work starts."""
         check_source(self.name, self.root)
-        bad_split = set(self.apply_to) - {"train", "test"}
-        if bad_split:
-            raise ConfigError(
-                f"transform.apply_to has {sorted(bad_split)}: use train, test or [train, test]."
-            )
 
     def load(self) -> tuple[ImageSet, ImageSet]:
         """The raw (untransformed) train and test sets, in memory."""
@@ -147,7 +145,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _maybe_transform(self, data: ImageSet, split: str, device: torch.device) -> ImageSet:
         images = data.images.to(device)
-        if split in self.apply_to and self.transform.rank is not None:
+        if split in self.apply_to and not self.transform.is_identity:
             chunks = [self.transform(c) for c in images.split(2048)]
             images = torch.cat(chunks)
         return ImageSet(images, data.labels.to(device), data.classes)
@@ -201,7 +199,7 @@ class ImageDataModule(pl.LightningDataModule):
         x, y = batch
         training = self.trainer is not None and self.trainer.training
         split = "train" if training else "test"
-        if self._streams is not None and split in self.apply_to and self.transform.rank is not None:
+        if self._streams is not None and split in self.apply_to and not self.transform.is_identity:
             x = self.transform(x)
         if training and self.augment:  # seeded by (seed, step, rank): exact after a resume
             g = torch.Generator(device=x.device)
@@ -244,7 +242,7 @@ class ImageDataModule(pl.LightningDataModule):
         xs, ys = [], []
         for x, y in self._stream_loader(ds, False):
             x, y = x.to(device), y.to(device)
-            if not raw and "test" in self.apply_to and self.transform.rank is not None:
+            if not raw and "test" in self.apply_to and not self.transform.is_identity:
                 x = self.transform(x)
             xs.append(x)
             ys.append(y)

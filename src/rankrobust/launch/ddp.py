@@ -15,6 +15,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 CHILD_MODULE = "rankrobust.task"
+# What Lightning's launcher writes into this process's environment when it starts children.
+LAUNCH_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+_ENV_BEFORE: dict[str, str | None] | None = None
 
 
 def is_ddp_subprocess_strategy(cfg: DictConfig) -> bool:
@@ -26,6 +29,8 @@ def prepare_ddp_children(cfg: DictConfig, run_dir: str | Path) -> None:
     """Save the resolved config and point Lightning's process launcher at our child command."""
     if not is_ddp_subprocess_strategy(cfg) or int(os.environ.get("LOCAL_RANK", "0")) > 0:
         return
+    global _ENV_BEFORE
+    _ENV_BEFORE = {k: os.environ.get(k) for k in LAUNCH_ENV}
     run_dir = Path(run_dir).resolve()
     path = run_dir / ".ddp" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,3 +53,22 @@ def rank_zero() -> bool:
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
     return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def end_ddp() -> None:
+    """After a job that started DDP children: destroy its process group and restore the launch
+    environment, so the next job of a multirun in this process starts its own children (with
+    LOCAL_RANK left set, Lightning would think it is a child and reuse a dead group)."""
+    global _ENV_BEFORE
+    if _ENV_BEFORE is None:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in _ENV_BEFORE.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _ENV_BEFORE = None

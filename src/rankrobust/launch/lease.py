@@ -28,6 +28,15 @@ def job_device(cfg: DictConfig) -> Iterator[gpus.GpuSlot | None]:
         return
     import torch
 
+    from rankrobust.errors import ConfigError
+
+    devices, strategy = cfg.trainer.get("devices", 1), str(cfg.trainer.get("strategy", ""))
+    if strategy.startswith("ddp") or (isinstance(devices, int) and devices > 1):
+        raise ConfigError(
+            f"launcher=local_gpus gives each job one GPU, but trainer.strategy={strategy} "
+            f"trainer.devices={devices} asks for several: use launcher=basic (or slurm) for DDP "
+            "jobs, or trainer.devices=1 to run one job per GPU."
+        )
     on_cpu = cfg.trainer.get("accelerator") == "cpu"
     slots = [] if on_cpu else gpus.gpu_slots(spec.get("gpus", "auto"))
     lock_dir = spec.get("lock_dir") or gpus.DEFAULT_LOCK_DIR
