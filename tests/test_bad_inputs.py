@@ -141,12 +141,11 @@ def test_ctrl_c_leaves_an_interrupted_run_with_its_resume_command(tmp_path):
         text=True,
     )
     metrics = tmp_path / "run" / "metrics.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until training is under way
-        if metrics.is_file() and json.loads(metrics.read_text())["status"] == "running":
-            break
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not last.is_file():  # an epoch done: resumable
         time.sleep(0.2)
-    time.sleep(2)
+    time.sleep(1)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     written = json.loads(metrics.read_text())
