@@ -234,3 +234,17 @@ def test_good_inputs_near_the_edges_are_accepted():
 def test_debug_configs_win_over_experiment_presets():
     cfg = make_cfg("experiment=smoke", "debug=limit")
     assert cfg.trainer.max_epochs == 2 and cfg.eval.n_robust == 32
+
+
+def test_a_one_class_folder_is_not_answered_with_num_classes_1(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        folder = tmp_path / "data" / split / "cat"
+        folder.mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (32, 32), (i * 100, 0, 0)).save(folder / f"{i}.png")
+    cfg = make_cfg(*FAST, "dataset=image_folder", f"dataset.root={tmp_path / 'data'}")
+    with pytest.raises(ConfigError, match="at least 2") as info:
+        task.run(cfg, tmp_path / "run")
+    assert "num_classes=1" not in str(info.value)

@@ -166,6 +166,12 @@ class ImageDataModule(pl.LightningDataModule):
         self.test_set = ImageSet(empty, empty, classes)
 
     def _check_classes(self, classes: Sequence[str]) -> None:
+        if len(classes) < 2:  # a classifier needs two classes (num_classes=1 cannot train)
+            raise ConfigError(
+                f"dataset={self.name} at '{self.root}' has {len(classes)} class folder(s) "
+                f"({', '.join(classes) or 'none'}): a classifier needs at least 2. Add the other "
+                "classes' folders (train/<class>/ and test/<class>/ or val/<class>/)."
+            )
         if len(classes) != self.num_classes:
             shown = ", ".join(list(classes)[:5]) + (", ..." if len(classes) > 5 else "")
             raise ConfigError(
