@@ -258,3 +258,21 @@ def test_time_estimate_says_how_long_and_what_is_quicker_on_a_cpu(caplog):
             time.sleep(0.01)
             estimate.on_train_batch_end(trainer, module, None, None, step)
     assert "training will take about" in caplog.text and "make reproduce-demo" in caplog.text
+
+
+def test_bf16_training_evaluates_in_float32_so_the_sweep_agrees_with_clean_accuracy(tmp_path):
+    """CPU bf16 autocast stands in for a GPU's: test, attacks, sweep all run in float32."""
+    cfg = make_cfg(
+        *FAST,
+        "trainer.precision=bf16-mixed",
+        "trainer.max_epochs=2",
+        "dataset.n_test=200",
+        "eval.n_robust=16",
+        "sweep.ranks=[4,32]",
+        "analysis.perturbation_spectrum=false",
+    )
+    metrics = task.run(cfg, tmp_path)
+    assert metrics["status"] == "ok" and metrics["eval_precision"] == "32-true"
+    assert metrics["n_test"] == 200 and metrics["n_robust"] == 16
+    assert metrics["clean_acc"] > 0.3  # a trained model: its predictions could differ in bf16
+    assert metrics["rank_sweep"]["low"][32] == pytest.approx(metrics["clean_acc"], abs=1e-6)
