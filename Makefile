@@ -36,16 +36,16 @@ SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank$${rank}'
 .PHONY: collect figures report reproduce-demo reproduce-cifar10 $(FIG_TARGETS)
 
 collect: install  ## runs.csv / runs.json of every run under RUNS
-	$(PY) -m rankrobust.collect $(RUNS) --out $(FIGS)
+	$(PY) -m rankrobust.reporting.collect $(RUNS) --out $(FIGS)
 
 figures: install  ## every paper figure from the runs under RUNS
-	$(PY) -m rankrobust.figures $(RUNS) --out $(FIGS) --images $(DATA)
+	$(PY) -m rankrobust.reporting.figures $(RUNS) --out $(FIGS) --images $(DATA)
 
 $(FIG_TARGETS): fig-%: install  ## one figure, e.g. make fig-rank-accuracy
-	$(PY) -m rankrobust.figures $(RUNS) --out $(FIGS) --images $(DATA) --only $*
+	$(PY) -m rankrobust.reporting.figures $(RUNS) --out $(FIGS) --images $(DATA) --only $*
 
 report: install  ## report.md: claims C1-C4 with verdicts and intervals
-	$(PY) -m rankrobust.report $(RUNS) --out $(FIGS) $(REPORT_OPTS)
+	$(PY) -m rankrobust.reporting.report $(RUNS) --out $(FIGS) $(REPORT_OPTS)
 
 # A finished stage (metrics.json "ok") is skipped on a rerun: the demo restarts, it does not start
 # over. FORCE=1 redoes everything.
@@ -63,8 +63,8 @@ reproduce-demo: install  ## the demo: natural + robust small CNN on CIFAR-10, sw
 		dataset.n_test=500 trainer.max_epochs=2 eval.n_robust=100 sweep.enabled=false \
 		analysis.perturbation_spectrum=false hydra.sweep.dir=$(DEMO)/rank_sweep $(SUBDIR)
 	@echo "[demo 4/4] figures and the claims report"
-	$(PY) -m rankrobust.figures $(DEMO) --out $(DEMO)/figures --images $(DATA)
-	$(PY) -m rankrobust.report $(DEMO) --out $(DEMO)/figures $(REPORT_OPTS)
+	$(PY) -m rankrobust.reporting.figures $(DEMO) --out $(DEMO)/figures --images $(DATA)
+	$(PY) -m rankrobust.reporting.report $(DEMO) --out $(DEMO)/figures $(REPORT_OPTS)
 
 reproduce-cifar10: install  ## the paper-scale CIFAR-10 runs (PreActResNet-18; a GPU)
 	$(PY) run.py experiment=cifar10_natural $(CIFAR10_DATA_OPTS) rig.enabled=true \
@@ -73,8 +73,8 @@ reproduce-cifar10: install  ## the paper-scale CIFAR-10 runs (PreActResNet-18; a
 		hydra.run.dir=$(CIFAR10_OUT)/robust
 	$(PY) run.py -m experiment=cifar10_natural $(CIFAR10_DATA_OPTS) rank=1,2,4,8,16,32 \
 		sweep.enabled=false hydra.sweep.dir=$(CIFAR10_OUT)/rank_sweep $(SUBDIR)
-	$(PY) -m rankrobust.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA)
-	$(PY) -m rankrobust.report $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures $(REPORT_OPTS)
+	$(PY) -m rankrobust.reporting.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA)
+	$(PY) -m rankrobust.reporting.report $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures $(REPORT_OPTS)
 
 install: $(STAMP)  ## the venv (.venv) with torch and the package
 
@@ -114,7 +114,7 @@ ENTITY  ?=
 PROJECT ?= rankrobust
 .PHONY: dashboard
 dashboard: install  ## save the W&B workspace with the C1-C4 panels (ENTITY=, PROJECT=rankrobust)
-	$(PY) -m rankrobust.dashboard --project $(PROJECT) $(if $(ENTITY),--entity $(ENTITY),)
+	$(PY) -m rankrobust.reporting.dashboard --project $(PROJECT) $(if $(ENTITY),--entity $(ENTITY),)
 
 wandb-sync: install  ## upload offline W&B runs under RUNS
 	find $(RUNS) -type d -name 'offline-run-*' -print0 | xargs -0 -r $(VENV)/bin/wandb sync

@@ -5,7 +5,7 @@ Prints a JSON report and writes it to --out (default outputs/bench/svd.json). Me
 side in one run on the same data: 32x32 sections on real CIFAR-10 test images from the JPEG
 tarball (../shared/data/cifar10-jpeg.tar.gz, synthetic if absent, said in the JSON); 224x224
 sections on random 224 crops of the real sample photos of scikit-image and matplotlib
-(rankrobust.photos). Each section names the device it ran on. Speeds are medians of interleaved
+(rankrobust.data.photos). Each section names the device it ran on. Speeds are medians of interleaved
 repeats; errors are max abs pixel differences to a float64 LAPACK SVD, over every k <= 32.
 
     python bench/bench_svd.py [--quick] [--n 2000] [--n224 32] [--threads 1] [--out PATH]
@@ -214,7 +214,9 @@ def bench_settings(x: torch.Tensor) -> dict:
             }
         )
     chosen = {"oversample": _svd_maths.OVERSAMPLE, "power_iters": _svd_maths.POWER_ITERS}
-    data = "the 7 sample photos resized + centre-cropped to 224 (rankrobust.photos.center_crops)"
+    data = (
+        "the 7 sample photos resized + centre-cropped to 224 (rankrobust.data.photos.center_crops)"
+    )
     return {"device": "cpu", "data": data, "chosen": chosen, "rows": rows}
 
 
@@ -235,7 +237,7 @@ def main() -> None:
         args.n, args.n224, args.repeats = min(args.n, 300), min(args.n224, 8), min(args.repeats, 3)
 
     torch.set_num_threads(args.threads)
-    from rankrobust.photos import center_crops, random_crops  # scikit-image: dev extra
+    from rankrobust.data.photos import center_crops, random_crops  # scikit-image: dev extra
 
     t0 = time.perf_counter()
     x, source = load_images(args.data, args.n)

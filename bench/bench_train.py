@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from rankrobust.attacks import AttackSpec, make_attack
-from rankrobust.data import ImageDataModule, random_crop_flip
+from rankrobust.data import random_crop_flip
 from rankrobust.models import build_model
-from rankrobust.module import RobustClassifier
+from rankrobust.pipeline.datamodule import ImageDataModule
+from rankrobust.pipeline.lightning_module import RobustClassifier
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 SEED = 0

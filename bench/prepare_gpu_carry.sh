@@ -38,7 +38,7 @@ find "$CARRY/site" -name __pycache__ -prune -exec rm -rf {} +
     matplotlib==3.11.2 contourpy==1.3.3 kiwisolver==1.5.1 fonttools==4.68.0 PyYAML==6.0.4
 
 # the real 224x224 photos bench_svd.py uses (scikit-image is not on the device)
-PYTHONPATH=src "$PY" -c "from rankrobust.photos import save_photos; save_photos('$CARRY/photos.npz')"
+PYTHONPATH=src "$PY" -c "from rankrobust.data.photos import save_photos; save_photos('$CARRY/photos.npz')"
 
 if [ -f "$DATA" ]; then
     cp "$DATA" "$CARRY/"

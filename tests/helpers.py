@@ -10,7 +10,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import rankrobust.resolvers  # noqa: F401  (${rr_*:...} in conf/)
+import rankrobust.pipeline.resolvers  # noqa: F401  (${rr_*:...} in conf/)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

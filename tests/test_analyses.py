@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rankrobust import analyses
 from rankrobust.attacks import pgd_linf
+from rankrobust.pipeline import analyses
 
 
 def _datamodule(x, y, classes=("a", "b", "c", "d")):

@@ -13,10 +13,10 @@ import time
 import pytest
 from helpers import FAST, ROOT, make_cfg, run_cli
 
-from rankrobust import checks, loggers, task
 from rankrobust.errors import ConfigError
 from rankrobust.launch.summary import summarize_sweep
-from rankrobust.resolvers import job_name
+from rankrobust.pipeline import checks, loggers, task
+from rankrobust.pipeline.resolvers import job_name
 
 # (overrides, the key the message must name)
 BAD = [

@@ -11,10 +11,10 @@ import pytest
 import torch
 from helpers import FAST, make_cfg
 
-from rankrobust import checks, task
-from rankrobust.checkpoints import load_weights, read_state_dict
 from rankrobust.errors import ConfigError
 from rankrobust.models import build_model
+from rankrobust.models.checkpoints import load_weights, read_state_dict
+from rankrobust.pipeline import checks, task
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 # A tiny, fast run: 800 synthetic 16x16 training images, 3 epochs, no robust test, no sweep.

@@ -7,10 +7,10 @@ import math
 import pytest
 from fake_runs import RANKS, make_outputs, write_run
 
-from rankrobust import claims as C
-from rankrobust import claims_groups as G
-from rankrobust import intervals as I
-from rankrobust.collect import collect
+from rankrobust.reporting import claims as C
+from rankrobust.reporting import intervals as I
+from rankrobust.reporting.claims import grouping as G
+from rankrobust.reporting.collect import collect
 
 
 def test_wilson_matches_the_textbook_interval():

@@ -7,7 +7,7 @@ import json
 
 from fake_runs import make_outputs
 
-from rankrobust import collect
+from rankrobust.reporting import collect
 
 
 def test_collect_finds_single_runs_and_multirun_jobs(tmp_path):
@@ -125,7 +125,7 @@ def test_resolved_config_falls_back_to_the_hydra_config(tmp_path):
     """metrics.json without resolved_config (older runs): the dataset root still shows."""
     from fake_runs import _config
 
-    from rankrobust.claims import dataset_name
+    from rankrobust.reporting.claims import dataset_name
     from rankrobust.results import write_metrics
 
     run = tmp_path / "run"

@@ -13,8 +13,8 @@ import torch
 from helpers import CONF, make_cfg
 from hydra.utils import instantiate
 
-from rankrobust import build, checks, loggers, task
 from rankrobust.errors import ConfigError, as_config_error
+from rankrobust.pipeline import build, checks, loggers, task
 
 SYNTHETIC = ["dataset=synthetic", "logger=none", "trainer=cpu"]
 # Options that need files or packages a test machine lacks are built with stand-ins.

@@ -11,9 +11,10 @@ import wandb
 from fake_runs import make_outputs
 from helpers import make_cfg
 
-from rankrobust import dashboard, figures, loggers, report, task
-from rankrobust.collect import collect
-from rankrobust.wandb_offline import _key, _payloads, read_offline_run
+from rankrobust.pipeline import loggers, task
+from rankrobust.reporting import dashboard, figures, report
+from rankrobust.reporting.collect import collect
+from rankrobust.reporting.wandb_offline import _key, _payloads, read_offline_run
 
 
 def _logged(run: dict) -> set[str]:

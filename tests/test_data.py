@@ -8,13 +8,13 @@ import torch
 from PIL import Image
 
 from rankrobust.data import (
-    ImageDataModule,
     ShardedBatches,
     batch_loader,
     random_crop_flip,
     synthetic_sets,
 )
 from rankrobust.errors import ConfigError
+from rankrobust.pipeline.datamodule import ImageDataModule
 from rankrobust.svd import RankTransform, high_rank, low_rank
 
 

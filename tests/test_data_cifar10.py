@@ -12,9 +12,10 @@ import torch
 from conftest import CIFAR_TARBALL
 
 import rankrobust.data.cifar10 as cifar10
-from rankrobust.data import CIFAR10_CLASSES, ImageDataModule, cifar10_sets, load_cifar10
+from rankrobust.data import CIFAR10_CLASSES, cifar10_sets, load_cifar10
 from rankrobust.data.cifar10 import ENV, balanced_indices, find_cifar10, local_data_dirs
 from rankrobust.errors import ConfigError
+from rankrobust.pipeline.datamodule import ImageDataModule
 
 
 @pytest.fixture(autouse=True)

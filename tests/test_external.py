@@ -17,11 +17,11 @@ import torch
 from helpers import FAST, make_cfg
 from torch import nn
 
-from rankrobust import build, checks, task
-from rankrobust.checkpoints import load_weights
 from rankrobust.errors import ConfigError
-from rankrobust.external import torchvision_cache_file
 from rankrobust.models import build_model
+from rankrobust.models.checkpoints import load_weights
+from rankrobust.models.external import torchvision_cache_file
+from rankrobust.pipeline import build, checks, task
 from rankrobust.svd import low_rank
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from rankrobust.attacks import AttackSpec, autoattack, make_attack
-from rankrobust.data import ImageDataModule, random_crop_flip
-from rankrobust.gpus import acquire_gpu, gpu_slots
+from rankrobust.data import random_crop_flip
+from rankrobust.launch.gpus import acquire_gpu, gpu_slots
 from rankrobust.models import build_model
-from rankrobust.module import RobustClassifier
+from rankrobust.pipeline.datamodule import ImageDataModule
+from rankrobust.pipeline.lightning_module import RobustClassifier
 
 DEVICE = os.environ.get("RANKROBUST_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(

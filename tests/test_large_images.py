@@ -10,10 +10,10 @@ import pytest
 import torch
 from helpers import make_cfg
 
-from rankrobust import task
+from rankrobust.pipeline import task
 from rankrobust.svd import RankTransform, factorize
 
-photos = pytest.importorskip("rankrobust.photos")
+photos = pytest.importorskip("rankrobust.data.photos")
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from helpers import FAST, make_cfg, run_cli
 
-from rankrobust import gpus, task
-from rankrobust.callbacks import KILL_ENV
 from rankrobust.data import ShardedBatches
+from rankrobust.launch import gpus
 from rankrobust.launch.summary import SUMMARY, summarize_sweep
+from rankrobust.pipeline import task
+from rankrobust.pipeline.callbacks import KILL_ENV
 from rankrobust.results import read_metrics
 
 TINY = [

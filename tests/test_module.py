@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rankrobust.module import warmup
+from rankrobust.pipeline.lightning_module import warmup
 
 
 @pytest.mark.parametrize("steps", range(1, 12))

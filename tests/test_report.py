@@ -7,9 +7,9 @@ import json
 import pytest
 from fake_runs import make_outputs
 
-from rankrobust import report
-from rankrobust.claims import claims
-from rankrobust.collect import collect
+from rankrobust.reporting import report
+from rankrobust.reporting.claims import claims
+from rankrobust.reporting.collect import collect
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_report_summary_is_flat_for_wandb(tmp_path):
 
 
 def test_report_is_logged_as_an_offline_wandb_run(tmp_path, monkeypatch):
-    from rankrobust.wandb_offline import read_offline_run
+    from rankrobust.reporting.wandb_offline import read_offline_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     rows = collect(make_outputs(tmp_path / "outputs"))

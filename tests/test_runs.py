@@ -7,8 +7,8 @@ import torch
 from helpers import FAST, make_cfg
 
 import rankrobust
-from rankrobust import build, task
-from rankrobust.wandb_offline import read_offline_run
+from rankrobust.pipeline import build, task
+from rankrobust.reporting.wandb_offline import read_offline_run
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 import torch
 
-from rankrobust.data import ImageDataModule, random_crop_flip
-from rankrobust.seeding import SEED_MODULUS, step_seed
+from rankrobust.data import random_crop_flip
+from rankrobust.pipeline.datamodule import ImageDataModule
+from rankrobust.pipeline.seeding import SEED_MODULUS, step_seed
 
 
 def test_step_seed_is_a_valid_torch_seed_and_depends_on_each_argument():

@@ -356,7 +356,7 @@ TRUNC_ATOL = 1e-3  # max abs pixel error (pixels in [0, 1]) allowed against floa
 def photos_224() -> torch.Tensor:
     """The 7 sample photos (scikit-image, matplotlib) resized and centre-cropped to 224x224."""
     pytest.importorskip("skimage")
-    from rankrobust.photos import center_crops
+    from rankrobust.data.photos import center_crops
 
     return center_crops(224)
 
@@ -529,7 +529,7 @@ def test_truncated_flop_count() -> None:
 
 def test_sample_photos_and_crops() -> None:
     pytest.importorskip("skimage")
-    from rankrobust.photos import SAMPLE_PHOTOS, random_crops, sample_photos
+    from rankrobust.data.photos import SAMPLE_PHOTOS, random_crops, sample_photos
 
     one = sample_photos(("chelsea",))["chelsea"]
     assert one.shape == (3, 300, 451) and one.dtype == torch.float32

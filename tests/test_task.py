@@ -10,10 +10,10 @@ import pytest
 from conftest import CIFAR_TARBALL
 from helpers import FAST, make_cfg, run_cli
 
-from rankrobust import build, checks, task
 from rankrobust.errors import ConfigError
+from rankrobust.pipeline import build, checks, task
+from rankrobust.reporting.wandb_offline import read_offline_run
 from rankrobust.results import read_metrics
-from rankrobust.wandb_offline import read_offline_run
 
 
 def test_smoke_run_writes_metrics_and_offline_wandb_run(tmp_path, monkeypatch):
@@ -184,7 +184,7 @@ def test_cli_unknown_option_is_one_paragraph_and_exit_2(tmp_path):
 
 
 def test_failed_run_records_the_full_config_and_collect_says_failed(tmp_path):
-    from rankrobust.collect import read_run
+    from rankrobust.reporting.collect import read_run
     from rankrobust.results import IDENTITY_KEYS
 
     with pytest.raises(ConfigError):
@@ -197,7 +197,7 @@ def test_failed_run_records_the_full_config_and_collect_says_failed(tmp_path):
 
 
 def test_a_failing_analysis_keeps_the_test_accuracies(tmp_path, monkeypatch):
-    from rankrobust import analyses
+    from rankrobust.pipeline import analyses
 
     def broken(*args, **kwargs):
         raise RuntimeError("sweep exploded")
@@ -237,7 +237,7 @@ def test_a_run_is_quiet_logs_to_run_log_and_ends_with_what_it_found(tmp_path):
     closing = out[out.index("[rankrobust] ok:") :]
     for what in ("clean accuracy", "rank sweep low", "metrics.json", "W&B run", "make figures"):
         assert what in closing, what
-    from rankrobust.wandb_offline import read_offline_run
+    from rankrobust.reporting.wandb_offline import read_offline_run
 
     history = read_offline_run(tmp_path / "run" / "wandb")["history"]
     assert sum("train/loss" in row for row in history) >= 4  # log_every_n_steps adapts
@@ -246,7 +246,7 @@ def test_a_run_is_quiet_logs_to_run_log_and_ends_with_what_it_found(tmp_path):
 def test_time_estimate_says_how_long_and_what_is_quicker_on_a_cpu(caplog):
     from types import SimpleNamespace
 
-    from rankrobust.callbacks import TimeEstimate
+    from rankrobust.pipeline.callbacks import TimeEstimate
 
     estimate = TimeEstimate(after_steps=2, warn_minutes=1)
     trainer = SimpleNamespace(global_step=0, is_global_zero=True, estimated_stepping_batches=10**6)

@@ -1,36 +1,28 @@
-"""Rank Integrated Gradients (RIG): the public API.
+"""Rank Integrated Gradients (RIG): the public API, as it always was.
 
-- :func:`rank_integrated_gradients`: integrated gradients along the rank path
-  ``baseline -> L_1(x) -> ... -> x`` (pixel map, per-rank attribution, completeness error);
-- :func:`integrated_gradients`: the same engine on the straight path (= captum IG with
-  ``method="riemann_middle"``); :func:`vanilla_gradient`;
-- :class:`RankIntegratedGradients`: RIG as a captum ``GradientAttribution`` (NoiseTunnel,
-  visualization), loaded on first use since importing captum takes about a second.
-
-The paths and results live in :mod:`rankrobust._rig`, the quadrature and the batched
-path-integral engine in :mod:`rankrobust._path`, the captum class in :mod:`rankrobust._captum`.
+Everything here is :mod:`rankrobust.attribution` (the package that holds the path engine, RIG, the
+captum class and the plots); this module keeps `rankrobust.rig.*` working for existing code.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rankrobust._path import (
+from rankrobust import attribution as _attribution
+from rankrobust.attribution import (
     SUPPORTED_METHODS,
     SUPPORTED_SCORES,
     PathIntegral,
-    path_integral,
-    quadrature,
-)
-from rankrobust._rig import (
     RIGResult,
     integrated_gradients,
+    path_integral,
+    quadrature,
     rank_integrated_gradients,
     vanilla_gradient,
 )
 
 if TYPE_CHECKING:
-    from rankrobust._captum import RankIntegratedGradients
+    from rankrobust.attribution import RankIntegratedGradients
 
 __all__ = [
     "PathIntegral",
@@ -47,8 +39,5 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "RankIntegratedGradients":
-        from rankrobust._captum import RankIntegratedGradients
-
-        return RankIntegratedGradients
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # captum is imported on first use (about a second): RankIntegratedGradients is lazy there too
+    return getattr(_attribution, name)

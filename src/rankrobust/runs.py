@@ -7,12 +7,13 @@ run.config["attack"]["name"], run.metrics["robust_acc"]
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
-from rankrobust.results import read_metrics
+from rankrobust.results import FILENAME, read_metrics
 
 
 @dataclass
@@ -27,22 +28,24 @@ class LoadedRun:
 
 
 def run_config(run_dir: str | Path) -> dict:
-    """The run's resolved config: metrics.json's resolved_config, else .hydra/config.yaml."""
+    """The run's resolved config (metrics.json's `resolved_config`, written by every run).
+
+    Raises FileNotFoundError / ValueError naming the file when it is missing or holds none.
+    """
     run_dir = Path(run_dir)
-    try:
-        config = read_metrics(run_dir).get("resolved_config")
-    except (OSError, ValueError):
-        config = None
-    if config:
-        return config
-    hydra = run_dir / ".hydra" / "config.yaml"
-    if not hydra.is_file():
-        raise FileNotFoundError(f"'{run_dir}' holds neither metrics.json nor .hydra/config.yaml")
-    from omegaconf import OmegaConf
+    config = read_metrics(run_dir).get("resolved_config")
+    if not isinstance(config, dict) or not config:
+        raise ValueError(
+            f"'{run_dir / FILENAME}' holds no resolved_config: it was not written by a run of "
+            "this pipeline (or the run stopped before its config was checked)."
+        )
+    return config
 
-    import rankrobust.resolvers  # noqa: F401  (${rr_*:...} in the saved config)
 
-    return OmegaConf.to_container(OmegaConf.load(hydra), resolve=True)
+def _locate(target: str):
+    """A dotted path 'package.module.name' -> the object (what Hydra's _target_ names)."""
+    module, _, name = target.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -51,8 +54,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     The weights are the run's checkpoints/last.ckpt (or the checkpoint it evaluated); a run
     that trained nothing and names no checkpoint is an error, not random weights.
     """
-    from hydra.utils import instantiate
-
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     config = run_config(run_dir)
@@ -66,5 +67,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             f"run_dir='{run_dir}' has no checkpoints/last.ckpt and names no checkpoint: there "
             "are no trained weights to load."
         )
-    model = instantiate(model_cfg, _convert_="all")
+    build = _locate(model_cfg.pop("_target_", "rankrobust.models.build_model"))
+    model = build(**model_cfg)
     return LoadedRun(model=model.eval(), config=config, metrics=metrics, run_dir=run_dir)

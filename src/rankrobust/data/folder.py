@@ -220,3 +220,15 @@ def read_images(
     classes = tuple(classes) if classes is not None else tuple(sorted(set(names)))
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
     return ImageSet(x.contiguous(), torch.tensor([classes.index(c) for c in names]), classes)
+
+
+def check_source(name: str, root: str | Path | None) -> None:
+    """The dataset's source exists (checks.py runs this before anything is built)."""
+    if name in ("image_folder", "imagenet") and not root:
+        raise ConfigError(
+            f"dataset={name} needs dataset.root: an ImageFolder tree with train/<class>/ "
+            "and test/<class>/ (or val/<class>/) folders, or a .tar.gz of one."
+        )
+    if root and name in ("image_folder", "imagenet"):
+        if not Path(root).expanduser().exists():
+            image_folder_sets(root)  # raises the missing-root error

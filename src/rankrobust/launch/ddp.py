@@ -3,7 +3,7 @@
 Lightning's "ddp" strategy re-runs `sys.argv` in each extra process. Under Hydra that command is
 wrong in a multirun (it holds `-m` and the whole sweep) and meaningless inside a joblib /
 submitit worker or pytest. Instead each child runs the task on the job's own composed config:
-`python -m rankrobust.task ddp-child <run_dir>/.ddp/config.yaml <run_dir>`.
+`python -m rankrobust.pipeline.task ddp-child <run_dir>/.ddp/config.yaml <run_dir>`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-CHILD_MODULE = "rankrobust.task"
+CHILD_MODULE = "rankrobust.pipeline.task"
 # What Lightning's launcher writes into this process's environment when it starts children.
 LAUNCH_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _ENV_BEFORE: dict[str, str | None] | None = None

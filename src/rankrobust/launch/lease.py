@@ -1,4 +1,4 @@
-"""A GPU lease per job for `launcher=local_gpus` (the file locks are in rankrobust.gpus)."""
+"""A GPU lease per job for `launcher=local_gpus` (the file locks are in rankrobust.launch.gpus)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from omegaconf import DictConfig
 
-from rankrobust import gpus
+from rankrobust.launch import gpus
 
 
 @contextlib.contextmanager

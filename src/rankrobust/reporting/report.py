@@ -1,10 +1,11 @@
 """The claims report: each claim C1-C4, the rule that decides it, the numbers with 95% intervals
 it rests on, and its verdict (report.md, report.json, optionally a W&B "report" run).
 
-    python -m rankrobust.report outputs [more dirs] --out outputs/figures [--wandb]
+    python -m rankrobust.reporting.report outputs [more dirs] --out outputs/figures [--wandb]
 
-Reads run files through rankrobust.collect and decides through rankrobust.claims; never loads a
-model. Figures (rankrobust.figures) are linked when they exist in the output folder.
+Reads run files through rankrobust.reporting.collect and decides through
+rankrobust.reporting.claims; never loads a model. Figures (rankrobust.reporting.figures) are
+linked when they exist in the output folder.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rankrobust.claims import (
+from rankrobust.reporting.claims import (
     NOT_TESTABLE,
     TOP_RANKS_C3,
     USABLE,
     ClaimResult,
     claims,
 )
-from rankrobust.collect import collect, summary_line, write_table
-from rankrobust.intervals import Estimate, fmt
+from rankrobust.reporting.collect import collect, summary_line, write_table
+from rankrobust.reporting.intervals import Estimate, fmt
 
 __all__ = ["NOT_TESTABLE", "log_wandb", "main", "render_report", "report", "report_summary"]
 
@@ -243,10 +244,10 @@ def log_wandb(
 
     import wandb
 
-    from rankrobust.loggers import wandb_env
+    from rankrobust.pipeline.loggers import wandb_env
 
     wandb_env()  # the one W&B set-up: offline unless WANDB_MODE=online, quiet
-    from rankrobust.collect import _flat
+    from rankrobust.reporting.collect import _flat
 
     groups = {r.get("group") for r in rows}  # one sweep's runs: the report joins their group
     run = wandb.init(

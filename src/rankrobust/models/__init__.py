@@ -264,7 +264,7 @@ def resnet50(
 
     ``pretrained`` ("imagenet" = IMAGENET1K_V1, or a weights name such as "IMAGENET1K_V2"; the
     older spelling ``weights`` is the same) loads them from the torch hub cache without a network
-    (see :func:`rankrobust.external.torchvision_state_dict`); they need ``num_classes=1000``.
+    (see :func:`rankrobust.models.external.torchvision_state_dict`); they need ``num_classes=1000``.
     """
     if in_channels != 3:
         raise ConfigError(
@@ -279,7 +279,7 @@ def resnet50(
             f"classes, but num_classes={num_classes}: use dataset=imagenet (or set "
             "dataset.num_classes=1000), or drop model.pretrained."
         )
-    from rankrobust.external import torchvision_state_dict
+    from rankrobust.models.external import torchvision_state_dict
 
     net = torchvision.models.resnet50(weights=None, num_classes=1000)
     net.load_state_dict(torchvision_state_dict("resnet50", str(pretrained)))
@@ -295,7 +295,7 @@ def robustbench(
     model_dir: str = "models",
 ) -> nn.Module:
     """A RobustBench model zoo model (optional extra); it normalises its inputs itself."""
-    from rankrobust.external import ROBUSTBENCH_CLASSES, robustbench_model
+    from rankrobust.models.external import ROBUSTBENCH_CLASSES, robustbench_model
 
     expected = ROBUSTBENCH_CLASSES.get(rb_dataset)
     if expected is not None and expected != num_classes:
@@ -338,7 +338,7 @@ def build_model(
     ``robustbench``). Models in ``NORMALIZES_INSIDE`` (RobustBench's) take [0, 1] pixels and
     normalise themselves: their ``model.normalize`` is an ``nn.Identity``, mean/std are unused.
     ``checkpoint`` (a path: this project's Lightning checkpoint or a plain state dict) loads
-    weights into the built model (rankrobust.checkpoints: weights only, never pickled code).
+    weights into the built model (rankrobust.models.checkpoints: weights only, never pickled code).
     """
     if name not in _REGISTRY:
         raise ConfigError(f"Unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}.")
@@ -359,7 +359,7 @@ def build_model(
         normalize = nn.Identity()
     model = nn.Sequential(OrderedDict(normalize=normalize, net=net))
     if checkpoint:
-        from rankrobust.checkpoints import load_weights
+        from rankrobust.models.checkpoints import load_weights
 
         load_weights(model, checkpoint)
     return model

@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from rankrobust.attacks import AttackSpec, make_attack
-from rankrobust.callbacks import env_hooks
-from rankrobust.module import RobustClassifier
+from rankrobust.pipeline.callbacks import env_hooks
+from rankrobust.pipeline.lightning_module import RobustClassifier
 
 # Training-set sizes for log_every_n_steps=auto when dataset.n_train is null.
 KNOWN_SIZES = {"cifar10": 50_000, "imagenet": 1_281_167}

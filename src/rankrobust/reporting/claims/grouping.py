@@ -9,8 +9,8 @@
   schedule may differ (robust training has its own).
 - A group's accuracy: Wilson for one run (n images from metrics.json), t over seeds for several.
 
-The rules and verdicts built on these live in rankrobust.claims (which re-exports this module's
-public names, so figures and report import claims alone).
+The rules and verdicts built on these live in rankrobust.reporting.claims (which re-exports
+this module's public names, so figures and report import claims alone).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rankrobust.intervals import Estimate, binomial, mean_of, ratio
+from rankrobust.reporting.intervals import Estimate, binomial, mean_of, ratio
 from rankrobust.results import IDENTITY_KEYS, is_robust
 
 USABLE = ("ok", "partial")

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from rankrobust.errors import ConfigError, as_config_error
 from rankrobust.results import run_status
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # src/rankrobust/pipeline/ -> repo
 # Top-level keys that are not config groups (conf/config.yaml) and a few Hydra adds itself.
 TOP_LEVEL = {"name", "seed", "rank", "train", "resume", "deterministic", "launcher", "hydra"}
 INF = math.inf
@@ -228,7 +228,7 @@ SCHEDULES = ("onecycle", "cosine", "none")
 
 def check_task_owned(cfg: DictConfig) -> None:
     """Keys the task sets itself, and optim.* (RobustClassifier's optimiser arguments)."""
-    from rankrobust.module import RobustClassifier
+    from rankrobust.pipeline.lightning_module import RobustClassifier
 
     owned = dict(TASK_OWNED)
     optim = [k for k in (cfg.get("optim") or {})]
@@ -306,7 +306,7 @@ def check_dataset(cfg: DictConfig) -> None:
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
-    from rankrobust.checkpoints import check_checkpoint_path
+    from rankrobust.models.checkpoints import check_checkpoint_path
 
     if _get(cfg, "model.checkpoint", None):
         check_checkpoint_path(cfg.model.checkpoint)

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from rankrobust.seeding import step_seed
+from rankrobust.pipeline.seeding import step_seed
 
 KILL_ENV = "RANKROBUST_KILL_AT_EPOCH"  # test hook: SIGKILL this process when epoch N starts
 

@@ -21,12 +21,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rankrobust import analyses, build, checks, loggers, results
+from rankrobust import results
 from rankrobust.errors import ConfigError, as_config_error
 from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
-from rankrobust.loggers import log
+from rankrobust.pipeline import analyses, build, checks, loggers
+from rankrobust.pipeline.loggers import log
 
 
 def task_wrapper(fn):
@@ -199,12 +200,15 @@ def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m rankrobust.task ddp-child <config.yaml> <run_dir>`: a DDP child process."""
+    """`python -m rankrobust.pipeline.task ddp-child <config.yaml> <run_dir>`: a DDP child."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["ddp-child"] and len(argv) == 3:
         run(OmegaConf.load(argv[1]), argv[2])
         return 0
-    print("usage: python -m rankrobust.task ddp-child <config.yaml> <run_dir>", file=sys.stderr)
+    print(
+        "usage: python -m rankrobust.pipeline.task ddp-child <config.yaml> <run_dir>",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -1,4 +1,4 @@
-"""Many runs -> one table: `python -m rankrobust.collect <outputs or sweep dir> [--out DIR]`.
+"""Many runs -> one table: `python -m rankrobust.reporting.collect <runs dir> [--out DIR]`.
 
 Every `metrics.json` under the given folders (single runs under outputs/runs/..., multirun jobs
 under outputs/multirun/..., searched recursively) becomes one row; a Hydra job folder (one with

@@ -1,13 +1,13 @@
 """The paper's claims C1-C4 decided on the run table: the thresholds, the rule of each claim and
-its verdict with 95% intervals. Which runs are averaged and compared: rankrobust.claims_groups
-(its public names are re-exported here).
+its verdict with 95% intervals. Which runs are averaged and compared: `grouping` (its public
+names are re-exported here).
 
 Data flows one way: results -> collect -> claims -> figures / report (both read this module).
 
-Intervals (rankrobust.intervals): Wilson for one run, t over seeds for a group of several, the
-delta method for a ratio, Welch for a difference. A verdict is "holds" / "does not hold" when
-the interval lies wholly on one side of the rule's threshold, "inconclusive" when it straddles
-it or a count it needs is unknown.
+Intervals (rankrobust.reporting.intervals): Wilson for one run, t over seeds for a group of
+several, the delta method for a ratio, Welch for a difference. A verdict is "holds" / "does not
+hold" when the interval lies wholly on one side of the rule's threshold, "inconclusive" when it
+straddles it or a count it needs is unknown.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rankrobust.claims_groups import (
+from rankrobust.reporting.claims.grouping import (
     USABLE,
     Group,
     dataset_name,
@@ -34,7 +34,7 @@ from rankrobust.claims_groups import (
     train_rank_groups,
     usable,
 )
-from rankrobust.intervals import (
+from rankrobust.reporting.intervals import (
     FAILS,
     HOLDS,
     INCONCLUSIVE,

@@ -1,7 +1,7 @@
 """Run files -> the paper's figures (PNG + PDF); reads files (metrics.json, rig.npz), never models.
 
-    python -m rankrobust.figures outputs [more dirs] --out outputs/figures [--only rank-accuracy]
-        [--images DATA]
+    python -m rankrobust.reporting.figures outputs [more dirs] --out outputs/figures \
+        [--only rank-accuracy] [--images DATA]
 
 Figures (each skipped with a printed note when its inputs are missing):
     rank-accuracy         C1  accuracy on L_k(x) vs k, natural vs robust, clean accuracy dotted
@@ -11,9 +11,9 @@ Figures (each skipped with a printed note when its inputs are missing):
     rig-spectrum          C3  mean rank attribution share vs rank, natural vs robust
     train-rank            C4  clean / robust accuracy of models trained on rank-k data vs k
     perturbation-spectrum     singular values of adversarial perturbations vs clean images
-Runs, groups, pairs and 95% intervals come from rankrobust.claims (as in the report, which
-`python -m rankrobust.report` writes). The drawing lives in figures_claims (C1-C4 curves) and
-figures_images (image grids, spectra); their shared look in figures_style.
+Runs, groups, pairs and 95% intervals come from rankrobust.reporting.claims (as in the report,
+which `python -m rankrobust.reporting.report` writes). The drawing lives in `curves` (C1-C4)
+and `images` (image grids, spectra); their shared look in `style`.
 """
 
 from __future__ import annotations
@@ -23,15 +23,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rankrobust.collect import collect, summary_line, write_table
-from rankrobust.figures_claims import (
+from rankrobust.reporting.collect import collect, summary_line, write_table
+from rankrobust.reporting.figures.curves import (
     fig_high_rank,
     fig_rank_accuracy,
     fig_rig_spectrum,
     fig_train_rank,
 )
-from rankrobust.figures_images import fig_perturbation_spectrum, fig_rank_examples, fig_rig
-from rankrobust.figures_style import Skip
+from rankrobust.reporting.figures.images import (
+    fig_perturbation_spectrum,
+    fig_rank_examples,
+    fig_rig,
+)
+from rankrobust.reporting.figures.style import Skip
 
 DRAW: dict[str, Callable[..., list[Path]]] = {
     "rank-accuracy": fig_rank_accuracy,
@@ -76,7 +80,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[figures] {summary_line(rows)} under {', '.join(args.runs)}")
     draw(rows, out, only=args.only, images=args.images)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,9 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from rankrobust import claims as C
-from rankrobust.figures_style import MARKERS, OKABE_ITO, Skip, colour_for, plt, save
-from rankrobust.rig_plot import SALIENCY_CMAP, class_namer, saliency_colorbar, saliency_image
+from rankrobust.attribution.plot import (
+    SALIENCY_CMAP,
+    class_namer,
+    saliency_colorbar,
+    saliency_image,
+)
+from rankrobust.reporting import claims as C
+from rankrobust.reporting.figures.style import MARKERS, OKABE_ITO, Skip, colour_for, plt, save
 
 
 def _first_images(source: str | None, n: int) -> tuple[np.ndarray, str]:

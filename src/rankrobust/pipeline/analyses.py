@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import rank_sweep
 from rankrobust.results import FILES
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
-from rankrobust.rig_plot import save_rig_grid
 from rankrobust.svd import factorize
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

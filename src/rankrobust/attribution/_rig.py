@@ -12,7 +12,7 @@ the one-segment straight path ``baseline -> x``.
 uses the target's softmax probability and ``score="log_softmax"`` its log-probability.
 
 The maths (quadrature rules, the batched path-integral engine) lives in
-:mod:`rankrobust._path`; this module builds the paths and names the results.  Everything here
+`_path`; this module builds the paths and names the results.  Everything here
 is plain PyTorch (no Lightning, no captum at run time).
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rankrobust._path import (
+from rankrobust.attribution._path import (
     PathIntegral,
     _canonical_method,
     _check_batch_size,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rankrobust.intervals import Estimate
+from rankrobust.reporting.intervals import Estimate
 
 # Okabe-Ito colour-blind-safe palette.
 OKABE_ITO = {

@@ -19,7 +19,7 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from rankrobust._rig import rank_integrated_gradients
+from rankrobust.attribution._rig import rank_integrated_gradients
 from rankrobust.errors import ConfigError
 
 __all__ = ["RankIntegratedGradients"]

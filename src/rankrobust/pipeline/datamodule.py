@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -12,24 +11,12 @@ from torch.utils.data import DataLoader
 
 from rankrobust.data.batches import batch_loader, random_crop_flip
 from rankrobust.data.cifar10 import cifar10_sets, locate_cifar10
-from rankrobust.data.folder import image_folder_sets
+from rankrobust.data.folder import check_source, image_folder_sets
 from rankrobust.data.sets import ImageSet, synthetic_sets
 from rankrobust.data.streaming import random_subset, stream_loader, stream_sets
 from rankrobust.errors import ConfigError
-from rankrobust.seeding import step_seed
+from rankrobust.pipeline.seeding import step_seed
 from rankrobust.svd import RankTransform
-
-
-def check_source(name: str, root: str | Path | None) -> None:
-    """The dataset's source exists (checks.py runs this before anything is built)."""
-    if name in ("image_folder", "imagenet") and not root:
-        raise ConfigError(
-            f"dataset={name} needs dataset.root: an ImageFolder tree with train/<class>/ "
-            "and test/<class>/ (or val/<class>/) folders, or a .tar.gz of one."
-        )
-    if root and name in ("image_folder", "imagenet"):
-        if not Path(root).expanduser().exists():
-            image_folder_sets(root)  # raises the missing-root error
 
 
 class ImageDataModule(pl.LightningDataModule):

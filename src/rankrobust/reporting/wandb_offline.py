@@ -94,8 +94,21 @@ def _hydra_config(path: Path) -> dict:
             try:
                 return run_config(folder)
             except (OSError, ValueError):
-                return {}
+                return _saved_hydra_config(folder)
     return {}
+
+
+def _saved_hydra_config(folder: Path) -> dict:
+    """.hydra/config.yaml resolved (a run that has not written metrics.json yet), else {}."""
+    from omegaconf import OmegaConf
+
+    import rankrobust.pipeline.resolvers  # noqa: F401  (${rr_*:...} in the saved config)
+
+    saved = folder / ".hydra" / "config.yaml"
+    try:
+        return OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+    except Exception:  # an unreadable or partial file: no config rather than a crash
+        return {}
 
 
 def _key(item) -> str:

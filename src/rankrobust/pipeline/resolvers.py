@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rankrobust import gpus
+from rankrobust.launch import gpus
 
 MAX_JOB_NAME = 60  # sweep job folders stay short (<= ~80 characters with the job number)
 # Overrides that tell jobs apart come first in a job's folder name; the size knobs last.

@@ -1,8 +1,8 @@
 """The curves behind claims C1-C4: accuracy on L_k(x) and H_k(x), RIG rank shares, training rank.
 
 Each figure takes (rows, out_dir, **options), returns the written paths or raises Skip; the
-runs, groups, pairs and thresholds come from rankrobust.claims, so a figure shows exactly what
-the report judges.
+runs, groups, pairs and thresholds come from rankrobust.reporting.claims, so a figure shows
+exactly what the report judges.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from rankrobust import claims as C
-from rankrobust.figures_style import (
+from rankrobust.reporting import claims as C
+from rankrobust.reporting.figures.style import (
     CI_NOTE,
     MARKERS,
     OKABE_ITO,
@@ -26,7 +26,7 @@ from rankrobust.figures_style import (
     rank_axis,
     save,
 )
-from rankrobust.intervals import mean_of
+from rankrobust.reporting.intervals import mean_of
 
 
 def _datasets(gs) -> str:

@@ -1,8 +1,8 @@
 """The project's W&B dashboard as code: one saved workspace with a section per claim (C1-C4)
 and one for the runs, built with `wandb_workspaces` from what the runs and the report run log.
 
-    python -m rankrobust.dashboard [--entity E] [--project rankrobust]
-    python -m rankrobust.dashboard --dry-run --out dashboard.json
+    python -m rankrobust.reporting.dashboard [--entity E] [--project rankrobust]
+    python -m rankrobust.reporting.dashboard --dry-run --out dashboard.json
 
 Online it saves the workspace and prints its URL. Without a W&B login or network it says so in
 one paragraph and exits with code 2. `--dry-run` saves nothing and needs neither: it writes
@@ -25,8 +25,8 @@ from pathlib import Path
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
 
-from rankrobust.claims import FIGURES, STATEMENTS
-from rankrobust.loggers import has_api_key, offline_reason  # noqa: F401  (dashboard's API)
+from rankrobust.pipeline.loggers import has_api_key, offline_reason  # noqa: F401  (dashboard's API)
+from rankrobust.reporting.claims import FIGURES, STATEMENTS
 
 WORKSPACE_NAME = "rankrobust: claims C1-C4"
 DEFAULT_PROJECT = "rankrobust"
@@ -215,10 +215,10 @@ def dry_run(view: ws.Workspace) -> dict:
 
 def _say(reason: str) -> int:
     print(
-        f"rankrobust.dashboard: the workspace was not saved: {reason}. Log in with "
+        f"rankrobust.reporting.dashboard: the workspace was not saved: {reason}. Log in with "
         "`wandb login` (or set WANDB_API_KEY), check the network, then rerun `make dashboard`; "
-        "`python -m rankrobust.dashboard --dry-run --out dashboard.json` lists the panels "
-        "without either.",
+        "`python -m rankrobust.reporting.dashboard --dry-run --out dashboard.json` lists the "
+        "panels without either.",
         file=sys.stderr,
     )
     return EXIT_OFFLINE

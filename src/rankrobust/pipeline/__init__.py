@@ -1,0 +1,1 @@
+"""The pipeline: Hydra task, config checks, builders, Lightning objects, analyses."""

@@ -1,0 +1,1 @@
+"""Reporting: reads run folders (never live models) -> tables, claims, figures, report."""
