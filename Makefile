@@ -49,7 +49,7 @@ report: install  ## report.md: claims C1-C4 with verdicts and intervals
 
 # A finished stage (metrics.json "ok") is skipped on a rerun: the demo restarts, it does not start
 # over. FORCE=1 redoes everything.
-DONE = grep -qs '"status": "ok"' $(1)/metrics.json
+DONE = $(PY) -m rankrobust.results status $(1) >/dev/null
 reproduce-demo: install  ## the demo: natural + robust small CNN on CIFAR-10, sweep, figures, report (~3 min)
 	@if [ -n "$(FORCE)" ]; then rm -rf $(DEMO); fi
 	@echo "[demo 1/4] natural small CNN, 8k CIFAR-10 images, 3 epochs (~40 s on 2 cores)"

@@ -70,6 +70,8 @@ BAD = [
     (["optim.schedule=cosin"], "optim.schedule"),
     (["dataset=cifar10", "dataset.image_size=16"], "dataset.image_size"),
     (["seed=4294967296"], "seed"),
+    (["eval.precision=bf16"], "eval.precision"),
+    (["module.channels_last=maybe"], "module.channels_last"),
 ]
 
 

@@ -46,13 +46,13 @@ def test_every_group_option_composes_checks_and_instantiates(group, option, monk
     if extra is None:
         return
     if group == "dataset":
-        assert build.datamodule(cfg).name == cfg.dataset.name
+        assert build.datamodule(cfg, checks.check_config(cfg)).name == cfg.dataset.name
     elif group == "model":
         net = build.model(cfg)
         assert isinstance(net, torch.nn.Module) and hasattr(net, "normalize")
     elif group == "attack":
-        specs = [build.attack_spec(cfg.attack[p]) for p in ("train", "eval")]
-        assert specs[1] is not None and specs[1].name == cfg.attack.eval.name
+        spec = checks.check_config(cfg)
+        assert spec.eval_attack is not None and spec.eval_attack.name == cfg.attack.eval.name
     elif group == "transform":
         assert instantiate(cfg.transform).mode == option
     elif group == "trainer":
@@ -71,7 +71,7 @@ def test_every_group_option_composes_checks_and_instantiates(group, option, monk
     elif group in ("eval", "sweep", "rig", "analysis"):
         assert type(instantiate(cfg[group])).__name__.endswith("Settings")
     elif group == "module":
-        assert build.module(cfg, build.model(cfg)).channels_last == "auto"
+        assert build.module(cfg, checks.check_config(cfg), build.model(cfg)).channels_last == "auto"
 
 
 PRESETS = options("experiment")

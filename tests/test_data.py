@@ -41,8 +41,7 @@ def test_rank_transform_applies_to_the_named_splits_only(mode, apply_to):
         n_train=40,
         n_test=20,
         image_size=16,
-        transform=RankTransform(mode=mode, rank=3, clamp=clamp),
-        apply_to=apply_to,
+        transform=RankTransform(mode=mode, rank=3, clamp=clamp, apply_to=apply_to),
     )
     dm.setup("fit")
     raw_train, raw_test = dm.load()

@@ -199,7 +199,7 @@ def test_autoattack_n_examples_caps_the_attacked_images_across_batches(small_che
         "attack.eval.eps=0.5", "attack.eval.n_examples=20", "dataset.n_test=48",
         "dataset.eval_batch_size=16", "eval.n_robust=1000",
     )  # fmt: skip
-    assert build.eval_budget(cfg) == 20
+    assert checks.check_config(cfg).eval_budget == 20
     metrics = task.run(cfg, tmp_path)
     assert metrics["n_robust"] == 20 and metrics["eval_attack"]["norm"] == "L2"
     correct = metrics["robust_acc"] * 20  # 16 + 4 images attacked over two test batches
@@ -293,7 +293,7 @@ def test_imagenet_eval_runs_on_a_tiny_val_tree(tmp_path):
 def test_imagenet_stream_applies_the_rank_transform_to_test_batches(tmp_path):
     root = _imagenet_tree(tmp_path / "imagenet")
     cfg = make_cfg(*IMAGENET_TINY, f"dataset.root={root}", "rank=2", "dataset.n_test=9")
-    dm = build.datamodule(cfg)
+    dm = build.datamodule(cfg, checks.check_config(cfg))
     dm.setup("test")
     assert dm.full_rank == 32 and len(dm.test_set.classes) == 3
     x, y = next(iter(dm.test_dataloader()))
@@ -310,7 +310,7 @@ def test_imagenet_stream_applies_the_rank_transform_to_test_batches(tmp_path):
 def test_imagenet_class_count_mismatch_is_clear(tmp_path):
     root = _imagenet_tree(tmp_path / "imagenet")
     cfg = make_cfg(*IMAGENET_TINY, f"dataset.root={root}", "dataset.num_classes=1000")
-    dm = build.datamodule(cfg)
+    dm = build.datamodule(cfg, checks.check_config(cfg))
     with pytest.raises(ConfigError, match=r"has 3 classes \(n001, n002, n003\).*num_classes=1000"):
         dm.setup("test")
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import FAST, make_cfg
 
 import rankrobust
-from rankrobust.pipeline import build, task
+from rankrobust.data import synthetic_sets
+from rankrobust.pipeline import build, checks, task
 from rankrobust.reporting.wandb_offline import read_offline_run
+
+OLD_RUN = Path(__file__).parent / "data" / "run-v0.1"  # written by rankrobust 0.1 (35c69c7)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +34,7 @@ def test_load_run_evaluates_to_the_recorded_clean_accuracy(finished_run):
     run = rankrobust.load_run(run_dir)
     assert not run.model.training  # eval mode
     assert run.config["model"]["name"] == "small_cnn" and run.metrics["status"] == "ok"
-    dm = build.datamodule(cfg)
+    dm = build.datamodule(cfg, checks.check_config(cfg))
     dm.setup("test")
     images, labels = dm.test_tensors()
     with torch.no_grad():
@@ -50,3 +56,36 @@ def test_offline_wandb_run_gives_back_the_hydra_config(finished_run):
     run = read_offline_run(run_dir / "wandb")
     assert run["hydra_config"]["model"]["name"] == "small_cnn"
     assert run["hydra_config"]["trainer"]["max_epochs"] == 1
+
+
+def test_a_run_folder_written_by_version_0_1_still_loads(tmp_path):
+    """Its config names the old module paths (rankrobust.module..., rankrobust.data.Image...)
+    and its metrics.json the checkpoint where it was first written: the copy's own is used."""
+    run_dir = tmp_path / "copied"
+    shutil.copytree(OLD_RUN, run_dir)
+    run = rankrobust.load_run(run_dir)
+    old = run.config["dataset"]
+    _, test = synthetic_sets(
+        old["n_train"], old["n_test"], num_classes=old["num_classes"], image_size=32, seed=0,
+        **old["synthetic"],
+    )  # fmt: skip
+    with torch.no_grad():
+        acc = (run.model(test.images).argmax(1) == test.labels).float().mean().item()
+    assert acc == pytest.approx(run.metrics["clean_acc"], abs=1e-6)
+
+
+def test_the_checkpoint_folder_comes_from_the_callbacks_config(tmp_path):
+    """callbacks.last_checkpoint.dirpath=ck_elsewhere: metrics.json names that checkpoint,
+    load_run loads it, resume=true continues from it."""
+    over = [*FAST, "trainer.max_epochs=1", "dataset.n_train=128", "dataset.n_test=64"]
+    over += ["callbacks.last_checkpoint.dirpath=ck_elsewhere", "sweep.enabled=false"]
+    metrics = task.run(make_cfg(*over), tmp_path)
+    last = tmp_path / "ck_elsewhere" / "last.ckpt"
+    assert metrics["checkpoint"] == str(last) and last.is_file()
+    assert not (tmp_path / "checkpoints").exists()
+    run = rankrobust.load_run(tmp_path)
+    loaded = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+    key = next(k for k in loaded if k.startswith("model."))
+    torch.testing.assert_close(run.model.state_dict()[key.removeprefix("model.")], loaded[key])
+    resumed = task.run(make_cfg(*over, "resume=true"), tmp_path)  # the finished epoch: no work
+    assert resumed["status"] == "ok" and resumed["clean_acc"] == metrics["clean_acc"]

@@ -11,7 +11,7 @@ from conftest import CIFAR_TARBALL
 from helpers import FAST, make_cfg, run_cli
 
 from rankrobust.errors import ConfigError
-from rankrobust.pipeline import build, checks, task
+from rankrobust.pipeline import checks, task
 from rankrobust.reporting.wandb_offline import read_offline_run
 from rankrobust.results import read_metrics
 
@@ -96,7 +96,7 @@ def test_bad_values_fail_before_training(override, message):
 def test_missing_image_folder_root_is_a_clear_error(tmp_path):
     cfg = make_cfg(*FAST, "dataset=image_folder", f"dataset.root={tmp_path / 'nowhere'}")
     with pytest.raises(ConfigError, match="does not exist"):
-        build.datamodule(cfg)
+        checks.check_config(cfg)
 
 
 def test_cli_reports_config_errors_without_traceback(tmp_path):

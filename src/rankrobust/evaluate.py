@@ -8,20 +8,20 @@ An ``attack`` is any callable ``attack(model, x, y) -> x_adv`` (see ``rankrobust
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from rankrobust.attacks import Attack
 from rankrobust.errors import ConfigError
 from rankrobust.inputs import check_images
 from rankrobust.models import eval_mode
-from rankrobust.svd import Factorization, factorize, validate_rank
+from rankrobust.svd import Factorization, at_full_rank, factorize, validate_rank
 
 __all__ = ["Attack", "accuracy", "rank_sweep", "robust_accuracy"]
 
-Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 _SWEEP_MODES = ("low", "high")
 
@@ -121,14 +121,10 @@ def _transform(fac: Factorization, x: Tensor, mode: str, k: int, clamp: bool) ->
 
     At k = full rank, "low" is the original images (exact) and "high" is zero.
     """
-    r = fac.full_rank
-    if mode == "low":
-        if k == r:
-            return x.clamp(0.0, 1.0) if clamp else x
-        return fac.low_rank(k, clamp=clamp)
-    if k == r:  # H_full = 0 exactly (and a truncated factorisation need not reach full rank)
-        return torch.zeros_like(x)
-    return fac.high_rank(k)
+    exact = at_full_rank(x, mode, k, clamp)  # a truncated factorisation need not reach full rank
+    if exact is not None:
+        return exact
+    return fac.low_rank(k, clamp=clamp) if mode == "low" else fac.high_rank(k)
 
 
 def rank_sweep(

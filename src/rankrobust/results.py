@@ -3,13 +3,17 @@
 Keys (schema 1):
     schema, status ("ok" | "failed" | "running" | "partial" | "interrupted"), error (str | null),
     clean_acc (float | null), robust_acc (float | null), eval_attack (dict | null),
-    config: the run's identity, {IDENTITY_KEYS} (see `run_identity`),
+    config: the run's identity (see `IDENTITY_KEYS` and `run_identity`),
     resolved_config: the whole composed config, resolved (what reproduces the run),
     timings: {phase: seconds, ..., total},
     rank_sweep (optional): {mode: {rank: accuracy}},
-    rig (optional): {top4_share, median_rel_delta, ...},
-    files (optional): {name: file name in the run folder}, e.g. rig.npz, rig.png,
-    checkpoint (str | null), run_dir (str), command (str: how to resume / rerun)
+    rig (optional): {top4_share, median_rel_delta, ...} (rig.npz / rig.png: `FILES`),
+    analysis_errors (optional): {analysis: error} (then status is "partial"),
+    checkpoint (str | null: the weights evaluated; `last_checkpoint` for a trained run),
+    run_dir (str), command (str: how to resume / rerun)
+
+`python -m rankrobust.results status RUN_DIR` prints a folder's status (exit 0 when "ok", 1
+otherwise): what the Makefile asks to skip finished stages.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ IDENTITY_KEYS = (
 LIMIT_KEYS = ("fast_dev_run", "limit_train_batches", "limit_test_batches", "overfit_batches",
               "max_steps")  # fmt: skip
 FILES = {"rig_npz": "rig.npz", "rig_png": "rig.png"}  # analysis outputs beside metrics.json
+# rig.top4_share: the share of |RIG rank attribution| in the path's ranks <= this (claim C3).
+RIG_TOP_RANKS = 4
 
 
 def _select(cfg: dict, dotted: str) -> Any:
@@ -119,6 +125,19 @@ def run_status(run_dir: str | Path) -> str | None:
         return json.loads((Path(run_dir) / FILENAME).read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def last_checkpoint(run_dir: str | Path, config: dict | None) -> Path:
+    """Where a run's last.ckpt lives: <callbacks.last_checkpoint.dirpath>/last.ckpt, a relative
+    dirpath taken inside the run folder (the one rule for the task, checks, resume, load_run)."""
+    dirpath = _select(config or {}, "callbacks.last_checkpoint.dirpath") or "checkpoints"
+    folder = Path(dirpath).expanduser()
+    return (folder if folder.is_absolute() else Path(run_dir) / folder) / "last.ckpt"
+
+
+def final_status(analysis_errors: dict | None) -> str:
+    """A run that tested its model: "ok", or "partial" when an analysis failed (the one rule)."""
+    return "partial" if analysis_errors else "ok"
 
 
 def is_robust(attack: Any) -> bool:
@@ -230,3 +249,20 @@ def closing_lines(metrics: dict, wandb_dir: str | None = None) -> list[str]:
         lines.append(f"  W&B run: {wandb_dir} (upload: make wandb-sync)")
     lines.append(f"  next: make figures RUNS={run_dir}")
     return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rankrobust.results status RUN_DIR`: print the status; exit 0 only for ok."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2 or argv[0] != "status":
+        print("usage: python -m rankrobust.results status RUN_DIR", file=sys.stderr)
+        return 2
+    status = run_status(argv[1])
+    print(status or "none")
+    return 0 if status == "ok" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

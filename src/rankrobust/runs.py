@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from rankrobust.results import FILENAME, read_metrics
+from rankrobust.results import FILENAME, last_checkpoint, read_metrics
 
 
 @dataclass
@@ -51,20 +51,21 @@ def _locate(target: str):
 def load_run(run_dir: str | Path) -> LoadedRun:
     """Build the run's model from its config and load its trained weights (weights only).
 
-    The weights are the run's checkpoints/last.ckpt (or the checkpoint it evaluated); a run
+    The weights are the run's last checkpoint (results.last_checkpoint: where
+    callbacks.last_checkpoint.dirpath put it) or the checkpoint it evaluated; a run
     that trained nothing and names no checkpoint is an error, not random weights.
     """
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     config = run_config(run_dir)
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(run_dir, config)  # inside this folder, even when it was copied
     weights = str(last) if last.is_file() else metrics.get("checkpoint")
     model_cfg = dict(config["model"])
     if weights:
         model_cfg["checkpoint"] = weights
     elif not (model_cfg.get("pretrained") or model_cfg.get("name") == "robustbench"):
         raise ValueError(
-            f"run_dir='{run_dir}' has no checkpoints/last.ckpt and names no checkpoint: there "
+            f"run_dir='{run_dir}' has no '{last}' and names no checkpoint: there "
             "are no trained weights to load."
         )
     build = _locate(model_cfg.pop("_target_", "rankrobust.models.build_model"))

@@ -19,16 +19,15 @@ by slicing the factors and one matmul. ``factorize(x, max_rank=k)`` computes onl
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from rankrobust import _svd_maths as _maths
+from rankrobust._rank_rules import _is_int, validate_band, validate_rank, validate_rank_path
 from rankrobust.errors import ConfigError
 
 __all__ = [
@@ -38,8 +37,10 @@ __all__ = [
     "factorize",
     "high_rank",
     "low_rank",
+    "at_full_rank",
     "validate_band",
     "validate_rank",
+    "validate_rank_path",
 ]
 
 Method = Literal["auto", "svd", "gram", "randomized"]
@@ -54,66 +55,6 @@ _AUTO_SVD_MAX_SIDE = 64
 # matrices LAPACK's own threading only adds synchronisation, which is catastrophic when the cores
 # are shared (measured here: 1000 32x32 SVDs in 0.2 s on 1 thread, 5-18 s on 2 busy threads).
 _CPU_SINGLE_THREAD_MAX_SIDE = 128
-
-
-def _is_int(v: object) -> bool:
-    """True for Python/numpy integers, False for bool (and numpy bool) and everything else."""
-    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-
-
-def _where(full_rank: int, shape: Sequence[int] | None) -> str:
-    if shape is not None and len(shape) == 2:
-        return f"for {int(shape[0])}x{int(shape[1])} images"
-    return f"for images of full rank {full_rank}"
-
-
-def validate_rank(
-    k: object, full_rank: int, name: str = "rank", shape: Sequence[int] | None = None
-) -> int:
-    """Check that ``k`` is an integer rank with ``1 <= k <= full_rank`` and return it as int.
-
-    Bools, floats (even integral ones such as 2.0), strings and None are rejected; Python and
-    numpy integers are accepted. ``shape`` = (H, W), when given, is named in the message.
-
-    Raises:
-        ConfigError: naming the valid range, e.g. "rank=33 is out of range: for 32x32 images
-            rank must be an integer with 1 <= rank <= 32".
-    """
-    if not _is_int(full_rank) or int(full_rank) < 1:
-        raise ConfigError(f"full_rank={full_rank!r} is invalid: it must be a positive integer")
-    full_rank = int(full_rank)
-    rule = f"{name} must be an integer with 1 <= {name} <= {full_rank}"
-    if not _is_int(k):
-        raise ConfigError(
-            f"{name}={k!r} is not an integer ({type(k).__name__}): "
-            f"{_where(full_rank, shape)} {rule}"
-        )
-    k = int(k)  # type: ignore[arg-type]
-    if not 1 <= k <= full_rank:
-        raise ConfigError(f"{name}={k} is out of range: {_where(full_rank, shape)} {rule}")
-    return k
-
-
-def validate_band(
-    a: object, b: object, full_rank: int, shape: Sequence[int] | None = None
-) -> tuple[int, int]:
-    """Check that the band (a, b] has integers ``0 <= a < b <= full_rank``; return (a, b).
-
-    Raises:
-        ConfigError: naming the valid range.
-    """
-    if not _is_int(full_rank) or int(full_rank) < 1:
-        raise ConfigError(f"full_rank={full_rank!r} is invalid: it must be a positive integer")
-    full_rank = int(full_rank)
-    rule = f"a band (a, b) must be integers with 0 <= a < b <= {full_rank}"
-    if not (_is_int(a) and _is_int(b)):
-        raise ConfigError(
-            f"band=({a!r}, {b!r}) is not a pair of integers: {_where(full_rank, shape)} {rule}"
-        )
-    a, b = int(a), int(b)  # type: ignore[arg-type]
-    if not 0 <= a < b <= full_rank:
-        raise ConfigError(f"band=({a}, {b}) is out of range: {_where(full_rank, shape)} {rule}")
-    return a, b
 
 
 def _check_input(x: object) -> Tensor:
@@ -327,6 +268,20 @@ def band(x: Tensor, a: int, b: int, method: Method = "auto") -> Tensor:
     return factorize(x, method).band(a, b)
 
 
+def at_full_rank(x: Tensor, mode: str, k: int, clamp: bool = False) -> Tensor | None:
+    """L_r(x) = x (clamped to [0, 1] if ``clamp``) and H_r(x) = 0 exactly at full rank
+    r = min(H, W), so no rounding of a reconstruction can change a prediction; None below r.
+
+    The one full-rank rule, for RankTransform and evaluate.rank_sweep. x: (..., H, W).
+    """
+    if k != min(int(x.shape[-2]), int(x.shape[-1])):
+        return None
+    out = x if x.is_floating_point() else x.float()
+    if mode == "high":
+        return torch.zeros_like(out)
+    return out.clamp(0.0, 1.0) if clamp else out.clone()
+
+
 # --------------------------------------------------------------------------- transform
 
 
@@ -334,14 +289,15 @@ def band(x: Tensor, a: int, b: int, method: Method = "auto") -> Tensor:
 class RankTransform:
     """A rank transform of image batches (N, C, H, W) (any (..., H, W) works).
 
-    - mode "low":  L_rank(x), clamped to [0, 1] when ``clamp`` (the paper's test images);
-    - mode "high": H_rank(x) = x - L_rank(x), never clamped;
-    - mode "band": B_{a,b}(x) for ``band`` = (a, b), never clamped.
-    ``rank`` (low/high) or ``band`` (band mode) = None means the identity; the field the mode
-    does not use is ignored. ``apply_to`` names the data splits ("train", "test") a datamodule
-    applies it to. At full rank, "low" returns x itself (clamped if ``clamp``), so no rounding
-    of a reconstruction can change a prediction. ``max_rank`` goes to :func:`factorize`: "auto"
-    is the rank (low/high) or b (band), so large images take the truncated route; None: full.
+        - mode "low":  L_rank(x), clamped to [0, 1] when ``clamp`` (the paper's test images);
+        - mode "high": H_rank(x) = x - L_rank(x), never clamped;
+        - mode "band": B_{a,b}(x) for ``band`` = (a, b), never clamped.
+        ``rank`` (low/high) or ``band`` (band mode) = None means the identity; the field the mode
+        does not use is ignored. ``apply_to`` names the data splits ("train", "test") a datamodule
+        applies it to. At full rank, "low" returns x itself (clamped if ``clamp``), so no rounding
+        of a reconstruction can change a prediction (``__call__``; ``apply`` reconstructs from the
+    factors it is given). ``max_rank`` goes to :func:`factorize`: "auto"
+        is the rank (low/high) or b (band), so large images take the truncated route; None: full.
     """
 
     mode: Mode = "low"
@@ -386,16 +342,6 @@ class RankTransform:
     def is_identity(self) -> bool:
         return (self.band if self.mode == "band" else self.rank) is None
 
-    @property
-    def tag(self) -> str:
-        """A short label, e.g. "low-8", "high-4", "band-2-6" or "identity"."""
-        if self.is_identity:
-            return "identity"
-        if self.mode == "band":
-            assert self.band is not None
-            return f"band-{self.band[0]}-{self.band[1]}"
-        return f"{self.mode}-{self.rank}"
-
     def validate(self, full_rank: int, shape: Sequence[int] | None = None) -> None:
         """Raise ConfigError unless the rank (or band) is valid for images of this full rank."""
         if self.is_identity:
@@ -427,11 +373,10 @@ class RankTransform:
             return x
         x = _check_input(x)
         H, W = int(x.shape[-2]), int(x.shape[-1])
-        self.validate(r := min(H, W), (H, W))
-        if self.mode == "low" and int(self.rank) == r:  # type: ignore[arg-type]
-            out = x if x.is_floating_point() else x.float()
-            return out.clamp(0.0, 1.0) if self.clamp else out.clone()
-        if self.mode == "high" and int(self.rank) == r:  # type: ignore[arg-type]
-            return torch.zeros_like(x, dtype=x.dtype if x.is_floating_point() else torch.float32)
+        self.validate(min(H, W), (H, W))
+        if self.mode != "band":
+            exact = at_full_rank(x, self.mode, int(self.rank), clamp=self.clamp)  # type: ignore[arg-type]
+            if exact is not None:
+                return exact
         max_rank = self.needed_rank if self.max_rank == "auto" else self.max_rank
         return self.apply(factorize(x, self.method, max_rank=max_rank))

@@ -22,7 +22,6 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -39,6 +38,7 @@ from rankrobust.attribution._path import (
 )
 from rankrobust.errors import ConfigError
 from rankrobust.models import eval_mode
+from rankrobust.svd import factorize, validate_rank_path
 
 
 @dataclass
@@ -120,32 +120,6 @@ def _resolve_baseline(baseline, x: Tensor) -> Tensor:
     return b.detach().clone()
 
 
-def _resolve_ranks(ranks, full_rank: int) -> list[int]:
-    if ranks is None:
-        return list(range(1, full_rank + 1))
-    if isinstance(ranks, (str, bytes)) or not isinstance(ranks, Sequence | Tensor | np.ndarray):
-        raise ConfigError(f"ranks must be a list of integers, got {ranks!r}")
-    out = []
-    for r in list(ranks):
-        if isinstance(r, Tensor | np.ndarray) and getattr(r, "ndim", 1) == 0:
-            r = r.item()
-        if isinstance(r, bool) or not isinstance(r, (int, np.integer)):
-            raise ConfigError(f"ranks must be integers, got {r!r} in {list(ranks)!r}")
-        out.append(int(r))
-    ok = (
-        len(out) > 0
-        and all(r >= 1 for r in out)
-        and all(a < b for a, b in zip(out, out[1:], strict=False))
-        and out[-1] == full_rank
-    )
-    if not ok:
-        raise ConfigError(
-            f"ranks must be strictly increasing positive integers and end at full rank "
-            f"{full_rank}, got {out}"
-        )
-    return out
-
-
 def rank_integrated_gradients(
     model: Callable[..., Tensor],
     x: Tensor,
@@ -192,7 +166,6 @@ def rank_integrated_gradients(
         :class:`RIGResult`; ``per_rank[:, k]`` is segment k's attribution, and
         ``per_rank.sum(1) == pixel.sum((1, 2, 3)) ~= f(x) - f(baseline)`` (gap in ``delta``).
     """
-    from rankrobust.svd import factorize  # imported here: the rest of this module needs no SVD
 
     x = _check_images(x)
     m = _check_steps(steps_per_rank, "steps_per_rank")
@@ -201,14 +174,12 @@ def rank_integrated_gradients(
     _check_score(score)
     base = _resolve_baseline(baseline, x)
     full_rank = min(x.shape[-2], x.shape[-1])
-    rank_list = _resolve_ranks(ranks, full_rank)
+    rank_list = validate_rank_path(ranks, full_rank)
     first = m if baseline_steps is None else _check_steps(baseline_steps, "baseline_steps")
 
     # the path needs L_r only below full rank (its last point is x itself): a truncated
     # factorisation serves large images
     fac = factorize(x, max_rank=max(rank_list[:-1], default=None))
-    if int(fac.full_rank) != full_rank:  # pragma: no cover - depends on svd.py's convention
-        rank_list = _resolve_ranks(ranks, int(fac.full_rank))
     path = [base]
     for r in rank_list[:-1]:
         path.append(fac.low_rank(r, clamp=False).to(device=x.device, dtype=x.dtype))

@@ -6,6 +6,7 @@ exist, are one paragraph and exit code 2 instead of a traceback from inside Hydr
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -24,16 +25,25 @@ def _stop(message: str) -> None:
     sys.exit(2)
 
 
-def check_writable(folder: str | Path, key: str) -> None:
-    """Create `folder` (and parents) or stop with a paragraph naming the Hydra key to change."""
+def unwritable(folder: str | Path) -> str | None:
+    """Create `folder` (and parents) and write a probe file in it: None when that works, else
+    why not (the one write probe, for this callback and the task's run-folder check)."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        probe = Path(folder) / ".rankrobust-write-test"
+        probe = Path(folder) / f".rankrobust-write-test-{os.getpid()}"  # DDP processes at once
         probe.write_text("")
-        probe.unlink()
+        probe.unlink(missing_ok=True)
     except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
+def check_writable(folder: str | Path, key: str) -> None:
+    """Create `folder` (and parents) or stop with a paragraph naming the Hydra key to change."""
+    problem = unwritable(folder)
+    if problem:
         _stop(
-            f"The output folder '{folder}' cannot be written ({err.strerror}). Choose a writable "
+            f"The output folder '{folder}' cannot be written ({problem}). Choose a writable "
             f"folder with {key}=... or run from a folder you can write to."
         )
 

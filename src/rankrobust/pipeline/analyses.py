@@ -2,13 +2,16 @@
 
 Each is a plain function ``(model, datamodule, settings, ...) -> dict`` whose dict is merged
 into metrics.json (keys: rank_sweep + rank_sweep_n, perturbation_spectrum, rig); the files they
-write (rig.npz, rig.png) are named in ``results.FILES``. Settings are typed dataclasses built
-from conf/ (``_target_``), so an unknown key is an error, not an option silently dropped.
+write (rig.npz, rig.png) are named in ``results.FILES``; `run_all` runs the enabled ones. They
+always run in float32 (autocast off), whatever eval.precision says for the test accuracies.
+Settings are typed dataclasses built from conf/ (``_target_``) once, by the config check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,19 +19,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from rankrobust.attacks import Attack
 from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import rank_sweep
-from rankrobust.results import FILES
+from rankrobust.results import FILES, RIG_TOP_RANKS
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
 from rankrobust.svd import factorize
 
-Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+log = logging.getLogger("rankrobust")
 
 
 @dataclass
 class EvalSettings:
     """Clean / robust testing: ``n_robust`` test images attacked (None = all), and the precision
-    every evaluation runs in (float32 by default, whatever the training precision)."""
+    of the test accuracies (float32 by default, whatever the training precision; "trainer": the
+    training precision). The analyses below always run in float32."""
 
     n_robust: int | None = 1000
     precision: str = "32-true"
@@ -137,7 +142,7 @@ def run_rig(
     """RIG on a seeded pick of raw test images: writes rig.npz and rig.png into run_dir.
 
     Returns the metrics.json summary under "rig": ``top4_share`` (mean share of |rank
-    attribution| in ranks <= 4), ``median_rel_delta`` (median |completeness error| /
+    attribution| in ranks <= RIG_TOP_RANKS = 4), ``median_rel_delta`` (median |completeness error| /
     |f(x) - f(b)|), ``mean_per_rank`` (mean share per path segment), ``ranks`` and the settings.
     """
     run_dir = Path(run_dir)
@@ -169,10 +174,10 @@ def run_rig(
     np.savez_compressed(run_dir / FILES["rig_npz"], classes=np.asarray(classes), **arrays)
     save_rig_grid(arrays, run_dir / FILES["rig_png"], title, classes)
     shares = rank_shares(result.per_rank.detach().cpu())
-    in_top4 = torch.tensor(result.ranks) <= 4
+    in_top = torch.tensor(result.ranks) <= RIG_TOP_RANKS
     return {
         "rig": {
-            "top4_share": float(shares[:, in_top4].sum(1).mean()),
+            "top4_share": float(shares[:, in_top].sum(1).mean()),
             "median_rel_delta": float(result.relative_delta.median()),
             "mean_per_rank": shares.mean(0).tolist(),
             "ranks": list(result.ranks),
@@ -181,3 +186,38 @@ def run_rig(
             "baseline_steps": settings.baseline_steps,
         }
     }
+
+
+def run_all(spec, module, datamodule, run_dir: str | Path) -> tuple[dict, dict, dict]:
+    """Every enabled analysis on the tested module (eval mode, autocast off) -> (metrics.json
+    fields, {analysis: error} for those that failed, {analysis: seconds}).
+
+    A failing analysis does not lose the test accuracies or the other analyses: its error is
+    returned and the run becomes `partial` (results.final_status).
+    """
+    attack, batch = module.eval_attack, spec.config["dataset"]["eval_batch_size"]
+    kind = "natural" if module.train_attack is None else "adversarial"
+    title = f"RIG: {type(getattr(module.model, 'net', module.model)).__name__}, {kind} training"
+    todo = {
+        "rank_sweep": (spec.sweep.enabled, run_rank_sweep, (spec.sweep, attack, batch)),
+        "perturbation_spectrum": (
+            spec.analysis.perturbation_spectrum and attack is not None,
+            run_perturbation_spectrum,
+            (spec.analysis, attack, batch),
+        ),
+        "rig": (spec.rig.enabled, run_rig, (spec.rig, run_dir, title)),
+    }
+    out, errors, timings = {}, {}, {}
+    module.eval()
+    for name, (enabled, fn, args) in todo.items():
+        if not enabled:
+            continue
+        tick = time.perf_counter()
+        try:
+            with torch.autocast(device_type=module.device.type, enabled=False):
+                out.update(fn(module, datamodule, *args))
+        except Exception as err:
+            log.warning("[rankrobust] analysis %s failed: %s", name, err)
+            errors[name] = f"{type(err).__name__}: {err}"
+        timings[name] = time.perf_counter() - tick
+    return out, errors, timings

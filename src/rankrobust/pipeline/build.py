@@ -1,4 +1,5 @@
-"""Config -> objects, through `hydra.utils.instantiate` of each group's `_target_`.
+"""Checked config (+ its RunSpec) -> objects, through `hydra.utils.instantiate` of each group's
+`_target_`, each built once.
 
 The only values decided here are the ones a yaml cannot know: "auto" settings that depend on
 the machine, objects passed between groups (the model into the module, the transform into the
@@ -17,9 +18,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from rankrobust.attacks import AttackSpec, make_attack
+from rankrobust.attacks import make_attack
 from rankrobust.pipeline.callbacks import env_hooks
 from rankrobust.pipeline.lightning_module import RobustClassifier
+from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
+
+_NOT_ARGS = NOT_ARGUMENTS["dataset"]
 
 # Training-set sizes for log_every_n_steps=auto when dataset.n_train is null.
 KNOWN_SIZES = {"cifar10": 50_000, "imagenet": 1_281_167}
@@ -30,35 +34,12 @@ def on_gpu(cfg: DictConfig) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def attack_spec(node: DictConfig | None) -> AttackSpec | None:
-    """The typed, validated AttackSpec of attack.train / attack.eval (None when null)."""
-    if node is None:
-        return None
-    return instantiate(node, _convert_="all").validate()
-
-
-def eval_budget(cfg: DictConfig) -> int | None:
-    """Test images attacked for robust_acc: eval.n_robust, capped by AutoAttack's n_examples."""
-    n = cfg.eval.n_robust
-    spec = attack_spec(cfg.attack.eval)
-    if spec is not None and spec.name == "autoattack" and spec.n_examples is not None:
-        n = spec.n_examples if n is None else min(n, spec.n_examples)
-    return n
-
-
-def eval_attack(cfg: DictConfig):
-    """The evaluation attack for use batch by batch: the caller's budget bounds the images
-    attacked, so AutoAttack's n_examples (folded into eval_budget) must not cut each batch."""
-    spec = attack_spec(cfg.attack.eval)
-    return make_attack(spec.replace(n_examples=None)) if spec else None
-
-
-def datamodule(cfg: DictConfig) -> pl.LightningDataModule:
-    transform = instantiate(cfg.transform, _convert_="all")
+def datamodule(cfg: DictConfig, spec: RunSpec) -> pl.LightningDataModule:
+    node = OmegaConf.masked_copy(cfg.dataset, [k for k in cfg.dataset if k not in _NOT_ARGS])
     # _partial_: objects passed at call time stay objects (Hydra would turn a dataclass into a
     # config node if it were merged into the config)
-    make = instantiate(cfg.dataset, _partial_=True, _convert_="all")
-    dm = make(transform=transform, seed=cfg.seed)
+    make = instantiate(node, _partial_=True, _convert_="all")
+    dm = make(transform=spec.transform, seed=spec.seed)
     dm.check()  # a missing root etc. before any data is read
     return dm
 
@@ -67,16 +48,21 @@ def model(cfg: DictConfig) -> nn.Module:
     return instantiate(cfg.model, _convert_="all")
 
 
-def module(cfg: DictConfig, net: nn.Module) -> RobustClassifier:
-    train_spec = attack_spec(cfg.attack.train)
+def module(cfg: DictConfig, spec: RunSpec, net: nn.Module) -> RobustClassifier:
+    """The LightningModule: the model, the spec's attacks and budgets, optim.* as arguments.
+
+    The evaluation attack runs batch by batch under the module's budget (eval_budget), so
+    AutoAttack's own n_examples (folded into that budget) must not cut each batch.
+    """
+    train, evaluate = spec.train_attack, spec.eval_attack
     make = instantiate(cfg.module, _partial_=True, _convert_="all")
     return make(
         model=net,
-        train_attack=make_attack(train_spec) if train_spec else None,
-        eval_attack=eval_attack(cfg),
-        n_robust=eval_budget(cfg),
-        eval_precision=cfg.eval.precision,
-        **OmegaConf.to_container(cfg.optim, resolve=True),
+        train_attack=make_attack(train) if train else None,
+        eval_attack=make_attack(evaluate.replace(n_examples=None)) if evaluate else None,
+        n_robust=spec.eval_budget,
+        eval_precision=spec.eval.precision,
+        **spec.config["optim"],
     )
 
 

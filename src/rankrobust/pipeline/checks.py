@@ -1,8 +1,9 @@
 """Fail fast: the whole config is checked before any data is loaded or model built.
 
 Every problem is a ConfigError whose one paragraph names the key, the value and what is
-valid. `check_config` is the one entry point (the task calls it first); `check_run_dir` guards
-the run folder (never overwrite a finished run, never "resume" nothing).
+valid. `check_config` is the one entry point (the task calls it first) and returns the typed
+`RunSpec` everything is built from; `check_run_dir` guards the run folder (never overwrite a
+finished run, never "resume" nothing).
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rankrobust.attacks import AttackSpec
 from rankrobust.errors import ConfigError, as_config_error
+from rankrobust.launch.preflight import unwritable
+from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
 from rankrobust.results import run_status
+from rankrobust.svd import RankTransform
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # src/rankrobust/pipeline/ -> repo
 # Top-level keys that are not config groups (conf/config.yaml) and a few Hydra adds itself.
@@ -100,7 +105,8 @@ def _check_rank(key: str, k: Any, full: int | None) -> None:
         validate_rank(k, full, name=key, shape=(full, full))
 
 
-def check_transform(cfg: DictConfig) -> None:
+def check_transform(cfg: DictConfig) -> RankTransform:
+    """The rank transform, built once (RankTransform checks mode and apply_to itself)."""
     full = full_rank(cfg)
     mode = _get(cfg, "transform.mode")
     if mode not in ("low", "high", "band"):
@@ -120,16 +126,26 @@ def check_transform(cfg: DictConfig) -> None:
             raise ConfigError(f"transform.band: {err}") from None
     elif cfg.rank is not None:
         _check_rank("rank", cfg.rank, full)
+    return _build(cfg.transform)
+
+
+def _build(node: DictConfig) -> Any:
+    """instantiate(node) with its errors as one ConfigError paragraph."""
     from hydra.utils import instantiate
 
-    try:  # RankTransform checks apply_to and mode itself (one rule)
-        instantiate(cfg.transform, _convert_="all")
+    try:
+        return instantiate(node, _convert_="all")
     except Exception as err:
         raise as_config_error(err) from None
 
 
-def check_analyses(cfg: DictConfig) -> None:
-    """Settings only the post-training analyses read: checked now, not after training."""
+def check_analyses(cfg: DictConfig) -> dict[str, Any]:
+    """Settings only the evaluation and the post-training analyses read, checked now (not after
+    training) and built once: {"eval", "sweep", "rig", "analysis"} -> their settings objects."""
+    from rankrobust.pipeline.lightning_module import EVAL_PRECISIONS
+    from rankrobust.svd import validate_rank_path
+
+    check_choice("eval.precision", _get(cfg, "eval.precision", "32-true"), EVAL_PRECISIONS)
     full = full_rank(cfg)
     sweep_on, rig_on = _get(cfg, "sweep.enabled", True), _get(cfg, "rig.enabled", False)
     for k in (_get(cfg, "sweep.ranks", None) if sweep_on else None) or []:
@@ -138,30 +154,29 @@ def check_analyses(cfg: DictConfig) -> None:
     if not modes or set(modes) - {"low", "high"}:
         raise ConfigError(f"sweep.modes={modes!r} is not valid: use [low], [high] or [low,high].")
     ranks = _get(cfg, "rig.ranks", None) if rig_on else None
-    if ranks:
-        for k in ranks:
-            _check_rank("rig.ranks", k, full)
-        if any(b <= a for a, b in zip(ranks, ranks[1:], strict=False)):
-            raise ConfigError(f"rig.ranks={ranks} is not valid: the ranks must increase.")
-        if full is not None and ranks[-1] != full:
-            raise ConfigError(
-                f"rig.ranks={ranks} is not valid: the rank path must end at full rank ({full})."
-            )
+    if ranks:  # without dataset.image_size the path's end is checked when RIG runs
+        end = full or (ranks[-1] if isinstance(ranks, list) else 0)
+        validate_rank_path(ranks, end, "rig.ranks")
     if _get(cfg, "rig.baseline", "zero") not in ("zero", "mean"):
         raise ConfigError(f"rig.baseline={_get(cfg, 'rig.baseline')!r}: use zero or mean.")
+    return {key: _build(cfg[key]) for key in ("eval", "sweep", "rig", "analysis")}
 
 
-def check_attacks(cfg: DictConfig) -> None:
-    from rankrobust.attacks import AttackSpec
+def check_choice(key: str, value: Any, choices: tuple) -> None:
+    """Raise ConfigError unless value is one of choices (booleans compared as booleans)."""
+    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+        shown = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
+        raise ConfigError(f"{key}={value!r} is not valid: use one of {shown}.")
 
+
+def check_attacks(cfg: DictConfig) -> dict[str, AttackSpec | None]:
+    """attack.train and attack.eval as validated AttackSpecs (None when null), built once."""
+    specs: dict[str, AttackSpec | None] = {"train": None, "eval": None}
     for part in ("train", "eval"):
         node = cfg.attack.get(part)
         if node is None:
             continue
-        fields = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()}
-        fields.pop("_target_", None)
-        spec = AttackSpec(**fields)
-        spec.validate()
+        spec = specs[part] = _build(node).validate()
         norm = spec.norm or ("L2" if spec.name == "pgd_l2" else "Linf")
         if norm == "Linf" and spec.name != "none" and spec.eps > 1:
             raise ConfigError(
@@ -173,6 +188,7 @@ def check_attacks(cfg: DictConfig) -> None:
                 "attack.train.name=autoattack: AutoAttack is for evaluation only. Train with "
                 "pgd_linf, pgd_l2 or fgsm_rs (attack=...), and evaluate with attack=autoattack."
             )
+    return specs
 
 
 def _targets(node: Any, path: str = "") -> Iterator[tuple[str, DictConfig]]:
@@ -202,7 +218,8 @@ def check_targets(cfg: DictConfig) -> None:
             continue
         if any(p.kind is p.VAR_KEYWORD for p in params.values()):
             continue
-        keys = [k for k in node if not str(k).startswith("_")]
+        skip = NOT_ARGUMENTS.get(path, ())
+        keys = [k for k in node if not str(k).startswith("_") and k not in skip]
         unknown = sorted(set(keys) - set(params))
         if unknown:
             accepted = ", ".join(p for p in params if p != "self")
@@ -246,6 +263,9 @@ def check_task_owned(cfg: DictConfig) -> None:
             f"optim.{unknown[0]} is not an optimiser setting (it takes: lr, momentum, "
             "weight_decay, nesterov, schedule, label_smoothing)."
         )
+    from rankrobust.pipeline.lightning_module import CHANNELS_LAST
+
+    check_choice("module.channels_last", _get(cfg, "module.channels_last", False), CHANNELS_LAST)
     schedule = _get(cfg, "optim.schedule", "onecycle")
     if schedule not in SCHEDULES:
         raise ConfigError(f"optim.schedule={schedule!r} is not valid: use {', '.join(SCHEDULES)}.")
@@ -312,40 +332,47 @@ def check_checkpoint(cfg: DictConfig) -> None:
         check_checkpoint_path(cfg.model.checkpoint)
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Every check above, in order; raises the first ConfigError found."""
+def check_config(cfg: DictConfig) -> RunSpec:
+    """Every check above, in order; raises the first ConfigError found, else the typed spec that
+    build.py and the task use (the config is resolved and snapshotted here, once)."""
     check_top_level(cfg)
-    check_targets(cfg)
     check_task_owned(cfg)
+    check_targets(cfg)
     check_ranges(cfg)
     check_dataset(cfg)
-    check_transform(cfg)
-    check_attacks(cfg)
-    check_analyses(cfg)
+    transform = check_transform(cfg)
+    attacks = check_attacks(cfg)
+    settings = check_analyses(cfg)
     check_checkpoint(cfg)
     check_device(cfg)
     if cfg.train and _get(cfg, "trainer.max_epochs", 1) is not None:
         check_range("trainer.max_epochs", cfg.trainer.max_epochs, int, 1, INF, False)
+    return RunSpec(
+        config=OmegaConf.to_container(cfg, resolve=True),
+        seed=int(cfg.seed),
+        train=bool(cfg.train),
+        resume=bool(cfg.resume),
+        transform=transform,
+        train_attack=attacks["train"],
+        eval_attack=attacks["eval"],
+        **settings,
+    )
 
 
-def check_run_dir(run_dir: Path, resume: bool, skip_finished: bool = False) -> bool:
+def check_run_dir(run_dir: Path, resume: bool, last: Path, skip_finished: bool = False) -> bool:
     """A finished run (metrics.json status ok) is never overwritten; resume needs a checkpoint.
 
-    Returns True when the folder holds a finished run that the caller should skip (a multirun
+    `last` is the run's last checkpoint (RunSpec.last_checkpoint). Returns True when the folder
+    holds a finished run that the caller should skip (a multirun
     job rerun to fill in its sweep: `skip_finished`); else raises or returns False.
     """
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"  # DDP processes check at once
-        probe.write_text("")
-        probe.unlink(missing_ok=True)
-    except OSError as err:
+    problem = unwritable(run_dir)
+    if problem:
         raise ConfigError(
-            f"The run folder '{run_dir}' cannot be written ({err.strerror}). Choose a writable "
+            f"The run folder '{run_dir}' cannot be written ({problem}). Choose a writable "
             "folder with hydra.run.dir=... (or hydra.sweep.dir=... for -m)."
-        ) from None
+        )
     status = run_status(run_dir)
-    last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise ConfigError(
             f"resume=true but '{last}' does not exist: nothing to resume in '{run_dir}'. Check "

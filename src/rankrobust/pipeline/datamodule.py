@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
@@ -22,7 +21,7 @@ from rankrobust.svd import RankTransform
 class ImageDataModule(pl.LightningDataModule):
     """Train / test image sets, optionally rank-transformed, for any dataset family.
 
-    `transform` (a RankTransform) is applied to the splits named in `apply_to`: for in-memory
+    `transform` (a RankTransform) is applied to the splits named in its `apply_to`: for in-memory
     sets once at setup (the SVD of each set computed once and cached), for streamed sets per
     batch on the device.
     """
@@ -44,10 +43,7 @@ class ImageDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         synthetic: dict | None = None,
         transform: RankTransform | None = None,
-        apply_to: Sequence[str] | None = None,
         seed: int = 0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         local_copy: bool = True,
     ):
         super().__init__()
@@ -59,14 +55,9 @@ class ImageDataModule(pl.LightningDataModule):
         self.augment, self.in_memory, self.on_device = augment, in_memory, on_device
         self.num_workers = num_workers
         self.synthetic = dict(synthetic or {})
-        transform = transform or RankTransform(mode="low", rank=None)
-        if apply_to is not None:  # RankTransform checks the split names (one rule)
-            transform = dataclasses.replace(transform, apply_to=tuple(apply_to))
-        self.transform = transform
-        self.apply_to = transform.apply_to
-        # The normalisation the model applies inside (models.Normalize); kept for readers.
-        self.mean = tuple(mean) if mean is not None else None
-        self.std = tuple(std) if std is not None else None
+        # the splits it is applied to are the transform's own (transform.apply_to)
+        self.transform = transform or RankTransform(mode="low", rank=None)
+        self.apply_to = self.transform.apply_to
         self.seed = seed
         # cifar10: also look for $RANKROBUST_CIFAR10 and ../shared/data before downloading
         self.local_copy = local_copy

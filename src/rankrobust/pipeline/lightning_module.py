@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -13,7 +13,11 @@ from torch import nn
 from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+from rankrobust.attacks import Attack
+
+# The valid values (checks.py tests the config against these same tuples before any work).
+CHANNELS_LAST = (True, False, "auto")
+EVAL_PRECISIONS = ("32-true", "32", "trainer")  # float32, float32, the training precision
 
 
 def warmup(steps: int, pct: float = 0.25) -> float:
@@ -54,9 +58,9 @@ class RobustClassifier(pl.LightningModule):
         self.n_robust = n_robust
         self.optim = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
         self.schedule, self.label_smoothing = schedule, label_smoothing
-        if channels_last not in (True, False, "auto"):
+        if channels_last not in CHANNELS_LAST:
             raise ValueError(f"channels_last={channels_last!r}: use true, false or auto")
-        if eval_precision not in ("32", "32-true", "trainer"):
+        if eval_precision not in EVAL_PRECISIONS:
             raise ValueError(
                 f"eval_precision={eval_precision!r}: use 32-true (float32, the default) or "
                 "trainer (the training precision)"

@@ -17,8 +17,6 @@ import traceback
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rankrobust import results
@@ -36,10 +34,11 @@ def task_wrapper(fn):
     @functools.wraps(fn)
     def wrapped(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         job = current_job(run_dir)
-        base = results.base_record(_plain(cfg), job.run_dir, job.experiment, resume_command(job))
+        base: dict = {}
         try:
+            # the lease decides the device first; the config is snapshotted once, after it
             with job_device(cfg):  # launcher=local_gpus: hold one free GPU for this job
-                base["resolved_config"] = _plain(cfg)  # the device the lease gave
+                base = _base(cfg, job)
                 return fn(cfg, job, base)
         except (KeyboardInterrupt, SystemExit) as stop:
             # Lightning turns Ctrl-C during fit into exit(1) raised while handling it
@@ -48,12 +47,15 @@ def task_wrapper(fn):
             )
             if not ctrl_c:
                 raise
-            if not (job.run_dir / "checkpoints" / "last.ckpt").is_file():  # nothing to resume
+            base = base or _base(cfg, job)
+            last = results.last_checkpoint(job.run_dir, base["resolved_config"])
+            if not last.is_file():  # nothing to resume
                 base["command"] = base["command"].replace(" resume=true", "")
             _write(job.run_dir, {**base, "status": "interrupted"})
             log.warning("\n[rankrobust] interrupted; resume with:\n  %s", base["command"])
             raise SystemExit(130) from None
         except Exception as raw:
+            base = base or _base(cfg, job)
             err = as_config_error(raw)
             error = f"{type(err).__name__}: {err}"
             _write(job.run_dir, {**base, "status": "failed", "error": error})
@@ -76,50 +78,56 @@ def task_wrapper(fn):
     return wrapped
 
 
+def _base(cfg: DictConfig, job: JobInfo) -> dict:
+    return results.base_record(_plain(cfg), job.run_dir, job.experiment, resume_command(job))
+
+
 @task_wrapper
 def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     """Train (or load) the model, test it, run the analyses; write run_dir/metrics.json."""
     start, timings = time.perf_counter(), base["timings"]
     loggers.setup_logging()
-    checks.check_config(cfg)
-    if checks.check_run_dir(job.run_dir, bool(cfg.resume), skip_finished=job.multirun):
+    spec = checks.check_config(cfg)
+    last = spec.last_checkpoint(job.run_dir)
+    if checks.check_run_dir(job.run_dir, spec.resume, last, skip_finished=job.multirun):
         log.info("[rankrobust] job %s: finished before, skipped (%s)", job.job_num, job.run_dir)
         return results.read_metrics(job.run_dir)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = build.datamodule(cfg)
-    module = build.module(cfg, build.model(cfg))
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    dm = build.datamodule(cfg, spec)
+    module = build.module(cfg, spec, build.model(cfg))
     logs = loggers.build(cfg, job.run_dir, job.sweep_dir)
     trainer = build.trainer(cfg, job.run_dir, logs, build.callbacks(cfg))
     prepare_ddp_children(cfg, job.run_dir)  # DDP: the extra processes rerun this config
     _write(job.run_dir, {**base, "status": "running"})
     timings["setup"] = time.perf_counter() - start
-    last = job.run_dir / "checkpoints" / "last.ckpt"
-    if cfg.train:  # every DDP process trains; rank 0 says how to resume
+    if spec.train:  # every DDP process trains; rank 0 says how to resume
         if rank_zero():
             log.info("[rankrobust] run folder: %s", job.run_dir)
             log.info("[rankrobust] resume with: %s", base["command"])
         tick = time.perf_counter()
-        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.resume else None)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if spec.resume else None)
         timings["fit"] = time.perf_counter() - tick
     tick = time.perf_counter()
     tested = trainer.test(module, datamodule=dm, verbose=False)[0]
     timings["test"] = time.perf_counter() - tick
     metrics = {
         **base,
-        "status": "ok",
         "clean_acc": tested.get("test/clean_acc"),
         "robust_acc": tested.get("test/robust_acc"),
-        "eval_attack": _as_dict(build.attack_spec(cfg.attack.eval)),
-        "checkpoint": str(last) if last.exists() else cfg.model.get("checkpoint"),
+        "eval_attack": _as_dict(spec.eval_attack),
+        "checkpoint": str(last) if last.exists() else spec.config["model"].get("checkpoint"),
         "n_test": _count(tested.get("test/n_clean")),
         "n_robust": _count(tested.get("test/n_robust")),
-        "eval_precision": cfg.eval.precision,
+        "eval_precision": spec.eval.precision,
     }
     if not trainer.is_global_zero:
-        return metrics
+        return {**metrics, "status": results.final_status(None)}
     module.to(trainer.strategy.root_device)  # Lightning's teardown moved it to the CPU
-    metrics.update(run_analyses(cfg, module, dm, job.run_dir, timings))
-    timings["total"] = time.perf_counter() - start
+    found, errors, spent = analyses.run_all(spec, module, dm, job.run_dir)
+    metrics.update(found, status=results.final_status(errors))
+    if errors:
+        metrics["analysis_errors"] = errors
+    timings.update(spent, total=time.perf_counter() - start)
     results.write_metrics(job.run_dir, metrics)
     loggers.log_results(logs, metrics, job.run_dir)
     log.info("\n".join(results.closing_lines(metrics, loggers.wandb_dir(logs))))
@@ -160,43 +168,6 @@ def _finished(run_dir: Path) -> bool:
 
 def _count(value) -> int | None:
     return None if value is None else int(round(float(value)))
-
-
-def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> dict:
-    """The rank sweep, perturbation spectrum and RIG in float32 (eval mode, no autocast).
-
-    A failing analysis does not lose the test accuracies: the run becomes `partial` and
-    metrics.json names the analysis and its error.
-    """
-    s = {k: instantiate(cfg[k], _convert_="all") for k in ("sweep", "rig", "analysis")}
-    attack = module.eval_attack
-    batch = cfg.dataset.eval_batch_size
-    kind = "natural" if module.train_attack is None else "adversarial"
-    title = f"RIG: {type(getattr(module.model, 'net', module.model)).__name__}, {kind} training"
-    todo = {
-        "rank_sweep": (s["sweep"].enabled, analyses.run_rank_sweep, (s["sweep"], attack, batch)),
-        "perturbation_spectrum": (
-            s["analysis"].perturbation_spectrum and attack is not None,
-            analyses.run_perturbation_spectrum,
-            (s["analysis"], attack, batch),
-        ),
-        "rig": (s["rig"].enabled, analyses.run_rig, (s["rig"], run_dir, title)),
-    }
-    out: dict = {}
-    module.eval()
-    for name, (enabled, fn, args) in todo.items():
-        if not enabled:
-            continue
-        tick = time.perf_counter()
-        try:
-            with torch.autocast(device_type=module.device.type, enabled=False):
-                out.update(fn(module, dm, *args))
-        except Exception as err:
-            log.warning("[rankrobust] analysis %s failed: %s", name, err)
-            out.setdefault("analysis_errors", {})[name] = f"{type(err).__name__}: {err}"
-            out["status"] = "partial"
-        timings[name] = time.perf_counter() - tick
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

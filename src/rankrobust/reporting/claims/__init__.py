@@ -45,11 +45,12 @@ from rankrobust.reporting.intervals import (
     mean_of,
     within,
 )
+from rankrobust.results import RIG_TOP_RANKS
 
 K_REF = 4  # the rank the C1/C2 rules look at (the nearest measured rank below it if absent)
 MARGIN_C1 = 0.05  # robust must keep this much more of its clean accuracy than natural
 MARGIN_C2 = 0.05  # "above chance" = more than chance + margin; "at chance" = within it
-TOP_RANKS_C3 = 4  # C3 looks at the share of |rank attribution| in path ranks <= this
+TOP_RANKS_C3 = RIG_TOP_RANKS  # C3: the share of |rank attribution| in path ranks <= this
 FLAT_C4 = 0.02  # a C4 change smaller than 2 accuracy points over the k range is "flat"
 NOT_TESTABLE = "not testable (missing runs)"
 REPORTED = "reported"
