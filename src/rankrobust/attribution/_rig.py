@@ -3,7 +3,7 @@ rankrobust.rig, the public module; this one sits below it and below the captum c
 
 Rank Integrated Gradients (:func:`rank_integrated_gradients`) integrates the gradient of a class
 score ``f`` along the *rank path* ``baseline -> L_1(x) -> L_2(x) -> ... -> x``, where ``L_k`` is
-the best rank-k approximation of each channel (see ``/work/shared/PAPER.md``), and multiplies it
+the best rank-k approximation of each channel (the paper's definition; README.md), and multiplies it
 by the path's direction, so the attributions sum to ``f(x) - f(baseline)`` up to the reported
 quadrature error ``delta``.  Integrated Gradients (:func:`integrated_gradients`) is the same on
 the one-segment straight path ``baseline -> x``.

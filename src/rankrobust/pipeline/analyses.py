@@ -24,7 +24,7 @@ from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import rank_sweep
 from rankrobust.results import FILES, RIG_TOP_RANKS
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
-from rankrobust.svd import factorize
+from rankrobust.svd import Factorization, factorize
 
 log = logging.getLogger("rankrobust")
 
@@ -92,12 +92,24 @@ def run_rank_sweep(
     images, labels = datamodule.test_tensors(raw=True, n=settings.n_images)
     ranks = list(settings.ranks) if settings.ranks else default_ranks(min(images.shape[-2:]))
     modes = tuple(settings.modes)
-    sweep = rank_sweep(model, images, labels, ranks, modes=modes, batch_size=batch_size)
+    device = next(model.parameters()).device
+    full = min(images.shape[-2:])
+    top = max((k for k in ranks if k < full), default=None)  # one factorisation for both sweeps
+    fac = Factorization.cat(
+        [
+            factorize(images[lo : lo + batch_size].to(device), max_rank=top).to(images.device)
+            for lo in range(0, len(labels), batch_size)
+        ]
+    )
+    sweep = rank_sweep(
+        model, images, labels, ranks, modes=modes, batch_size=batch_size, factorization=fac
+    )
     if settings.robust and attack is not None:
         n = settings.n_robust or len(labels)
         robust = rank_sweep(
-            model, images[:n], labels[:n], ranks, modes=modes, batch_size=batch_size, attack=attack
-        )
+            model, images[:n], labels[:n], ranks, modes=modes, batch_size=batch_size,
+            attack=attack, factorization=fac[:n],
+        )  # fmt: skip
         sweep.update({k: v for k, v in robust.items() if k.endswith("_robust")})
     counts = {m: min(settings.n_robust or len(labels), len(labels)) for m in sweep}
     counts.update({m: int(len(labels)) for m in modes})
