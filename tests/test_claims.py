@@ -128,3 +128,32 @@ def test_c3_share_interval_comes_from_the_rig_images(tmp_path):
     assert e.method == "t over images" and e.n == 3 and e.value == pytest.approx(0.9, abs=1e-3)
     robust["rig_npz"] = None  # metrics.json alone: the share without its spread
     assert not C.top_share(robust).known
+
+
+def test_runs_differing_in_a_setting_are_not_seeds_of_one_identity():
+    """model.width=8,32 attack=none (seed 0 each): two identities, labelled by the width; the
+    same config with seeds 0 and 1 (and another output folder): one identity, two seeds."""
+    from fake_runs import composed
+
+    from rankrobust.results import run_identity
+
+    def row(width: int, seed: int, folder: str) -> dict:
+        cfg = composed("none", seed=seed)
+        cfg["model"]["width"] = width
+        cfg["hydra"] = {"run": {"dir": folder}}
+        ident = run_identity(cfg)
+        return {**ident, "status": "ok", "clean_acc": 0.5, "n_test": 100, "resolved_config": cfg}
+
+    split = G.groups([row(8, 0, "a"), row(32, 0, "b")])
+    assert len(split) == 2 and all(len(g.runs) == 1 for g in split)
+    assert {"model.width=8" in g.label for g in split} == {True, False}
+    seeds = G.groups([row(8, 0, "a"), row(8, 1, "b")])
+    assert len(seeds) == 1 and "mean of 2 seeds" in seeds[0].label
+
+
+def test_a_one_batch_limit_is_a_limit():
+    from rankrobust.results import _limits
+
+    assert _limits({"limit_train_batches": 1}) == "limit_train_batches=1"  # one batch
+    assert _limits({"limit_train_batches": 1.0}) is None  # the whole epoch
+    assert _limits({"limit_train_batches": 0.5, "max_steps": -1}) == "limit_train_batches=0.5"

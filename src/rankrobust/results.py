@@ -18,6 +18,7 @@ otherwise): what the Makefile asks to skip finished stages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -47,7 +48,24 @@ IDENTITY_KEYS = (
     "limits",
     "experiment",
     "name",
+    "setup",
 )
+# Settings that do not change what is trained or how it is evaluated (paths, logging, machine,
+# memory layout, batch sizes of evaluations): left out of a run's `setup` fingerprint. Dotted
+# prefixes of the resolved config; the seed is left out too (runs differing only in it are seeds
+# of one identity). dataset.root is the data's identity only for image folders: claims key
+# those by their root separately.
+PLUMBING = (
+    "hydra", "logger", "launcher", "callbacks", "seed", "name", "resume", "deterministic",
+    "debug", "experiment", "dataset.root", "dataset.download", "dataset.local_copy",
+    "dataset.num_workers", "dataset.eval_batch_size", "dataset.on_device", "dataset.in_memory",
+    "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+    "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.default_root_dir",
+    "trainer.enable_checkpointing", "trainer.enable_model_summary", "trainer.profiler",
+    "model.model_dir", "module.channels_last", "rig.batch_size",
+    # identity keys of their own (a rank series shares one setup across its ranks)
+    "rank", "transform.rank", "transform.band",
+)  # fmt: skip
 # Trainer settings that cut a run short (debug configs): part of its identity, so a
 # shortened run is never averaged with a full one.
 LIMIT_KEYS = ("fast_dev_run", "limit_train_batches", "limit_test_batches", "overfit_batches",
@@ -101,18 +119,49 @@ def run_identity(cfg: dict, experiment: str | None = None) -> dict:
         "limits": _limits(cfg.get("trainer") or {}),
         "experiment": experiment,
         "name": cfg.get("name"),
+        "setup": setup_fingerprint(cfg),
     }
 
 
 def _limits(trainer: dict) -> str | None:
-    """'limit_train_batches=2,...' for the trainer settings that shorten a run, else None."""
+    """'limit_train_batches=2,...' for the trainer settings that shorten a run, else None.
+
+    Lightning reads an int as a count of batches and a float as a fraction: 1 is one batch, 1.0
+    the whole epoch (so the two are told apart by type, not by value).
+    """
     unset = {"fast_dev_run": False, "overfit_batches": 0.0, "max_steps": -1}
-    cut = [
-        f"{k}={trainer[k]}"
-        for k in LIMIT_KEYS
-        if trainer.get(k) is not None and trainer[k] not in (unset.get(k, 1.0), 1)
-    ]
+    cut = []
+    for k in LIMIT_KEYS:
+        value = trainer.get(k)
+        default = unset.get(k, 1.0)
+        if value is None or (value == default and type(value) is type(default)):
+            continue
+        cut.append(f"{k}={value}")
     return ",".join(cut) or None
+
+
+def settings(cfg: dict) -> dict[str, Any]:
+    """The resolved config flattened to {dotted key: value}, minus `PLUMBING`: what a run's
+    setup fingerprint covers (a config's `_target_`s are kept: they name what was built)."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        elif not any(prefix == p or prefix.startswith(p + ".") for p in PLUMBING):
+            flat[prefix] = node
+
+    walk(cfg, "")
+    return flat
+
+
+def setup_fingerprint(cfg: dict) -> str | None:
+    """A short hash of `settings(cfg)`: two runs are seeds of one identity only when it matches."""
+    if not cfg:
+        return None
+    text = json.dumps(_clean(settings(cfg)), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def run_status(run_dir: str | Path) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rankrobust.reporting.intervals import Estimate, binomial, mean_of, ratio
-from rankrobust.results import IDENTITY_KEYS, is_robust
+from rankrobust.results import IDENTITY_KEYS, is_robust, settings
 
 USABLE = ("ok", "partial")
 GROUP_KEYS = tuple(k for k in IDENTITY_KEYS if k not in ("seed", "name", "experiment"))
@@ -181,9 +181,22 @@ def _label(gs: list[Group]) -> None:
         differ = [
             k for k in GROUP_KEYS if any(str(h.identity[k]) != str(g.identity[k]) for h in twins)
         ]
-        extra = [f"{k}={g.identity[k]}" for k in differ if k not in ("attack", "model")]
+        extra = [f"{k}={g.identity[k]}" for k in differ if k not in ("attack", "model", "setup")]
+        if "setup" in differ:  # say which settings differ, not the hash
+            extra += _setting_differences(g, twins)
         seeds = f", mean of {len(g.runs)} seeds" if len(g.runs) > 1 else ""
         g.label = base[id(g)] + "".join(f", {e}" for e in extra) + seeds
+
+
+def _setting_differences(g: Group, twins: Sequence[Group], most: int = 3) -> list[str]:
+    """'model.width=8' for the settings in which g's runs differ from its look-alike groups."""
+    mine = settings(g.runs[0].get("resolved_config") or {})
+    keys: list[str] = []
+    for h in twins:
+        theirs = settings(h.runs[0].get("resolved_config") or {})
+        keys += [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+    keys = [k for k in dict.fromkeys(keys) if not k.startswith(("attack.", "model.name"))]
+    return [f"{k}={mine.get(k)}" for k in keys[:most]]
 
 
 def full_image(row: dict) -> bool:
