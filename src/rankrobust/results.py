@@ -140,20 +140,33 @@ def _limits(trainer: dict) -> str | None:
     return ",".join(cut) or None
 
 
-def settings(cfg: dict) -> dict[str, Any]:
-    """The resolved config flattened to {dotted key: value}, minus `PLUMBING`: what a run's
-    setup fingerprint covers (a config's `_target_`s are kept: they name what was built)."""
+def settings(cfg: dict, leave_out: tuple[str, ...] = PLUMBING) -> dict[str, Any]:
+    """The resolved config flattened to {dotted key: value}, minus `leave_out` (PLUMBING): what a
+    run's setup fingerprint covers (a config's `_target_`s are kept: they name what was built)."""
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, dict) and node:
             for key, value in node.items():
                 walk(value, f"{prefix}.{key}" if prefix else str(key))
-        elif not any(prefix == p or prefix.startswith(p + ".") for p in PLUMBING):
+        elif not any(prefix == p or prefix.startswith(p + ".") for p in leave_out):
             flat[prefix] = node
 
     walk(cfg, "")
     return flat
+
+
+def resume_differences(saved: dict, new: dict) -> list[str]:
+    """'key: saved -> new' for every setting in which a resumed run's config differs from the one
+    its folder was started with (plumbing aside; seed and rank count): resume refuses them."""
+    keep = ("seed", "rank", "transform.rank", "transform.band", "name")
+    leave_out = tuple(p for p in PLUMBING if p not in keep)
+    old, now = settings(saved, leave_out), settings(new, leave_out)
+    return [
+        f"{k}: {old.get(k)!r} -> {now.get(k)!r}"
+        for k in sorted(set(old) | set(now))
+        if old.get(k) != now.get(k) and k != "name"  # the name follows from the rest
+    ]
 
 
 def setup_fingerprint(cfg: dict) -> str | None:

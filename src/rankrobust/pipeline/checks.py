@@ -2,8 +2,7 @@
 
 Every problem is a ConfigError whose one paragraph names the key, the value and what is
 valid. `check_config` is the one entry point (the task calls it first) and returns the typed
-`RunSpec` everything is built from; `check_run_dir` guards the run folder (never overwrite a
-finished run, never "resume" nothing).
+`RunSpec` everything is built from; run_folder.py guards the run folder.
 """
 
 from __future__ import annotations
@@ -20,9 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rankrobust.attacks import AttackSpec
 from rankrobust.errors import ConfigError, as_config_error
-from rankrobust.launch.preflight import unwritable
 from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
-from rankrobust.results import run_status
 from rankrobust.svd import RankTransform
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # src/rankrobust/pipeline/ -> repo
@@ -357,34 +354,3 @@ def check_config(cfg: DictConfig) -> RunSpec:
         eval_attack=attacks["eval"],
         **settings,
     )
-
-
-def check_run_dir(run_dir: Path, resume: bool, last: Path, skip_finished: bool = False) -> bool:
-    """A finished run (metrics.json status ok) is never overwritten; resume needs a checkpoint.
-
-    `last` is the run's last checkpoint (RunSpec.last_checkpoint). Returns True when the folder
-    holds a finished run that the caller should skip (a multirun
-    job rerun to fill in its sweep: `skip_finished`); else raises or returns False.
-    """
-    problem = unwritable(run_dir)
-    if problem:
-        raise ConfigError(
-            f"The run folder '{run_dir}' cannot be written ({problem}). Choose a writable "
-            "folder with hydra.run.dir=... (or hydra.sweep.dir=... for -m)."
-        )
-    status = run_status(run_dir)
-    if resume and not last.is_file():
-        raise ConfigError(
-            f"resume=true but '{last}' does not exist: nothing to resume in '{run_dir}'. Check "
-            "hydra.run.dir (the folder of the run to continue), or drop resume=true to start "
-            "a new run."
-        )
-    if status == "ok" and not resume and skip_finished:
-        return True
-    if status == "ok" and not resume:
-        raise ConfigError(
-            f"'{run_dir}' holds a finished run (metrics.json says ok); it is not overwritten. "
-            "Use another folder (leave hydra.run.dir unset for a new one), or resume=true to "
-            "continue that run."
-        )
-    return False

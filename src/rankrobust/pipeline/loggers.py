@@ -108,7 +108,13 @@ def _run_id(run_dir: Path) -> str:
     """The W&B run id kept in the run folder, so resume=true continues the same W&B run."""
     path = run_dir / RUN_ID_FILE
     if path.is_file():
-        return path.read_text().strip()
+        try:
+            saved = path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            saved = ""
+        if saved.isascii() and saved.isalnum() and 1 <= len(saved) <= 64:
+            return saved
+        log.warning("[rankrobust] %s is not a W&B run id: a new W&B run is started", path)
     run_id = secrets.token_hex(4)  # W&B ids: 8 lowercase letters/digits
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(run_id)

@@ -24,7 +24,7 @@ from rankrobust.errors import ConfigError, as_config_error
 from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
-from rankrobust.pipeline import analyses, build, checks, loggers
+from rankrobust.pipeline import analyses, build, checks, loggers, run_folder
 from rankrobust.pipeline.loggers import log
 
 
@@ -89,7 +89,10 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     loggers.setup_logging()
     spec = checks.check_config(cfg)
     last = spec.last_checkpoint(job.run_dir)
-    if checks.check_run_dir(job.run_dir, spec.resume, last, skip_finished=job.multirun):
+    finished = run_folder.check_run_dir(
+        job.run_dir, spec.resume, last, skip_finished=job.multirun, config=spec.config
+    )
+    if finished:
         log.info("[rankrobust] job %s: finished before, skipped (%s)", job.job_num, job.run_dir)
         return results.read_metrics(job.run_dir)
     pl.seed_everything(spec.seed, workers=True, verbose=False)
@@ -145,12 +148,13 @@ def _plain(cfg: DictConfig) -> dict:
 def _write(run_dir: Path, metrics: dict) -> None:
     """metrics.json from global rank 0 only; a folder that cannot be written is said, once.
 
-    A finished run's metrics.json is never replaced by a failure record (a second run started
-    in its folder stops with a ConfigError and must not erase the first one's results).
+    A finished run's record (ok or partial) is only ever replaced by a new finished one: a run
+    resumed in its folder, or a second run started there, writes no running / failed /
+    interrupted record over it (killed or refused, the old accuracies stay).
     """
     if not rank_zero():
         return
-    if metrics["status"] in ("failed", "interrupted") and _finished(run_dir):
+    if metrics["status"] in ("running", "failed", "interrupted") and _finished(run_dir):
         return
     try:
         results.write_metrics(run_dir, metrics)
@@ -163,7 +167,7 @@ def _as_dict(spec) -> dict | None:
 
 
 def _finished(run_dir: Path) -> bool:
-    return results.run_status(run_dir) == "ok"
+    return results.run_status(run_dir) in ("ok", "partial")
 
 
 def _count(value) -> int | None:
