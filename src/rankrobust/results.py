@@ -8,6 +8,9 @@ Keys (schema 1):
     timings: {phase: seconds, ..., total},
     rank_sweep (optional): {mode: {rank: accuracy}},
     rig (optional): {top4_share, median_rel_delta, ...},
+    attribution (optional): {methods, metrics, n_images, steps, evaluations: {method: E},
+        mean: {method: {metric: value}}, per_image: {method: {metric: [one per image]}},
+        curves: {method: {ratios, insertion, deletion}}, mprt_layers, median_rel_delta},
     files (optional): {name: file name in the run folder}, e.g. rig.npz, rig.png,
     checkpoint (str | null), run_dir (str), command (str: how to resume / rerun)
 """
@@ -48,7 +51,13 @@ IDENTITY_KEYS = (
 # shortened run is never averaged with a full one.
 LIMIT_KEYS = ("fast_dev_run", "limit_train_batches", "limit_test_batches", "overfit_batches",
               "max_steps")  # fmt: skip
-FILES = {"rig_npz": "rig.npz", "rig_png": "rig.png"}  # analysis outputs beside metrics.json
+# analysis outputs beside metrics.json
+FILES = {
+    "rig_npz": "rig.npz",
+    "rig_png": "rig.png",
+    "attribution_npz": "attribution.npz",
+    "attribution_png": "attribution.png",
+}
 
 
 def _select(cfg: dict, dotted: str) -> Any:

@@ -27,9 +27,18 @@ from rankrobust.attribution.sig import spectral_integrated_gradients
 from rankrobust.errors import ConfigError
 from rankrobust.models import eval_mode
 
-__all__ = ["METHODS", "Attribution", "default_rig_ranks", "explain", "rig_schedule", "top_label"]
+__all__ = [
+    "METHODS",
+    "METRICS",
+    "Attribution",
+    "default_rig_ranks",
+    "explain",
+    "rig_schedule",
+    "top_label",
+]
 
 METHODS = ("gradient", "ig", "rig", "sig")
+METRICS = ("diffid", "sparseness", "complexity", "mprt")  # rankrobust.attribution.metrics
 
 
 @dataclass

@@ -168,7 +168,8 @@ def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> d
     A failing analysis does not lose the test accuracies: the run becomes `partial` and
     metrics.json names the analysis and its error.
     """
-    s = {k: instantiate(cfg[k], _convert_="all") for k in ("sweep", "rig", "analysis")}
+    groups = ("sweep", "rig", "analysis", "attribution")
+    s = {k: instantiate(cfg[k], _convert_="all") for k in groups if k in cfg}
     attack = module.eval_attack
     batch = cfg.dataset.eval_batch_size
     kind = "natural" if module.train_attack is None else "adversarial"
@@ -182,6 +183,12 @@ def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> d
         ),
         "rig": (s["rig"].enabled, analyses.run_rig, (s["rig"], run_dir, title)),
     }
+    if "attribution" in s:  # gradient / IG / RIG / SIG maps and their metrics
+        todo["attribution"] = (
+            s["attribution"].enabled,
+            analyses.run_attribution,
+            (s["attribution"], run_dir, title.replace("RIG: ", "")),
+        )
     out: dict = {}
     module.eval()
     for name, (enabled, fn, args) in todo.items():
