@@ -85,3 +85,34 @@ def test_no_attribution_runs_is_not_testable(tmp_path):
     flat = dict.fromkeys(RANKS, 0.5)
     write_run(tmp_path / "natural", "none", clean=0.8, low=flat, high=flat, robust_acc=0.3)
     assert cleaner_maps(collect(tmp_path))["verdict"] == "not testable"
+
+
+def test_attribution_figures_from_real_run_files(cifar_images, one_thread, tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from rankrobust.models import small_cnn
+    from rankrobust.pipeline import analyses
+    from rankrobust.reporting.figures import draw
+
+    x, y = cifar_images
+    dm = SimpleNamespace(
+        test_tensors=lambda raw=False, n=None, seed=None: (x[:n], y[:n]),
+        test_set=SimpleNamespace(classes=[f"c{i}" for i in range(10)]),
+    )
+    flat = dict.fromkeys(RANKS, 0.5)
+    settings = analyses.AttributionSettings(
+        enabled=True, n_images=3, steps=32, metrics=["diffid", "sparseness", "complexity"]
+    )
+    for seed, (name, attack) in enumerate((("natural", "none"), ("robust", "fgsm_rs"))):
+        run = write_run(tmp_path / name, attack, clean=0.8, low=flat, high=flat, robust_acc=0.3)
+        torch.manual_seed(seed)
+        out = analyses.run_attribution(small_cnn(10, width=8).eval(), dm, settings, run, name)
+        write_metrics(run, {**read_metrics(run), **out})
+    done = draw(
+        collect(tmp_path), tmp_path / "figs", only=["attribution-maps", "attribution-curves"]
+    )
+    for name in ("attribution-maps", "attribution-curves"):
+        png = tmp_path / "figs" / f"fig-{name}.png"
+        assert done[name][0] == png and png.stat().st_size > 20_000

@@ -66,7 +66,7 @@ STATEMENTS = {
 FIGURES = {
     "C1": ["fig-rank-accuracy"],
     "C2": ["fig-high-rank"],
-    "C3": ["fig-rig-spectrum", "fig-rig"],
+    "C3": ["fig-rig-spectrum", "fig-rig", "fig-attribution-maps", "fig-attribution-curves"],
     "C4": ["fig-train-rank"],
 }
 
