@@ -12,6 +12,10 @@ reported; ``speedup`` = captum time / RIG time (> 1: RIG faster).  RIG builds it
 inputs channels_last on CPU (its default there); captum is also timed on a channels_last copy
 of the input, for reference.
 
+The "methods" section: gradient / IG / RIG / SIG (``rankrobust.attribution.explain``) at equal
+gradient evaluations per image vs captum IG, medians of interleaved repeats, and the seconds
+the whole attribution analysis of a run takes (maps and every metric) at that size.
+
 Usage:  python bench/bench_rig.py [--images 32] [--batch-size 256] [--out outputs/bench/rig.json]
 Prints one JSON document and writes it to ``--out``.  CPU always; CUDA too when available.
 """
@@ -147,6 +151,71 @@ def bench_device(
     }
 
 
+def bench_methods(
+    device: torch.device, images: int, steps: int, batch_size: int, repeats: int
+) -> dict:
+    """Every attribution method through ``rankrobust.attribution.explain`` at ``steps`` gradient
+    evaluations per image (gradient: 1) against captum IG (riemann_middle, n_steps=steps, with
+    its convergence delta, the like-for-like output), interleaved rounds; median and min/max
+    images/s; ``ratio_vs_captum_ig`` = median captum time / median method time (> 1: faster).
+    Also the cost of the whole attribution analysis (maps + DiffID + Gini + entropy + MPRT of
+    every layer) as a run does it (``analyses.run_attribution``)."""
+    import statistics
+    from types import SimpleNamespace
+
+    from captum.attr import IntegratedGradients
+
+    from rankrobust.attribution import METHODS, explain
+    from rankrobust.pipeline import analyses
+
+    torch.manual_seed(0)
+    model = _model().to(device).eval()
+    x = torch.rand(images, 3, 32, 32, device=device)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    ig = IntegratedGradients(model)
+
+    def timed(fn) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    runs = {m: (lambda m=m: explain(model, x, m, steps=steps, target=target,
+                                    batch_size=batch_size)) for m in METHODS}  # fmt: skip
+    runs["captum_ig"] = lambda: ig.attribute(
+        x, target=target, n_steps=steps, method="riemann_middle",
+        internal_batch_size=batch_size, return_convergence_delta=True,
+    )  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():  # warm-up
+        timed(fn)
+    for r in range(repeats):  # interleaved, order alternating
+        for k in list(runs)[:: 1 if r % 2 == 0 else -1]:
+            times[k].append(timed(runs[k]))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out = {
+        "device": str(device), "threads": torch.get_num_threads(), "images": images,
+        "steps": steps, "batch_size": batch_size, "repeats": repeats,
+        "images_per_s": {k: {"median": images / med[k], "min": images / max(v),
+                             "max": images / min(v)} for k, v in times.items()},
+        "ratio_vs_captum_ig": {k: med["captum_ig"] / med[k] for k in METHODS},
+    }  # fmt: skip
+    dm = SimpleNamespace(
+        test_tensors=lambda raw=False, n=None, seed=None: (x[:n].cpu(), target[:n].cpu()),
+        test_set=SimpleNamespace(classes=[str(i) for i in range(10)]),
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = analyses.AttributionSettings(enabled=True, n_images=images, steps=steps)
+        t0 = time.perf_counter()
+        analyses.run_attribution(model, dm, settings, tmp, "bench")
+        out["analysis_seconds"] = time.perf_counter() - t0
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=32, help="images per run on CPU")
@@ -158,6 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     parser.add_argument("--no-cuda", action="store_true")
     parser.add_argument("--out", default="outputs/bench/rig.json")
+    parser.add_argument("--methods-images", type=int, default=16, help="images, methods section")
+    parser.add_argument("--methods-steps", type=int, default=64, help="evaluations per image")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -185,6 +256,15 @@ def main(argv: list[str] | None = None) -> dict:
             bench_device(torch.device("cuda"), images=args.cuda_images, **common)
         )
 
+    results["methods"] = [
+        bench_methods(torch.device("cpu"), args.methods_images, args.methods_steps,
+                      args.batch_size, max(args.repeats, 3))
+    ]  # fmt: skip
+    if torch.cuda.is_available() and not args.no_cuda:
+        results["methods"].append(
+            bench_methods(torch.device("cuda"), args.cuda_images, args.methods_steps,
+                          args.batch_size, max(args.repeats, 3))
+        )  # fmt: skip
     text = json.dumps(results, indent=2)
     print(text)
     out = Path(args.out)

@@ -115,6 +115,39 @@ def write_run(
     return run_dir
 
 
+def add_attribution(run_dir: Path, seed: int, cleaner: bool = True, n: int = 6) -> None:
+    """Give a fake run an attribution.npz and metrics.json's `attribution` (gradient, IG, RIG,
+    SIG); with `cleaner`, RIG's Gini is higher and its entropy lower than the gradient's."""
+    from rankrobust.results import read_metrics
+
+    rng = np.random.default_rng(seed)
+    methods, metrics = ["gradient", "ig", "rig", "sig"], ["diffid", "sparseness", "complexity"]
+    sign = 1.0 if cleaner else -1.0
+    per_image, curves, arrays = {}, {}, {}
+    ratios = [round(0.1 * i, 1) for i in range(1, 10)]
+    for i, m in enumerate(methods):
+        shift = 0.0 if m == "gradient" else sign * 0.1
+        per_image[m] = {
+            "diffid": list(rng.uniform(0.0, 0.3, n) + abs(shift)),
+            "sparseness": list(rng.uniform(0.3, 0.35, n) + shift),
+            "complexity": list(rng.uniform(5.0, 5.05, n) - 5 * shift),
+        }
+        ins = np.clip(np.linspace(1.0, 0.5, 9) + 0.05 * i, 0, 1)
+        curves[m] = {"ratios": ratios, "insertion": list(ins), "deletion": list(ins[::-1] - 0.3)}
+        arrays[f"map_{m}"] = rng.normal(0, 1, (n, 3, 8, 8)).astype(np.float32)
+    np.savez(run_dir / "attribution.npz", images=rng.uniform(0, 1, (n, 3, 8, 8)),
+             labels=np.zeros(n, int), targets=np.zeros(n, int),
+             classes=np.array(["airplane", "automobile"]), **arrays)  # fmt: skip
+    metrics_json = read_metrics(run_dir)
+    metrics_json["attribution"] = {
+        "methods": methods, "metrics": metrics, "n_images": n, "steps": 64,
+        "evaluations": {"gradient": 1, "ig": 64, "rig": 64, "sig": 64},
+        "per_image": per_image, "curves": curves,
+        "mean": {m: {k: float(np.mean(v)) for k, v in per_image[m].items()} for m in methods},
+    }  # fmt: skip
+    write_metrics(run_dir, metrics_json)
+
+
 def make_outputs(root: Path, claims_hold: bool = True) -> Path:
     """An outputs/ tree: natural + robust single runs, a rank sweep with a failed and an unfinished
     job and a never-started job. With claims_hold=False, C1-C3 are built to fail."""
@@ -150,6 +183,8 @@ def make_outputs(root: Path, claims_hold: bool = True) -> Path:
         per_rank=rob_rig,
         spectrum=list(np.geomspace(0.6, 0.05, 8)),
     )
+    add_attribution(runs / "10-00-00_natural", 0, cleaner=claims_hold)
+    add_attribution(runs / "10-10-00_robust", 1, cleaner=claims_hold)
     sweep = root / "multirun" / "2026-01-01" / "11-00-00"
     sweep.mkdir(parents=True)
     (sweep / "multirun.yaml").write_text("hydra: {}\n")

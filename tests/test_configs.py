@@ -34,7 +34,7 @@ def options(group: str) -> list[str]:
 
 
 GROUPS = ["dataset", "model", "attack", "transform", "trainer", "logger", "callbacks", "eval"]
-GROUPS += ["sweep", "rig", "analysis", "module", "optim", "debug", "launcher"]
+GROUPS += ["sweep", "rig", "attribution", "analysis", "module", "optim", "debug", "launcher"]
 CASES = [(g, o) for g in GROUPS for o in options(g)]
 
 
@@ -68,7 +68,7 @@ def test_every_group_option_composes_checks_and_instantiates(group, option, monk
         assert all(hasattr(lg, "log_metrics") for lg in built)
     elif group == "callbacks":
         assert len(build.callbacks(cfg)) == len(cfg.callbacks)
-    elif group in ("eval", "sweep", "rig", "analysis"):
+    elif group in ("eval", "sweep", "rig", "attribution", "analysis"):
         assert type(instantiate(cfg[group])).__name__.endswith("Settings")
     elif group == "module":
         assert build.module(cfg, checks.check_config(cfg), build.model(cfg)).channels_last == "auto"

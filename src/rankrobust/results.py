@@ -8,6 +8,10 @@ Keys (schema 1):
     timings: {phase: seconds, ..., total},
     rank_sweep (optional): {mode: {rank: accuracy}},
     rig (optional): {top4_share, median_rel_delta, ...} (rig.npz / rig.png: `FILES`),
+    attribution (optional): {methods, metrics, n_images, steps, evaluations: {method: E},
+        mean: {method: {metric: value}}, per_image: {method: {metric: [one per image]}},
+        curves: {method: {ratios, insertion, deletion}}, mprt_layers, median_rel_delta}
+        (attribution.npz / attribution.png),
     analysis_errors (optional): {analysis: error} (then status is "partial"),
     checkpoint (str | null: the weights evaluated; `last_checkpoint` for a trained run),
     run_dir (str), command (str: how to resume / rerun)
@@ -70,7 +74,13 @@ PLUMBING = (
 # shortened run is never averaged with a full one.
 LIMIT_KEYS = ("fast_dev_run", "limit_train_batches", "limit_test_batches", "overfit_batches",
               "max_steps")  # fmt: skip
-FILES = {"rig_npz": "rig.npz", "rig_png": "rig.png"}  # analysis outputs beside metrics.json
+# analysis outputs beside metrics.json
+FILES = {
+    "rig_npz": "rig.npz",
+    "rig_png": "rig.png",
+    "attribution_npz": "attribution.npz",
+    "attribution_png": "attribution.png",
+}
 # rig.top4_share: the share of |RIG rank attribution| in the path's ranks <= this (claim C3).
 RIG_TOP_RANKS = 4
 

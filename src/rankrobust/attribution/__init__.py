@@ -4,8 +4,14 @@
   ``baseline -> L_1(x) -> ... -> x`` (pixel map, per-rank attribution, completeness error);
 - :func:`integrated_gradients`: the same engine on the straight path (= captum IG with
   ``method="riemann_middle"``); :func:`vanilla_gradient`;
-- :class:`RankIntegratedGradients`: RIG as a captum ``GradientAttribution`` (NoiseTunnel,
-  visualization), loaded on first use since importing captum takes about a second.
+- :func:`spectral_integrated_gradients` (SIG, Kim et al. 2026, `sig`) and :func:`explain`, one
+  call for gradient / IG / RIG / SIG at equal gradient evaluations per image (`methods`);
+- metrics (`metrics`): :func:`diffid` (+ :func:`insertion_deletion`), :func:`sparseness` (Gini),
+  :func:`complexity` (entropy), :func:`randomisation_test` (MPRT);
+- captum ``GradientAttribution`` classes (NoiseTunnel, visualization): :class:`VanillaGradient`,
+  :class:`IntegratedGradients`, :class:`RankIntegratedGradients`,
+  :class:`SpectralIntegratedGradients`, loaded on first use since importing captum takes about
+  a second.
 
 The paths and results live in `_rig`, the quadrature and the batched path-integral engine in
 `_path`, the captum class in `_captum`, the image | gradient | RIG grid in `plot`.
@@ -28,11 +34,50 @@ from rankrobust.attribution._rig import (
     rank_integrated_gradients,
     vanilla_gradient,
 )
+from rankrobust.attribution.methods import METHODS, Attribution, explain, rig_schedule
+from rankrobust.attribution.metrics import (
+    InsertionDeletion,
+    RandomisationTest,
+    complexity,
+    diffid,
+    insertion_deletion,
+    randomisation_test,
+    sparseness,
+)
+from rankrobust.attribution.sig import SIGResult, spectral_integrated_gradients
 
 if TYPE_CHECKING:
-    from rankrobust.attribution._captum import RankIntegratedGradients
+    from rankrobust.attribution._captum import (
+        IntegratedGradients,
+        RankIntegratedGradients,
+        SpectralIntegratedGradients,
+        VanillaGradient,
+    )
+
+_CAPTUM_CLASSES = (
+    "IntegratedGradients",
+    "RankIntegratedGradients",
+    "SpectralIntegratedGradients",
+    "VanillaGradient",
+)
 
 __all__ = [
+    "METHODS",
+    "Attribution",
+    "IntegratedGradients",
+    "InsertionDeletion",
+    "RandomisationTest",
+    "SIGResult",
+    "SpectralIntegratedGradients",
+    "VanillaGradient",
+    "complexity",
+    "diffid",
+    "explain",
+    "insertion_deletion",
+    "randomisation_test",
+    "rig_schedule",
+    "sparseness",
+    "spectral_integrated_gradients",
     "PathIntegral",
     "RIGResult",
     "RankIntegratedGradients",
@@ -47,8 +92,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "RankIntegratedGradients":
-        from rankrobust.attribution._captum import RankIntegratedGradients
+    if name in _CAPTUM_CLASSES:
+        from rankrobust.attribution import _captum
 
-        return RankIntegratedGradients
+        return getattr(_captum, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

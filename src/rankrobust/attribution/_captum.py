@@ -19,10 +19,21 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from rankrobust.attribution._rig import rank_integrated_gradients
+from rankrobust.attribution._rig import (
+    _resolve_ranks,
+    integrated_gradients,
+    rank_integrated_gradients,
+    vanilla_gradient,
+)
+from rankrobust.attribution.sig import spectral_integrated_gradients
 from rankrobust.errors import ConfigError
 
-__all__ = ["RankIntegratedGradients"]
+__all__ = [
+    "IntegratedGradients",
+    "RankIntegratedGradients",
+    "SpectralIntegratedGradients",
+    "VanillaGradient",
+]
 
 
 def _single(value: Any, name: str) -> Any:
@@ -69,6 +80,7 @@ class RankIntegratedGradients(GradientAttribution):
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
         baseline_steps: int | None = None,
+        n_steps: int | None = None,
     ) -> Tensor | tuple[Tensor, ...] | tuple[Tensor | tuple[Tensor, ...], Tensor]:
         """Attribute ``target``'s output to the pixels of ``inputs`` along the rank path.
 
@@ -91,6 +103,10 @@ class RankIntegratedGradients(GradientAttribution):
                 (F(inputs) - F(baselines))`` per image.
             baseline_steps: quadrature points on the first segment (baseline -> L_{r_1});
                 None: ``n_steps_per_rank``.
+            n_steps: the total budget E of gradient evaluations per image (the interface
+                of IG and SIG); when given it overrides ``n_steps_per_rank`` and
+                ``baseline_steps`` with the rank-uniform split of
+                :func:`rankrobust.attribution.methods.rig_schedule`.
 
         Returns:
             attributions shaped like ``inputs`` (a tensor, or a 1-tuple when ``inputs`` is a
@@ -100,6 +116,13 @@ class RankIntegratedGradients(GradientAttribution):
         x = _single(inputs, "inputs")
         base = _single(baselines, "baselines")
         extra = _format_additional_forward_args(additional_forward_args) or ()
+        if n_steps is not None:
+            from rankrobust.attribution.methods import rig_schedule
+
+            full = min(x.shape[-2], x.shape[-1])
+            n_steps_per_rank, baseline_steps = rig_schedule(
+                n_steps, len(_resolve_ranks(ranks, full))
+            )
         result = rank_integrated_gradients(
             self.forward_func,
             x,
@@ -123,4 +146,139 @@ class RankIntegratedGradients(GradientAttribution):
     @property
     def multiplies_by_inputs(self) -> bool:
         """Attributions are path gradients times the path's direction (global, like IG's)."""
+        return True
+
+
+def _unpack(inputs, baselines, additional_forward_args, internal_batch_size):
+    extra = _format_additional_forward_args(additional_forward_args) or ()
+    batch = sys.maxsize if internal_batch_size is None else internal_batch_size
+    base = _single(baselines, "baselines")
+    return _single(inputs, "inputs"), "zero" if base is None else base, extra, batch
+
+
+def _pack(pixel: Tensor, is_tuple: bool, delta: Tensor | None):
+    attributions = (pixel,) if is_tuple else pixel
+    return attributions if delta is None else (attributions, delta)
+
+
+class VanillaGradient(GradientAttribution):
+    """The gradient of the target output w.r.t. the input (signed; captum's ``Saliency`` takes
+    its absolute value by default), one gradient evaluation per image."""
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        GradientAttribution.__init__(self, forward_func)
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor],
+        target: None | int | Sequence[int] | Tensor = None,
+        internal_batch_size: int | None = None,
+    ) -> Tensor | tuple[Tensor]:
+        """``d F_target / d inputs``, shaped like ``inputs``; ``target`` None: the top class."""
+        x, _, _, batch = _unpack(inputs, None, None, internal_batch_size)
+        pixel = vanilla_gradient(self.forward_func, x, target=target, batch_size=batch)
+        return _pack(pixel, isinstance(inputs, tuple), None)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+
+class IntegratedGradients(GradientAttribution):
+    """Integrated Gradients (Sundararajan et al. 2017) on the straight path, on this project's
+    engine: equal to ``captum.attr.IntegratedGradients`` with the same ``method`` and
+    ``n_steps`` (captum's default is "gausslegendre"; here "riemann_middle")."""
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        GradientAttribution.__init__(self, forward_func)
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor],
+        baselines: None | int | float | Tensor | tuple = None,
+        target: None | int | Sequence[int] | Tensor = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "riemann_middle",
+        internal_batch_size: int | None = None,
+        return_convergence_delta: bool = False,
+    ):
+        """As captum's ``IntegratedGradients.attribute`` (n_steps gradient evaluations)."""
+        x, base, extra, batch = _unpack(
+            inputs, baselines, additional_forward_args, internal_batch_size
+        )
+        res = integrated_gradients(
+            self.forward_func, x, target=target, steps=n_steps, baseline=base,
+            batch_size=batch, method=method, additional_forward_args=extra,
+        )  # fmt: skip
+        return _pack(
+            res.pixel, isinstance(inputs, tuple), res.delta if return_convergence_delta else None
+        )
+
+    def has_convergence_delta(self) -> bool:
+        return True
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return True
+
+
+class SpectralIntegratedGradients(GradientAttribution):
+    """Spectral Integrated Gradients (Kim et al., KDD 2026) with captum's interface.
+
+    Integrates along ``gamma(alpha) = baseline + sum_i clamp((alpha - t_i)/w, 0, 1) s_i u_i
+    v_i^T`` (the SVD of ``inputs - baselines`` per channel, ``t_i = (1 - w)(1 - s_i/s_1)``,
+    ``w = overlap``); see :mod:`rankrobust.attribution.sig`.  With ``method="riemann_left"`` and
+    ``n_steps=m`` it is the m-interval left sum of SIG's published code.  SIG's published
+    ``f`` is the softmax probability: pass ``forward_func = softmax of the model`` for it.
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        GradientAttribution.__init__(self, forward_func)
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor],
+        baselines: None | int | float | Tensor | tuple = None,
+        target: None | int | Sequence[int] | Tensor = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 64,
+        overlap: float = 0.5,
+        method: str = "riemann_left",
+        internal_batch_size: int | None = None,
+        return_convergence_delta: bool = False,
+        schedule: str = "strength",
+    ):
+        """Attribute ``target``'s output to the pixels of ``inputs`` along SIG's path.
+
+        Args:
+            inputs, baselines, target, additional_forward_args, internal_batch_size,
+                return_convergence_delta: as captum's ``IntegratedGradients.attribute``.
+            n_steps: m alpha intervals = m gradient evaluations per image (2m for
+                "riemann_trapezoid").
+            overlap: w in [0, 1), the width of each component's ramp.
+            method: "riemann_left" (SIG's), "riemann_middle", "riemann_right" or
+                "riemann_trapezoid".
+            schedule: "strength" (SIG) or "rank_uniform" (RIG's rank path).
+        """
+        x, base, extra, batch = _unpack(
+            inputs, baselines, additional_forward_args, internal_batch_size
+        )
+        res = spectral_integrated_gradients(
+            self.forward_func, x, target=target, n_steps=n_steps, overlap=overlap,
+            baseline=base, method=method, schedule=schedule, batch_size=batch,
+            additional_forward_args=extra,
+        )  # fmt: skip
+        return _pack(
+            res.pixel, isinstance(inputs, tuple), res.delta if return_convergence_delta else None
+        )
+
+    def has_convergence_delta(self) -> bool:
+        return True
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
         return True

@@ -1,4 +1,5 @@
-"""Drawing attribution maps: image | vanilla gradient | RIG map, one row per image."""
+"""Drawing attribution maps: image | vanilla gradient | RIG map (rig.png) and image | gradient |
+IG | RIG | SIG (attribution.png), one row per image."""
 
 from __future__ import annotations
 
@@ -83,6 +84,64 @@ def save_rig_grid(npz: dict, path: str | Path, title: str, classes: Sequence[str
     mappable = draw_rig_rows(axes, npz["images"], npz["vanilla"], npz["pixel"], true, predicted)
     fig.suptitle(title + "\nmaps explain the predicted class", fontsize=9)
     saliency_colorbar(fig, mappable, list(axes.ravel()))
+    path = Path(path)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+METHOD_TITLES = {"gradient": "gradient", "ig": "IG", "rig": "RIG", "sig": "SIG"}
+
+
+def draw_method_rows(axes, images, maps: dict, captions: Sequence[str], predicted=None):
+    """Fill a (rows, 1 + len(maps)) grid: the image, then one map per method (``maps``: method
+    -> (N, C, H, W) array, drawn in its order).  Returns the last map's image (colour bar)."""
+    mappable = None
+    for row, image in enumerate(images):
+        ax = axes[row, 0]
+        ax.imshow(np.clip(np.transpose(image, (1, 2, 0)), 0, 1), interpolation="nearest")
+        ax.set_ylabel(captions[row], fontsize=7)
+        if row == 0:
+            ax.set_title("image", fontsize=8)
+        for col, (method, arr) in enumerate(maps.items(), 1):
+            ax = axes[row, col]
+            mappable = ax.imshow(
+                saliency_image(arr[row]), cmap=SALIENCY_CMAP, vmin=0, vmax=1,
+                interpolation="nearest",
+            )  # fmt: skip
+            if row == 0:
+                ax.set_title(METHOD_TITLES.get(method, method), fontsize=8)
+            if predicted is not None and col == 1:
+                ax.set_xlabel(f"pred: {predicted[row]}", fontsize=7)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return mappable
+
+
+def save_attribution_grid(
+    npz: dict, path: str | Path, title: str, classes: Sequence[str] = (), rows: int = 6
+) -> Path:
+    """PNG grid image | gradient | IG | RIG | SIG (the methods in an attribution.npz, arrays
+    ``map_<method>``) for its first ``rows`` images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    maps = {k[4:]: np.asarray(v) for k, v in npz.items() if k.startswith("map_")}
+    n = min(rows, len(npz["images"]))
+    name = class_namer(npz, classes)
+    predicted = [name(int(t)) for t in np.asarray(npz["targets"])[:n].tolist()]
+    true = [f"true: {name(int(t))}" for t in np.asarray(npz["labels"])[:n].tolist()]
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(1.5 * cols + 0.6, 1.5 * n + 0.7), squeeze=False)
+    mappable = draw_method_rows(
+        axes, np.asarray(npz["images"])[:n], {k: v[:n] for k, v in maps.items()}, true, predicted
+    )
+    fig.suptitle(title + "\nmaps explain the predicted class", fontsize=9)
+    if mappable is not None:
+        saliency_colorbar(fig, mappable, list(axes.ravel()))
     path = Path(path)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -49,6 +49,12 @@ RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
     ("rig.batch_size", int, 1, INF, False),
     ("rig.seed", int, 0, INF, False),
     ("analysis.n_images", int, 1, INF, False),
+    ("attribution.n_images", int, 1, INF, False),
+    ("attribution.steps", int, 1, INF, False),
+    ("attribution.overlap", float, 0, 0.999999, False),
+    ("attribution.mprt_layers", int, 1, INF, True),
+    ("attribution.batch_size", int, 1, INF, False),
+    ("attribution.seed", int, 0, INF, False),
     ("seed", int, 0, 2**32 - 1, False),  # what pl.seed_everything accepts
     ("trainer.devices", int, 1, INF, False),
     ("trainer.num_nodes", int, 1, INF, False),
@@ -138,7 +144,8 @@ def _build(node: DictConfig) -> Any:
 
 def check_analyses(cfg: DictConfig) -> dict[str, Any]:
     """Settings only the evaluation and the post-training analyses read, checked now (not after
-    training) and built once: {"eval", "sweep", "rig", "analysis"} -> their settings objects."""
+    training) and built once: {"eval", "sweep", "rig", "analysis", "attribution"} -> their
+    settings objects."""
     from rankrobust.pipeline.lightning_module import EVAL_PRECISIONS
     from rankrobust.svd import validate_rank_path
 
@@ -156,7 +163,7 @@ def check_analyses(cfg: DictConfig) -> dict[str, Any]:
         validate_rank_path(ranks, end, "rig.ranks")
     if _get(cfg, "rig.baseline", "zero") not in ("zero", "mean"):
         raise ConfigError(f"rig.baseline={_get(cfg, 'rig.baseline')!r}: use zero or mean.")
-    return {key: _build(cfg[key]) for key in ("eval", "sweep", "rig", "analysis")}
+    return {key: _build(cfg[key]) for key in ("eval", "sweep", "rig", "analysis", "attribution")}
 
 
 def check_choice(key: str, value: Any, choices: tuple) -> None:
@@ -329,6 +336,36 @@ def check_checkpoint(cfg: DictConfig) -> None:
         check_checkpoint_path(cfg.model.checkpoint)
 
 
+def check_attribution(cfg: DictConfig) -> None:
+    """attribution.methods / metrics / score, and a budget that covers RIG's rank segments."""
+    from rankrobust.attribution import METHODS, SUPPORTED_SCORES
+    from rankrobust.attribution.methods import METRICS, default_rig_ranks
+
+    if not _get(cfg, "attribution.enabled", False):
+        return
+    for key, valid in (("methods", METHODS), ("metrics", METRICS)):
+        chosen = _get(cfg, f"attribution.{key}", list(valid))
+        if not isinstance(chosen, list) or not chosen or set(chosen) - set(valid):
+            raise ConfigError(
+                f"attribution.{key}={chosen!r} is not valid: use a non-empty list of "
+                f"{', '.join(valid)} (e.g. attribution.{key}=[{','.join(valid)}])."
+            )
+    score = _get(cfg, "attribution.score", "softmax")
+    if score not in SUPPORTED_SCORES:
+        raise ConfigError(
+            f"attribution.score={score!r} is not valid: use one of {', '.join(SUPPORTED_SCORES)}."
+        )
+    full, steps = full_rank(cfg), _get(cfg, "attribution.steps", 64)
+    if full is not None and "rig" in _get(cfg, "attribution.methods", ["rig"]):
+        segments = len(default_rig_ranks(full))
+        if steps < segments:
+            raise ConfigError(
+                f"attribution.steps={steps} is not valid: RIG's rank path on {full}x{full} "
+                f"images has {segments} segments and every method gets the same number of "
+                f"gradient evaluations per image, so use attribution.steps >= {segments}."
+            )
+
+
 def check_config(cfg: DictConfig) -> RunSpec:
     """Every check above, in order; raises the first ConfigError found, else the typed spec that
     build.py and the task use (the config is resolved and snapshotted here, once)."""
@@ -340,6 +377,7 @@ def check_config(cfg: DictConfig) -> RunSpec:
     transform = check_transform(cfg)
     attacks = check_attacks(cfg)
     settings = check_analyses(cfg)
+    check_attribution(cfg)
     check_checkpoint(cfg)
     check_device(cfg)
     if cfg.train and _get(cfg, "trainer.max_epochs", 1) is not None:

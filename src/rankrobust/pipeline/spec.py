@@ -14,7 +14,13 @@ from pathlib import Path
 
 from rankrobust import results
 from rankrobust.attacks import AttackSpec
-from rankrobust.pipeline.analyses import EvalSettings, RIGSettings, SpectrumSettings, SweepSettings
+from rankrobust.pipeline.analyses import (
+    AttributionSettings,
+    EvalSettings,
+    RIGSettings,
+    SpectrumSettings,
+    SweepSettings,
+)
 from rankrobust.svd import RankTransform
 
 # Keys of a group's node that are not arguments of its class: read by other groups through
@@ -39,6 +45,7 @@ class RunSpec:
     sweep: SweepSettings
     rig: RIGSettings
     analysis: SpectrumSettings
+    attribution: AttributionSettings
 
     @property
     def eval_budget(self) -> int | None:

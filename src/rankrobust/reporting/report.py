@@ -153,6 +153,63 @@ def _figure_lines(c: ClaimResult, out_dir: Path) -> list[str]:
     return lines
 
 
+ATTRIBUTION_HOW_TO_READ = (
+    "Each cell: the mean over the same test images with a t-interval, then, in brackets after "
+    "'vs gradient', the paired difference to the vanilla gradient (per-image differences, "
+    "t-interval). Every path method gets the same number of gradient evaluations per image. "
+    "DiffID (SIG's insertion minus deletion, in [-1, 1]): higher = more faithful. Gini "
+    "sparseness (Quantus `Sparseness`): higher = more concentrated. Entropy complexity "
+    "(Quantus `Complexity`): lower = simpler. MPRT (Spearman correlation with the map of the "
+    "fully randomised model): lower = the map depends on the model (a sanity check, not a "
+    "quality score)."
+)
+
+
+def _num(e: Estimate | None, digits: int = 3) -> str:
+    """'0.412 [0.380, 0.444]' (plain numbers, not percent) or 'n/a'."""
+    if e is None or e.value is None or math.isnan(e.value):
+        return "n/a"
+    if not e.known:
+        return f"{e.value:.{digits}f}"
+    return f"{e.value:.{digits}f} [{e.lo:.{digits}f}, {e.hi:.{digits}f}]"
+
+
+def attribution_lines(cm: dict) -> list[str]:
+    """C3's attribution part: the verdict of "RIG maps are cleaner than vanilla gradients" and,
+    per run kind, the method x metric table (reporting.claims.attribution decides)."""
+    lines = ["", f"### RIG maps are cleaner than vanilla gradients: **{cm['verdict']}**", ""]
+    lines += [f"Rule: {cm['rule']}.", "", ATTRIBUTION_HOW_TO_READ]
+    for k in cm["per_kind"]:
+        evals = ", ".join(f"{m} {e}" for m, e in k["evaluations"].items())
+        lines += [
+            "",
+            f"**{k['kind']}** (`{k['run']}`, {k['n_images']} images; gradient evaluations per "
+            f"image: {evals}): Gini RIG - gradient {_num(k['gini_difference'])}, entropy RIG - "
+            f"gradient {_num(k['entropy_difference'])}: **{k['verdict']}**.",
+            "",
+        ]
+        metrics = list(dict.fromkeys(r["metric"] for r in k["table"]))
+        lines += ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+        by = {(r["method"], r["metric"]): r for r in k["table"]}
+        for method in dict.fromkeys(r["method"] for r in k["table"]):
+            cells = []
+            for metric in metrics:
+                r = by[(method, metric)]
+                cell = _num(r["mean"])
+                if r["vs_gradient"] is not None:
+                    cell += f" (vs gradient {_num(r['vs_gradient'])})"
+                cells.append(cell)
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        mprt = k.get("mprt_layers") or {}
+        if mprt:
+            sanity = "; ".join(
+                f"{m} {v['mean_correlation'][-1]:.2f}" for m, v in mprt.items()
+                if v.get("mean_correlation")
+            )  # fmt: skip
+            lines += ["", f"Randomisation sanity (mean Spearman after all layers): {sanity}."]
+    return lines
+
+
 def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Path) -> str:
     lines = [
         "# Claims report",
@@ -192,6 +249,8 @@ def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Pat
                 if rig.known and van.known and rig.lo <= van.hi and van.lo <= rig.hi:
                     cleaner += " (intervals overlap)"
                 lines.append(f"| {m['kind']} | {m['run']} | {fmt(rig)} | {fmt(van)} | {cleaner} |")
+        if c.extra.get("cleaner_maps"):
+            lines += attribution_lines(c.extra["cleaner_maps"])
     bad = [r for r in rows if r.get("status") != "ok"]
     if bad:
         lines += ["", "## Runs not finished (only `partial` ones count above)", ""]

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rankrobust.reporting.claims.attribution import cleaner_maps
 from rankrobust.reporting.claims.grouping import (
     USABLE,
     Group,
@@ -66,7 +67,7 @@ STATEMENTS = {
 FIGURES = {
     "C1": ["fig-rank-accuracy"],
     "C2": ["fig-high-rank"],
-    "C3": ["fig-rig-spectrum", "fig-rig"],
+    "C3": ["fig-rig-spectrum", "fig-rig", "fig-attribution-maps", "fig-attribution-curves"],
     "C4": ["fig-train-rank"],
 }
 
@@ -258,7 +259,9 @@ def claim_c3(rows: Sequence[dict]) -> ClaimResult:
                 "verdict": above(diff, 0.0),
             }
         )
-    return _result("C3", rule, comps, map_structure=map_structure(rows))
+    return _result(
+        "C3", rule, comps, map_structure=map_structure(rows), cleaner_maps=cleaner_maps(rows)
+    )
 
 
 def map_structure(rows: Sequence[dict], top: int = TOP_RANKS_C3) -> list[dict]:

@@ -11,6 +11,8 @@ Figures (each skipped with a printed note when its inputs are missing):
     rig-spectrum          C3  mean rank attribution share vs rank, natural vs robust
     train-rank            C4  clean / robust accuracy of models trained on rank-k data vs k
     perturbation-spectrum     singular values of adversarial perturbations vs clean images
+    attribution-maps      C3  image | gradient | IG | RIG | SIG, natural and robust
+    attribution-curves    C3  insertion / deletion curves per method (DiffID)
 Runs, groups, pairs and 95% intervals come from rankrobust.reporting.claims (as in the report,
 which `python -m rankrobust.reporting.report` writes). The drawing lives in `curves` (C1-C4)
 and `images` (image grids, spectra); their shared look in `style`.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rankrobust.reporting.collect import collect, summary_line, write_table
+from rankrobust.reporting.figures.attribution import fig_attribution_curves, fig_attribution_maps
 from rankrobust.reporting.figures.curves import (
     fig_high_rank,
     fig_rank_accuracy,
@@ -45,6 +48,8 @@ DRAW: dict[str, Callable[..., list[Path]]] = {
     "rig-spectrum": fig_rig_spectrum,
     "train-rank": fig_train_rank,
     "perturbation-spectrum": fig_perturbation_spectrum,
+    "attribution-maps": fig_attribution_maps,
+    "attribution-curves": fig_attribution_curves,
 }
 FIGURES = tuple(DRAW)
 
