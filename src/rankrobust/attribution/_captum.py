@@ -20,13 +20,13 @@ from captum.log import log_usage
 from torch import Tensor
 
 from rankrobust.attribution._rig import (
-    _resolve_ranks,
     integrated_gradients,
     rank_integrated_gradients,
     vanilla_gradient,
 )
 from rankrobust.attribution.sig import spectral_integrated_gradients
 from rankrobust.errors import ConfigError
+from rankrobust.svd import validate_rank_path
 
 __all__ = [
     "IntegratedGradients",
@@ -121,7 +121,7 @@ class RankIntegratedGradients(GradientAttribution):
 
             full = min(x.shape[-2], x.shape[-1])
             n_steps_per_rank, baseline_steps = rig_schedule(
-                n_steps, len(_resolve_ranks(ranks, full))
+                n_steps, len(validate_rank_path(ranks, full))
             )
         result = rank_integrated_gradients(
             self.forward_func,
