@@ -3,6 +3,10 @@
 ``x`` is a batch of images in [0, 1], shape (N, C, H, W); ``y`` the integer labels, shape (N,).
 Every attack returns a detached ``x_adv`` of the same shape and dtype, inside the eps ball around
 ``x`` (Linf or L2, eps on the [0, 1] pixel scale: 8/255 is typical for Linf) and inside [0, 1].
+``pixels=False`` (PGD, FGSM-RS) takes images of any finite range and does not clamp (the residual
+images H_k(x) of the high-rank sweep). Bad arguments (0-255 or normalised images, eps = 8 for an
+Linf budget, an infinite eps, labels of another length, a model returning a tuple, a dtype clash)
+raise TypeError / ValueError naming the argument (``rankrobust.inputs``).
 During an attack the model is in eval mode; each module's previous mode is restored afterwards.
 Gradients are taken w.r.t. the input only, so no ``.grad`` is left on model parameters.
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_eps, check_images, check_labels, logits
 from rankrobust.models import eval_mode
 
 __all__ = [
@@ -74,20 +80,43 @@ class _Float32Logits(nn.Module):
         return self.model(x.float()).float()
 
 
-def _check(eps: float, step_size: float | None = None, steps: int | None = None) -> None:
-    if eps < 0:
-        raise ConfigError(f"Attack eps must be >= 0; got {eps}.")
-    if step_size is not None and step_size < 0:
-        raise ConfigError(f"Attack step_size must be >= 0; got {step_size}.")
+def _check(
+    eps: float,
+    step_size: float | None = None,
+    steps: int | None = None,
+    norm: str | None = None,
+    x: torch.Tensor | None = None,
+) -> float:
+    """The budget (finite, >= 0, within the norm's bound: inputs.check_eps), step and steps."""
+    eps = check_eps(eps, norm or "any", "eps", x)
+    if step_size is not None and not (math.isfinite(step_size) and step_size >= 0):
+        raise ConfigError(f"step_size={step_size!r}: expected a finite number >= 0.")
     if steps is not None and steps < 1:
-        raise ConfigError(f"Attack steps must be >= 1; got {steps}.")
+        raise ConfigError(f"steps={steps!r}: expected an integer >= 1.")
+    return eps
+
+
+def _check_call(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    norm: str,
+    step_size=None,
+    steps=None,
+    pixels: bool = True,
+) -> float:
+    """The public attacks' arguments: images (in [0, 1] when ``pixels``), labels (N,), the
+    budget for ``norm``."""
+    check_images(x, "x", unit_range=pixels)
+    check_labels(y, x.shape[0], "y")
+    return _check(eps, step_size, steps, norm, x)
 
 
 def _input_grad(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Gradient of the summed cross-entropy w.r.t. the input only (float32 loss)."""
     x_adv = x_adv.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x_adv).float(), y, reduction="sum")
+        loss = F.cross_entropy(logits(model, x_adv).float(), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x_adv)
     return grad.detach()
 
@@ -97,15 +126,24 @@ def _per_example_norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
-def _project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+def _box(t: torch.Tensor, pixels: bool) -> torch.Tensor:
+    """Clamp to the pixel range [0, 1] (pixels), or leave as is (residual images H_k)."""
+    return t.clamp_(0.0, 1.0) if pixels else t
 
 
-def _project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+def _project_linf(
+    x_adv: torch.Tensor, x: torch.Tensor, eps: float, pixels: bool = True
+) -> torch.Tensor:
+    return _box(torch.minimum(torch.maximum(x_adv, x - eps), x + eps), pixels)
+
+
+def _project_l2(
+    x_adv: torch.Tensor, x: torch.Tensor, eps: float, pixels: bool = True
+) -> torch.Tensor:
     delta = x_adv - x
     factor = torch.clamp(eps / (_per_example_norm(delta) + 1e-12), max=1.0)
     # Clamping to [0, 1] afterwards only shrinks each |delta_i| (x is in [0, 1]): stays in the ball.
-    return (x + delta * factor).clamp_(0.0, 1.0)
+    return _box(x + delta * factor, pixels)
 
 
 # --------------------------------------------------------------------------- attacks
@@ -136,20 +174,23 @@ def pgd_linf(
     steps: int,
     random_start: bool = True,
     autocast: bool = False,
+    pixels: bool = True,
 ) -> torch.Tensor:
-    """Linf PGD on cross-entropy (Madry et al. 2018), the last iterate; autocast: see above."""
-    _check(eps, step_size, steps)
+    """Linf PGD on cross-entropy (Madry et al. 2018), the last iterate; autocast: see above.
+
+    Raises TypeError / ValueError naming the argument (x, y, eps, step_size, steps)."""
+    eps = _check_call(x, y, eps, "Linf", step_size, steps, pixels)
     dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
-        x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+        x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps, pixels)
     return _pgd(
         model,
         x,
         y,
         x_adv,
         steps,
-        lambda x_adv, grad: _project_linf(x_adv + step_size * grad.sign(), x, eps),
+        lambda x_adv, grad: _project_linf(x_adv + step_size * grad.sign(), x, eps, pixels),
         autocast,
     ).to(dtype)
 
@@ -163,9 +204,12 @@ def pgd_l2(
     steps: int,
     random_start: bool = True,
     autocast: bool = False,
+    pixels: bool = True,
 ) -> torch.Tensor:
-    """L2 PGD on cross-entropy: normalised-gradient steps, projection onto the L2 ball."""
-    _check(eps, step_size, steps)
+    """L2 PGD on cross-entropy: normalised-gradient steps, projection onto the L2 ball.
+
+    Raises TypeError / ValueError naming the argument (x, y, eps, step_size, steps)."""
+    eps = _check_call(x, y, eps, "L2", step_size, steps, pixels)
     dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
@@ -173,11 +217,11 @@ def pgd_l2(
         direction = torch.randn_like(x)
         direction = direction / (_per_example_norm(direction) + 1e-12)
         radius = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype)
-        x_adv = _project_l2(x + direction * radius * eps, x, eps)
+        x_adv = _project_l2(x + direction * radius * eps, x, eps, pixels)
 
     def step(x_adv: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         unit = grad / (_per_example_norm(grad) + 1e-12)
-        return _project_l2(x_adv + step_size * unit, x, eps)
+        return _project_l2(x_adv + step_size * unit, x, eps, pixels)
 
     return _pgd(model, x, y, x_adv, steps, step, autocast).to(dtype)
 
@@ -189,16 +233,17 @@ def fgsm_rs(
     eps: float,
     step_size: float,
     autocast: bool = False,
+    pixels: bool = True,
 ) -> torch.Tensor:
     """FGSM from a uniform random start in the Linf eps ball (Wong et al. 2020; step 1.25 eps).
 
-    ``autocast``: see the module docstring."""
-    _check(eps, step_size)
+    ``autocast``: see the module docstring. Raises TypeError / ValueError naming the argument."""
+    eps = _check_call(x, y, eps, "Linf", step_size, pixels=pixels)
     dtype, x = x.dtype, x.detach().float()
-    x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps, pixels)
     with eval_mode(model), _precision(x, autocast):
         grad = _input_grad(model, x_adv, y)
-    return _project_linf(x_adv + step_size * grad.sign(), x, eps).detach().to(dtype)
+    return _project_linf(x_adv + step_size * grad.sign(), x, eps, pixels).detach().to(dtype)
 
 
 # --------------------------------------------------------------------------- AutoAttack
@@ -310,6 +355,7 @@ def autoattack(
     from pyautoattack import AutoAttack
 
     _check_autoattack(eps, norm, version, attacks_to_run, n_iter, n_restarts)
+    _check_call(x, y, eps, norm)
     if n_examples is not None:
         if n_examples < 1:
             raise ConfigError(f"AutoAttack n_examples must be >= 1 or None; got {n_examples}.")
@@ -327,7 +373,7 @@ def autoattack(
         )
         adversary.verbose = verbose
         with torch.no_grad():
-            n_classes = model(x[:1]).shape[-1]
+            n_classes = logits(model, x[:1]).shape[-1]
         targets = max(1, n_classes - 1)
         adversary.apgd_targeted.n_target_classes = min(
             adversary.apgd_targeted.n_target_classes, targets
@@ -430,11 +476,17 @@ def make_attack(spec: AttackSpec) -> Attack | None:
     if spec.name == "none":
         return None
     if spec.name == "pgd_linf":
-        return lambda model, x, y: pgd_linf(model, x, y, eps, step, steps, rs, autocast=amp)
+        return lambda model, x, y, pixels=True: pgd_linf(
+            model, x, y, eps, step, steps, rs, autocast=amp, pixels=pixels
+        )
     if spec.name == "pgd_l2":
-        return lambda model, x, y: pgd_l2(model, x, y, eps, step, steps, rs, autocast=amp)
+        return lambda model, x, y, pixels=True: pgd_l2(
+            model, x, y, eps, step, steps, rs, autocast=amp, pixels=pixels
+        )
     if spec.name == "fgsm_rs":
-        return lambda model, x, y: fgsm_rs(model, x, y, eps, step, autocast=amp)
+        return lambda model, x, y, pixels=True: fgsm_rs(
+            model, x, y, eps, step, autocast=amp, pixels=pixels
+        )
     attacks = None if spec.attacks_to_run is None else list(spec.attacks_to_run)
     options = dict(
         norm=spec.norm or "Linf",

@@ -7,6 +7,7 @@ datamodule) and the run folder.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -46,11 +47,28 @@ def eval_budget(cfg: DictConfig) -> int | None:
     return n
 
 
+def _pixels(cfg: DictConfig, split: str) -> bool:
+    """Whether `split`'s images are pixels in [0, 1]: H_k residuals and bands are not clamped
+    (svd.py), so attacks on them must neither reject nor clamp them."""
+    applied = split in (cfg.transform.get("apply_to") or [])
+    unclamped = cfg.transform.mode in ("high", "band") and (
+        cfg.rank is not None or cfg.transform.mode == "band"
+    )
+    return not (applied and unclamped)
+
+
+def _attack_for(spec, pixels: bool):
+    attack = make_attack(spec)
+    if attack is None or pixels or spec.name == "autoattack":
+        return attack
+    return functools.partial(attack, pixels=False)
+
+
 def eval_attack(cfg: DictConfig):
     """The evaluation attack for use batch by batch: the caller's budget bounds the images
     attacked, so AutoAttack's n_examples (folded into eval_budget) must not cut each batch."""
     spec = attack_spec(cfg.attack.eval)
-    return make_attack(spec.replace(n_examples=None)) if spec else None
+    return _attack_for(spec.replace(n_examples=None), _pixels(cfg, "test")) if spec else None
 
 
 def datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -72,7 +90,7 @@ def module(cfg: DictConfig, net: nn.Module) -> RobustClassifier:
     make = instantiate(cfg.module, _partial_=True, _convert_="all")
     return make(
         model=net,
-        train_attack=make_attack(train_spec) if train_spec else None,
+        train_attack=_attack_for(train_spec, _pixels(cfg, "train")) if train_spec else None,
         eval_attack=eval_attack(cfg),
         n_robust=eval_budget(cfg),
         eval_precision=cfg.eval.precision,

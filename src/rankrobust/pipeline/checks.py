@@ -63,10 +63,11 @@ def check_range(key: str, value: Any, kind: type, low: float, high: float, nulla
     """Raise ConfigError unless `value` is a `kind` in [low, high] (or None when nullable)."""
     if value is None and nullable:
         return
-    what = "an integer" if kind is int else "a number"
+    what = "an integer" if kind is int else "a finite number"
     span = f">= {low:g}" if high == INF else f"in [{low:g}, {high:g}]"
     null = " (or null)" if nullable else ""
-    if not _is_number(value, kind) or not (low <= value <= high) or value != value:
+    # NaN and inf are never valid (inf passed `low <= value <= INF`: optim.lr=inf trained to NaN)
+    if not _is_number(value, kind) or not math.isfinite(value) or not low <= value <= high:
         raise ConfigError(f"{key}={value!r} is not valid: it must be {what} {span}{null}.")
 
 
@@ -161,7 +162,10 @@ def check_attacks(cfg: DictConfig) -> None:
         fields = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()}
         fields.pop("_target_", None)
         spec = AttackSpec(**fields)
-        spec.validate()
+        try:
+            spec.validate()
+        except ConfigError as err:  # name the key (attack.train / attack.eval)
+            raise ConfigError(f"attack.{part}: {err}") from None
         norm = spec.norm or ("L2" if spec.name == "pgd_l2" else "Linf")
         if norm == "Linf" and spec.name != "none" and spec.eps > 1:
             raise ConfigError(
