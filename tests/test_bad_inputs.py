@@ -72,6 +72,13 @@ BAD = [
     (["optim.schedule=cosin"], "optim.schedule"),
     (["dataset=cifar10", "dataset.image_size=16"], "dataset.image_size"),
     (["seed=4294967296"], "seed"),
+    # issue 19: non-finite numbers, random weights evaluated without asking
+    (["optim.lr=inf"], "optim.lr"),
+    (["optim.lr=nan"], "optim.lr"),
+    (["attack=pgd_l2", "attack.train.eps=inf"], "attack.train"),
+    (["attack=pgd_linf", "attack.eval.eps=nan"], "attack.eval"),
+    (["attack=pgd_linf", "attack.eval.step_size=inf"], "attack.eval"),
+    (["train=false"], "model.checkpoint"),
 ]
 
 
@@ -321,3 +328,17 @@ def test_attacks_on_residual_images_neither_reject_nor_clamp():
     residual = X - 0.5  # H_k(x) leaves [0, 1] on purpose
     adv = attacks.pgd_linf(_api_model(), residual, Y, 0.03, **PGD, pixels=False)
     assert (adv - residual).abs().max() <= 0.03 + 1e-6 and adv.min() < 0
+
+
+def test_a_diverging_run_fails_naming_the_step(tmp_path):
+    cfg = make_cfg(*QUICK, "optim.lr=1e30", "optim.schedule=none", "dataset.batch_size=32")
+    with pytest.raises(FloatingPointError, match="at step"):
+        task.run(cfg, tmp_path / "run")
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["status"] == "failed" and "at step" in written["error"]
+    assert written["clean_acc"] is None
+
+
+def test_random_weights_only_when_asked(tmp_path):
+    cfg = make_cfg(*QUICK, "train=false", "model.checkpoint=random", "eval.n_robust=0")
+    assert task.run(cfg, tmp_path / "run")["status"] == "ok"

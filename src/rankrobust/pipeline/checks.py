@@ -310,10 +310,20 @@ def check_dataset(cfg: DictConfig) -> None:
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
+    from rankrobust.models import RANDOM_WEIGHTS
     from rankrobust.models.checkpoints import check_checkpoint_path
 
-    if _get(cfg, "model.checkpoint", None):
+    checkpoint = _get(cfg, "model.checkpoint", None)
+    if checkpoint and checkpoint != RANDOM_WEIGHTS:
         check_checkpoint_path(cfg.model.checkpoint)
+    pretrained = _get(cfg, "model.pretrained", None) or _get(cfg, "model.weights", None)
+    external = _get(cfg, "model.name", None) == "robustbench"
+    if not cfg.train and not checkpoint and not pretrained and not external:
+        raise ConfigError(
+            "train=false but model.checkpoint is null: there are no trained weights to evaluate "
+            "(the accuracies would be those of random weights). Give model.checkpoint=<a .ckpt "
+            "or state dict>, or model.checkpoint=random to evaluate random weights on purpose."
+        )
 
 
 def check_config(cfg: DictConfig) -> None:
