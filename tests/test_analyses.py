@@ -45,8 +45,8 @@ def test_rank_sweep_at_full_rank_equals_clean_accuracy_and_robust_keys_appear():
     model = _model()
     clean = (model(x).argmax(1) == y).float().mean().item()
 
-    def attack(m, xb, yb):
-        return pgd_linf(m, xb, yb, eps=8 / 255, step_size=2 / 255, steps=2)
+    def attack(m, xb, yb, pixels=True):  # pixels=False: the H_k residuals leave [0, 1]
+        return pgd_linf(m, xb, yb, eps=8 / 255, step_size=2 / 255, steps=2, pixels=pixels)
 
     settings = analyses.SweepSettings(ranks=[1, 8], robust=True, n_robust=6)
     out = analyses.run_rank_sweep(model, _datamodule(x, y), settings, attack, batch_size=5)

@@ -11,8 +11,10 @@ import sys
 import time
 
 import pytest
+import torch
 from helpers import FAST, ROOT, make_cfg, run_cli
 
+from rankrobust import attacks, evaluate, rig
 from rankrobust.errors import ConfigError
 from rankrobust.launch.summary import summarize_sweep
 from rankrobust.pipeline import checks, loggers, task
@@ -72,6 +74,13 @@ BAD = [
     (["seed=4294967296"], "seed"),
     (["eval.precision=bf16"], "eval.precision"),
     (["module.channels_last=maybe"], "module.channels_last"),
+    # issue 19: non-finite numbers, random weights evaluated without asking
+    (["optim.lr=inf"], "optim.lr"),
+    (["optim.lr=nan"], "optim.lr"),
+    (["attack=pgd_l2", "attack.train.eps=inf"], "attack.train"),
+    (["attack=pgd_linf", "attack.eval.eps=nan"], "attack.eval"),
+    (["attack=pgd_linf", "attack.eval.step_size=inf"], "attack.eval"),
+    (["train=false"], "model.checkpoint"),
 ]
 
 
@@ -250,3 +259,88 @@ def test_a_one_class_folder_is_not_answered_with_num_classes_1(tmp_path):
     with pytest.raises(ConfigError, match="at least 2") as info:
         task.run(cfg, tmp_path / "run")
     assert "num_classes=1" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Library boundaries (issue 19, item 6): (id, call, exception type, the argument named first).
+
+
+def _api_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    ).eval()  # fmt: skip
+
+
+class _TupleModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = _api_model()
+
+    def forward(self, x):
+        return self.net(x), x.mean()
+
+
+X = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+Y = torch.tensor([0, 1, 2, 0])
+PGD = {"step_size": 2 / 255, "steps": 2}
+API_BAD = [
+    ("pgd_linf eps=8", lambda: attacks.pgd_linf(_api_model(), X, Y, 8, **PGD), ValueError, "eps"),
+    ("pgd_linf 0-255", lambda: attacks.pgd_linf(_api_model(), X * 255, Y, 8 / 255, **PGD),
+     ValueError, "x"),
+    ("pgd_l2 normalised", lambda: attacks.pgd_l2(_api_model(), (X - 0.5) / 0.25, Y, 0.5, **PGD),
+     ValueError, "x"),
+    ("pgd_l2 eps=inf", lambda: attacks.pgd_l2(_api_model(), X, Y, float("inf"), **PGD),
+     ValueError, "eps"),
+    ("fgsm_rs eps=nan", lambda: attacks.fgsm_rs(_api_model(), X, Y, float("nan"), 0.01),
+     ValueError, "eps"),
+    ("fgsm_rs labels", lambda: attacks.fgsm_rs(_api_model(), X, Y[:2], 0.03, 0.01), ValueError,
+     "y"),
+    ("pgd_linf tuple model", lambda: attacks.pgd_linf(_TupleModel(), X, Y, 0.03, **PGD),
+     TypeError, "model"),
+    ("pgd_linf 1-D output", lambda: attacks.pgd_linf(
+        torch.nn.Sequential(_api_model(), torch.nn.Flatten(0)), X, Y, 0.03, **PGD), ValueError,
+     "model"),
+    ("autoattack eps=8", lambda: attacks.autoattack(_api_model(), X, Y, 8), ValueError, "eps"),
+    ("autoattack 0-255", lambda: attacks.autoattack(_api_model(), X * 255, Y, 8 / 255),
+     ValueError, "x"),
+    ("accuracy float64", lambda: evaluate.accuracy(_api_model(), X.double(), Y), TypeError,
+     "images"),
+    ("accuracy meta", lambda: evaluate.accuracy(_api_model(), X.to("meta"), Y), TypeError,
+     "images"),
+    ("rig 0-255", lambda: rig.rank_integrated_gradients(_api_model(), X * 255), ValueError, "x"),
+    ("rig tuple model", lambda: rig.rank_integrated_gradients(_TupleModel(), X), TypeError,
+     "model"),
+    ("rig float16", lambda: rig.rank_integrated_gradients(_api_model(), X.half()), TypeError, "x"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "name"), [c[1:] for c in API_BAD], ids=[c[0] for c in API_BAD]
+)
+def test_bad_api_input_raises_naming_the_argument(call, exc, name):
+    with pytest.raises(exc) as info:
+        call()
+    assert str(info.value).startswith(name), str(info.value)
+    assert "\n" not in str(info.value).strip()
+
+
+def test_attacks_on_residual_images_neither_reject_nor_clamp():
+    residual = X - 0.5  # H_k(x) leaves [0, 1] on purpose
+    adv = attacks.pgd_linf(_api_model(), residual, Y, 0.03, **PGD, pixels=False)
+    assert (adv - residual).abs().max() <= 0.03 + 1e-6 and adv.min() < 0
+
+
+def test_a_diverging_run_fails_naming_the_step(tmp_path):
+    cfg = make_cfg(*QUICK, "optim.lr=1e30", "optim.schedule=none", "dataset.batch_size=32")
+    with pytest.raises(FloatingPointError, match="at step"):
+        task.run(cfg, tmp_path / "run")
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["status"] == "failed" and "at step" in written["error"]
+    assert written["clean_acc"] is None
+
+
+def test_random_weights_only_when_asked(tmp_path):
+    cfg = make_cfg(*QUICK, "train=false", "model.checkpoint=random", "eval.n_robust=0")
+    assert task.run(cfg, tmp_path / "run")["status"] == "ok"

@@ -87,6 +87,7 @@ def test_every_experiment_preset_runs_one_batch_on_synthetic_data(preset, tmp_pa
     overrides += ["analysis.perturbation_spectrum=false"]
     if preset in EVAL_ONLY:
         overrides += ["model=small_cnn", "dataset.num_classes=10", "dataset.image_size=32"]
+        overrides += ["model.checkpoint=random"]  # evaluation presets with a stand-in model
     metrics = task.run(make_cfg(*overrides), tmp_path)
     assert metrics["status"] == "ok", metrics.get("error")
     assert metrics["clean_acc"] is not None and metrics["config"]["dataset"] == "synthetic"

@@ -3,6 +3,10 @@
 ``x`` is a batch of images in [0, 1], shape (N, C, H, W); ``y`` the integer labels, shape (N,).
 Every attack returns a detached ``x_adv`` of the same shape and dtype, inside the eps ball around
 ``x`` (Linf or L2, eps on the [0, 1] pixel scale: 8/255 is typical for Linf) and inside [0, 1].
+``pixels=False`` (PGD, FGSM-RS) takes images of any finite range and does not clamp (the residual
+images H_k(x) of the high-rank sweep). Bad arguments (0-255 or normalised images, eps = 8 for an
+Linf budget, an infinite eps, labels of another length, a model returning a tuple, a dtype clash)
+raise TypeError / ValueError naming the argument (``rankrobust.inputs``).
 During an attack the model is in eval mode; each module's previous mode is restored afterwards.
 Gradients are taken w.r.t. the input only, so no ``.grad`` is left on model parameters.
 
@@ -18,8 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
-import sys
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rankrobust._autoattack import (
+    AUTOATTACK_ATTACKS,
+    _autoattack_sandbox,
+    _check_autoattack,
+    _Float32Logits,
+    _set_n_iter,
+)
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_eps, check_images, check_labels, logits
 from rankrobust.models import eval_mode
 
 __all__ = [
@@ -43,9 +54,6 @@ __all__ = [
 ]
 
 ATTACK_NAMES: tuple[str, ...] = ("none", "pgd_linf", "pgd_l2", "fgsm_rs", "autoattack")
-AUTOATTACK_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
-AUTOATTACK_VERSIONS: tuple[str, ...] = ("standard", "plus", "rand", "custom")
-AUTOATTACK_NORMS: tuple[str, ...] = ("Linf", "L2", "L1")
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,31 +71,43 @@ def _precision(x: torch.Tensor, autocast: bool) -> Iterator[None]:
         yield
 
 
-class _Float32Logits(nn.Module):
-    """``model`` with float32 inputs and logits, for pyautoattack (which calls it directly)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.float()).float()
-
-
-def _check(eps: float, step_size: float | None = None, steps: int | None = None) -> None:
-    if eps < 0:
-        raise ConfigError(f"Attack eps must be >= 0; got {eps}.")
-    if step_size is not None and step_size < 0:
-        raise ConfigError(f"Attack step_size must be >= 0; got {step_size}.")
+def _check(
+    eps: float,
+    step_size: float | None = None,
+    steps: int | None = None,
+    norm: str | None = None,
+    x: torch.Tensor | None = None,
+) -> float:
+    """The budget (finite, >= 0, within the norm's bound: inputs.check_eps), step and steps."""
+    eps = check_eps(eps, norm or "any", "eps", x)
+    if step_size is not None and not (math.isfinite(step_size) and step_size >= 0):
+        raise ConfigError(f"step_size={step_size!r}: expected a finite number >= 0.")
     if steps is not None and steps < 1:
-        raise ConfigError(f"Attack steps must be >= 1; got {steps}.")
+        raise ConfigError(f"steps={steps!r}: expected an integer >= 1.")
+    return eps
+
+
+def _check_call(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    norm: str,
+    step_size=None,
+    steps=None,
+    pixels: bool = True,
+) -> float:
+    """The public attacks' arguments: images (in [0, 1] when ``pixels``), labels (N,), the
+    budget for ``norm``."""
+    check_images(x, "x", unit_range=pixels)
+    check_labels(y, x.shape[0], "y")
+    return _check(eps, step_size, steps, norm, x)
 
 
 def _input_grad(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Gradient of the summed cross-entropy w.r.t. the input only (float32 loss)."""
     x_adv = x_adv.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x_adv).float(), y, reduction="sum")
+        loss = F.cross_entropy(logits(model, x_adv).float(), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x_adv)
     return grad.detach()
 
@@ -97,15 +117,24 @@ def _per_example_norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
-def _project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+def _box(t: torch.Tensor, pixels: bool) -> torch.Tensor:
+    """Clamp to the pixel range [0, 1] (pixels), or leave as is (residual images H_k)."""
+    return t.clamp_(0.0, 1.0) if pixels else t
 
 
-def _project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+def _project_linf(
+    x_adv: torch.Tensor, x: torch.Tensor, eps: float, pixels: bool = True
+) -> torch.Tensor:
+    return _box(torch.minimum(torch.maximum(x_adv, x - eps), x + eps), pixels)
+
+
+def _project_l2(
+    x_adv: torch.Tensor, x: torch.Tensor, eps: float, pixels: bool = True
+) -> torch.Tensor:
     delta = x_adv - x
     factor = torch.clamp(eps / (_per_example_norm(delta) + 1e-12), max=1.0)
     # Clamping to [0, 1] afterwards only shrinks each |delta_i| (x is in [0, 1]): stays in the ball.
-    return (x + delta * factor).clamp_(0.0, 1.0)
+    return _box(x + delta * factor, pixels)
 
 
 # --------------------------------------------------------------------------- attacks
@@ -136,20 +165,23 @@ def pgd_linf(
     steps: int,
     random_start: bool = True,
     autocast: bool = False,
+    pixels: bool = True,
 ) -> torch.Tensor:
-    """Linf PGD on cross-entropy (Madry et al. 2018), the last iterate; autocast: see above."""
-    _check(eps, step_size, steps)
+    """Linf PGD on cross-entropy (Madry et al. 2018), the last iterate; autocast: see above.
+
+    Raises TypeError / ValueError naming the argument (x, y, eps, step_size, steps)."""
+    eps = _check_call(x, y, eps, "Linf", step_size, steps, pixels)
     dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
-        x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+        x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps, pixels)
     return _pgd(
         model,
         x,
         y,
         x_adv,
         steps,
-        lambda x_adv, grad: _project_linf(x_adv + step_size * grad.sign(), x, eps),
+        lambda x_adv, grad: _project_linf(x_adv + step_size * grad.sign(), x, eps, pixels),
         autocast,
     ).to(dtype)
 
@@ -163,9 +195,12 @@ def pgd_l2(
     steps: int,
     random_start: bool = True,
     autocast: bool = False,
+    pixels: bool = True,
 ) -> torch.Tensor:
-    """L2 PGD on cross-entropy: normalised-gradient steps, projection onto the L2 ball."""
-    _check(eps, step_size, steps)
+    """L2 PGD on cross-entropy: normalised-gradient steps, projection onto the L2 ball.
+
+    Raises TypeError / ValueError naming the argument (x, y, eps, step_size, steps)."""
+    eps = _check_call(x, y, eps, "L2", step_size, steps, pixels)
     dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
@@ -173,11 +208,11 @@ def pgd_l2(
         direction = torch.randn_like(x)
         direction = direction / (_per_example_norm(direction) + 1e-12)
         radius = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype)
-        x_adv = _project_l2(x + direction * radius * eps, x, eps)
+        x_adv = _project_l2(x + direction * radius * eps, x, eps, pixels)
 
     def step(x_adv: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         unit = grad / (_per_example_norm(grad) + 1e-12)
-        return _project_l2(x_adv + step_size * unit, x, eps)
+        return _project_l2(x_adv + step_size * unit, x, eps, pixels)
 
     return _pgd(model, x, y, x_adv, steps, step, autocast).to(dtype)
 
@@ -189,98 +224,20 @@ def fgsm_rs(
     eps: float,
     step_size: float,
     autocast: bool = False,
+    pixels: bool = True,
 ) -> torch.Tensor:
     """FGSM from a uniform random start in the Linf eps ball (Wong et al. 2020; step 1.25 eps).
 
-    ``autocast``: see the module docstring."""
-    _check(eps, step_size)
+    ``autocast``: see the module docstring. Raises TypeError / ValueError naming the argument."""
+    eps = _check_call(x, y, eps, "Linf", step_size, pixels=pixels)
     dtype, x = x.dtype, x.detach().float()
-    x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps, pixels)
     with eval_mode(model), _precision(x, autocast):
         grad = _input_grad(model, x_adv, y)
-    return _project_linf(x_adv + step_size * grad.sign(), x, eps).detach().to(dtype)
+    return _project_linf(x_adv + step_size * grad.sign(), x, eps, pixels).detach().to(dtype)
 
 
 # --------------------------------------------------------------------------- AutoAttack
-
-
-@contextlib.contextmanager
-def _autoattack_sandbox(model: nn.Module, device: torch.device, verbose: bool) -> Iterator[None]:
-    """Shield the caller from pyautoattack's side effects.
-
-    It reseeds the global torch RNG (``torch.manual_seed``), calls ``sys.settrace(None)`` in its
-    dynamic-defence check (dropping any debugger or coverage tracer), logs warnings on the
-    "auto-attack" logger, and FAB calls ``.backward()`` (which would fill parameter ``.grad``).
-    """
-    logger = logging.getLogger("auto-attack")
-    old_level, old_trace = logger.level, sys.gettrace()
-    logger.setLevel(logging.DEBUG if verbose else logging.ERROR)
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    devices = [device] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices), eval_mode(model):
-            yield
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        logger.setLevel(old_level)
-        if sys.gettrace() is not old_trace:
-            sys.settrace(old_trace)
-
-
-def _check_autoattack(
-    eps: float,
-    norm: str,
-    version: str,
-    attacks_to_run: Sequence[str] | None,
-    n_iter: int | None = None,
-    n_restarts: int | None = None,
-) -> None:
-    _check(eps)
-    for label, value in (("n_iter", n_iter), ("n_restarts", n_restarts)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ConfigError(f"AutoAttack {label} must be an integer >= 1 or None; got {value!r}.")
-    if norm not in AUTOATTACK_NORMS:
-        raise ConfigError(
-            f"AutoAttack norm must be one of {', '.join(AUTOATTACK_NORMS)}; got {norm!r}."
-        )
-    if version not in AUTOATTACK_VERSIONS:
-        raise ConfigError(
-            f"AutoAttack version must be one of {', '.join(AUTOATTACK_VERSIONS)}; got {version!r}."
-        )
-    if version == "custom":
-        if not attacks_to_run:
-            raise ConfigError(
-                "AutoAttack version 'custom' needs attacks_to_run, a non-empty list from: "
-                f"{', '.join(AUTOATTACK_ATTACKS)} (e.g. ['apgd-ce'] for a fast check)."
-            )
-        unknown = [a for a in attacks_to_run if a not in AUTOATTACK_ATTACKS]
-        if unknown:
-            raise ConfigError(
-                f"Unknown AutoAttack attack(s) {unknown}; known: {', '.join(AUTOATTACK_ATTACKS)}."
-            )
-    elif attacks_to_run:
-        raise ConfigError(
-            f"AutoAttack attacks_to_run is only used with version='custom' (version={version!r} "
-            "fixes its own list); set version='custom' or drop attacks_to_run."
-        )
-
-
-def _set_n_iter(attack: object, n_iter: int) -> None:
-    """Set iterations (Square: queries); APGD's step-size checkpoints derive from n_iter."""
-    if hasattr(attack, "n_queries"):
-        attack.n_queries = n_iter
-        return
-    attack.n_iter = n_iter
-    if hasattr(attack, "n_iter_2"):
-        attack.n_iter_orig = n_iter
-        attack.n_iter_2 = max(int(0.22 * n_iter), 1)
-        attack.n_iter_min = max(int(0.06 * n_iter), 1)
-        attack.size_decr = max(int(0.03 * n_iter), 1)
 
 
 def autoattack(
@@ -310,6 +267,7 @@ def autoattack(
     from pyautoattack import AutoAttack
 
     _check_autoattack(eps, norm, version, attacks_to_run, n_iter, n_restarts)
+    _check_call(x, y, eps, norm)
     if n_examples is not None:
         if n_examples < 1:
             raise ConfigError(f"AutoAttack n_examples must be >= 1 or None; got {n_examples}.")
@@ -327,7 +285,7 @@ def autoattack(
         )
         adversary.verbose = verbose
         with torch.no_grad():
-            n_classes = model(x[:1]).shape[-1]
+            n_classes = logits(model, x[:1]).shape[-1]
         targets = max(1, n_classes - 1)
         adversary.apgd_targeted.n_target_classes = min(
             adversary.apgd_targeted.n_target_classes, targets
@@ -430,11 +388,17 @@ def make_attack(spec: AttackSpec) -> Attack | None:
     if spec.name == "none":
         return None
     if spec.name == "pgd_linf":
-        return lambda model, x, y: pgd_linf(model, x, y, eps, step, steps, rs, autocast=amp)
+        return lambda model, x, y, pixels=True: pgd_linf(
+            model, x, y, eps, step, steps, rs, autocast=amp, pixels=pixels
+        )
     if spec.name == "pgd_l2":
-        return lambda model, x, y: pgd_l2(model, x, y, eps, step, steps, rs, autocast=amp)
+        return lambda model, x, y, pixels=True: pgd_l2(
+            model, x, y, eps, step, steps, rs, autocast=amp, pixels=pixels
+        )
     if spec.name == "fgsm_rs":
-        return lambda model, x, y: fgsm_rs(model, x, y, eps, step, autocast=amp)
+        return lambda model, x, y, pixels=True: fgsm_rs(
+            model, x, y, eps, step, autocast=amp, pixels=pixels
+        )
     attacks = None if spec.attacks_to_run is None else list(spec.attacks_to_run)
     options = dict(
         norm=spec.norm or "Linf",

@@ -8,6 +8,7 @@ An ``attack`` is any callable ``attack(model, x, y) -> x_adv`` (see ``rankrobust
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 from rankrobust.attacks import Attack
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images
+from rankrobust.inputs import check_images, logits
 from rankrobust.models import eval_mode
 from rankrobust.svd import Factorization, at_full_rank, factorize, validate_rank
 
@@ -50,7 +51,7 @@ def _check_data(images: Tensor, labels: Tensor | Sequence[int], batch_size: int)
 def _predict(model: nn.Module, x: Tensor) -> Tensor:
     """Top-1 predictions; a model that cannot take images this small says so by their size."""
     try:
-        return model(x).argmax(dim=-1)
+        return logits(model, x, x_name="images").argmax(dim=-1)
     except RuntimeError as err:
         # torch's pooling / convolution messages for inputs smaller than the receptive field
         msg = str(err).lower()
@@ -67,14 +68,32 @@ def _batches(n: int, batch_size: int) -> Iterable[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
+def _takes_pixels(attack: Attack) -> bool:
+    try:
+        return "pixels" in inspect.signature(attack).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _count_correct(
-    model: nn.Module, x: Tensor, y: Tensor, device: torch.device, attack: Attack | None = None
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    device: torch.device,
+    attack: Attack | None = None,
+    pixels: bool = True,
 ) -> int:
-    """Number of correct top-1 predictions on one batch (attacked first if ``attack``)."""
+    """Number of correct top-1 predictions on one batch (attacked first if ``attack``).
+
+    ``pixels=False``: x leaves [0, 1] on purpose (H_k residuals); an attack taking ``pixels``
+    (rankrobust.attacks.make_attack's) is told not to clamp to [0, 1]."""
     x = x.to(device, non_blocking=True)
     y = y.to(device, non_blocking=True)
     if attack is not None:
-        x = attack(model, x, y).detach()
+        if not pixels and _takes_pixels(attack):
+            x = attack(model, x, y, pixels=False).detach()
+        else:
+            x = attack(model, x, y).detach()
         model.eval()  # an attack may have changed the mode; predictions are in eval mode
     with torch.no_grad():
         pred = _predict(model, x)
@@ -197,5 +216,7 @@ def rank_sweep(
                     xt = _transform(fac, x, mode, k, clamp)
                     correct[mode][k] += _count_correct(model, xt, y, device)
                     if attack is not None:
-                        correct[f"{mode}_robust"][k] += _count_correct(model, xt, y, device, attack)
+                        correct[f"{mode}_robust"][k] += _count_correct(
+                            model, xt, y, device, attack, pixels=mode == "low"
+                        )
     return {key: {k: c / n for k, c in per_k.items()} for key, per_k in correct.items()}

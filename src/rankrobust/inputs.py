@@ -16,7 +16,7 @@ from torch import Tensor
 
 from rankrobust.errors import ConfigError
 
-__all__ = ["UNIT_RANGE_TOL", "check_images"]
+__all__ = ["UNIT_RANGE_TOL", "check_eps", "check_images", "check_labels", "check_logits", "logits"]
 
 # Pixels may leave [0, 1] by this much (float rounding of resizing, low-precision dtypes)
 # before check_images calls them out of range.
@@ -39,7 +39,8 @@ def check_images(
         unit_range: require pixels in [0, 1] (up to :data:`UNIT_RANGE_TOL`).
 
     Raises:
-        TypeError: ``x`` is not a tensor, or not floating point (uint8 pixels: divide by 255).
+        TypeError: ``x`` is not a tensor, not floating point (uint8 pixels: divide by 255), or
+            a meta tensor (no values).
         ConfigError: (a ValueError) wrong number of dims, an empty batch or image, NaN or
             infinite values, or pixels outside [0, 1] when ``unit_range``.
     """
@@ -51,6 +52,11 @@ def check_images(
         pixels = x.dtype == torch.uint8 or (unit_range and not x.is_complex())
         hint = ": divide by 255" if pixels else ""
         raise TypeError(f"{name}: expected {what}, got {_dtype_name(x.dtype)}{hint}")
+    if x.is_meta:
+        raise TypeError(
+            f"{name}: expected {what} holding values, got a tensor on the meta device (it has "
+            "a shape but no data): create it on the CPU or a GPU"
+        )
     got = tuple(x.shape)
     if batched and x.ndim != 4:
         hint = f": add the batch dimension with {name}.unsqueeze(0)" if x.ndim == 3 else ""
@@ -77,3 +83,100 @@ def check_images(
             "inside the model)"
         )
     return x
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r}: expected a finite number")
+    return float(value)
+
+
+def check_eps(eps: object, norm: str = "Linf", name: str = "eps", x: Tensor | None = None) -> float:
+    """An attack budget on the [0, 1] pixel scale: finite, >= 0 and at most the ball that can
+    hold [0, 1]^d, i.e. 1 for Linf, sqrt(C H W) for L2 and C H W for L1 (the diameters of the
+    unit cube; per-image size from ``x`` when given, else only the Linf bound is checked).
+
+    Raises:
+        TypeError: not a number.
+        ConfigError: (a ValueError) NaN, infinite, negative or larger than the bound (an Linf
+            eps of 8 is on the 0-255 scale: 8/255).
+    """
+    value = _number(eps, name)
+    if value < 0:
+        raise ConfigError(f"{name}={value:g}: expected a budget >= 0")
+    d = None if x is None or x.ndim < 2 else int(x[0].numel())
+    bound = {"Linf": 1.0, "L2": math.sqrt(d) if d else None, "L1": float(d) if d else None}
+    high = bound.get(norm)
+    if high is not None and value > high:
+        hint = f" (0-255 scale? use {value:g}/255 = {value / 255:.4g})" if norm == "Linf" else ""
+        raise ConfigError(
+            f"{name}={value:g}: an {norm} budget on pixels in [0, 1] is at most {high:.4g}{hint}"
+        )
+    return value
+
+
+def check_labels(y: object, n: int, name: str = "y") -> Tensor:
+    """Class indices: an integer tensor of shape (n,), else TypeError / ValueError naming it."""
+    if not isinstance(y, Tensor):
+        raise TypeError(
+            f"{name}: expected an integer tensor of shape ({n},), got {type(y).__name__}"
+        )
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(
+            f"{name}: expected integer class indices, got {_dtype_name(y.dtype)} "
+            f"(use {name}.long())"
+        )
+    if tuple(y.shape) != (n,):
+        raise ConfigError(
+            f"{name}: expected shape ({n},) (one label per image), got {tuple(y.shape)}"
+        )
+    return y
+
+
+def check_logits(out: object, n: int, name: str = "model") -> Tensor:
+    """A model's output for n images: a floating tensor of shape (n, classes), classes >= 2.
+
+    Raises TypeError (not a tensor: a tuple or dict of outputs, or integer output) or
+    ConfigError (another shape, e.g. 1-D scores), naming ``name`` and the fix.
+    """
+    if not isinstance(out, Tensor):
+        raise TypeError(
+            f"{name}: expected the model to return logits, a tensor of shape ({n}, classes), "
+            f"got {type(out).__name__} (a model returning several outputs: wrap it to return "
+            "the logits, e.g. nn.Sequential(model, PickFirst()) or lambda x: model(x)[0])"
+        )
+    if not out.is_floating_point():
+        raise TypeError(f"{name}: expected floating-point logits, got {_dtype_name(out.dtype)}")
+    if out.ndim != 2 or out.shape[0] != n or out.shape[1] < 2:
+        raise ConfigError(
+            f"{name}: expected logits of shape ({n}, classes) with classes >= 2 for {n} "
+            f"images, got shape {tuple(out.shape)}"
+        )
+    return out
+
+
+def logits(model: object, x: Tensor, name: str = "model", x_name: str = "x") -> Tensor:
+    """``model(x)`` checked by :func:`check_logits`; a dtype clash between ``x`` and the
+    model's weights (float64 or float16 images into a float32 model) is a TypeError naming
+    both, not torch's internal message."""
+    if not callable(model):
+        raise TypeError(
+            f"{name}: expected a callable model (an nn.Module), got {type(model).__name__}"
+        )
+    weights = next((t for t in getattr(model, "parameters", lambda: iter(()))()), None)
+    if (
+        weights is not None
+        and weights.is_floating_point()
+        and weights.dtype != x.dtype
+        and not torch.is_autocast_enabled(x.device.type)
+    ):
+        raise TypeError(
+            f"{x_name}: {_dtype_name(x.dtype)} images, but the {name}'s weights are "
+            f"{_dtype_name(weights.dtype)}: convert one to the other ({x_name}.to("
+            f"torch.{_dtype_name(weights.dtype)}) or model.to(torch.{_dtype_name(x.dtype)}))"
+        )
+    return check_logits(model(x), x.shape[0], name)

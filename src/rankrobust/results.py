@@ -240,30 +240,69 @@ def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
     return path
 
 
-def validate_metrics(metrics: dict) -> None:
-    """Raise ValueError naming what is missing or malformed."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_accuracies(field: str, accs: Any) -> None:
+    """{rank: accuracy in [0, 1] or null (the writer's NaN)} or raise naming the entry."""
+    if not isinstance(accs, dict):
+        raise ValueError(f"{field} is {type(accs).__name__}, expected {{rank: accuracy}}")
+    for k, acc in accs.items():
+        if not str(k).lstrip("-").isdigit():
+            raise ValueError(f"{field} has the rank {k!r}, expected an integer")
+        if acc is not None and not (_is_number(acc) and 0.0 <= acc <= 1.0):
+            raise ValueError(f"{field}.{k}={acc!r} is not an accuracy in [0, 1] (or null)")
+
+
+def validate_metrics(metrics: Any) -> None:
+    """Raise ValueError naming the field that is missing or malformed.
+
+    Checked: the file holds an object; REQUIRED keys present; `config` an object with
+    CONFIG_KEYS; clean_acc / robust_acc null or a number in [0, 1]; `timings`, `rig`,
+    `eval_attack`, `analysis_errors` objects (or null); `rank_sweep` {mode: {rank: accuracy or
+    null}} (null is how the writer stores NaN: a valid, unmeasured point).
+    """
+    if not isinstance(metrics, dict):
+        raise ValueError(f"the file holds {type(metrics).__name__}, expected an object")
     missing = [k for k in REQUIRED if k not in metrics]
     if missing:
-        raise ValueError(f"metrics.json lacks {missing}")
+        raise ValueError(f"lacks {missing}")
+    if not isinstance(metrics["config"], dict):
+        raise ValueError(f"config is {type(metrics['config']).__name__}, expected an object")
     missing = [k for k in CONFIG_KEYS if k not in metrics["config"]]
     if missing:
-        raise ValueError(f"metrics.json config lacks {missing}")
+        raise ValueError(f"config lacks {missing}")
     for key in ("clean_acc", "robust_acc"):
         value = metrics[key]
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"metrics.json {key}={value} is not an accuracy in [0, 1]")
+        if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
+            raise ValueError(f"{key}={value!r} is not an accuracy in [0, 1]")
+    for key in ("timings", "rig", "eval_attack", "analysis_errors", "perturbation_spectrum"):
+        value = metrics.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{key} is {type(value).__name__}, expected an object")
+    sweep = metrics.get("rank_sweep")
+    if sweep is not None:
+        if not isinstance(sweep, dict):
+            raise ValueError(f"rank_sweep is {type(sweep).__name__}, expected {{mode: {{...}}}}")
+        for mode, accs in sweep.items():
+            _check_accuracies(f"rank_sweep.{mode}", accs)
 
 
 def read_metrics(path: str | Path) -> dict:
     """Read and validate a metrics.json (a file or the run directory holding it).
 
-    Rank-sweep keys come back as ints: {mode: {rank: acc}}.
+    Rank-sweep keys come back as ints: {mode: {rank: acc}}. Raises OSError (unreadable) or
+    ValueError naming the file and the malformed field (see `validate_metrics`).
     """
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
     metrics = json.loads(path.read_text())
-    validate_metrics(metrics)
+    try:
+        validate_metrics(metrics)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     if metrics.get("rank_sweep"):
         metrics["rank_sweep"] = {
             mode: {int(k): v for k, v in accs.items()}

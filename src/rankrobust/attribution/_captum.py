@@ -134,6 +134,7 @@ class RankIntegratedGradients(GradientAttribution):
             method=method,
             baseline_steps=baseline_steps,
             additional_forward_args=extra,
+            pixels=False,  # captum's NoiseTunnel hands in noisy copies outside [0, 1]
         )
         attributions = (result.pixel,) if is_tuple else result.pixel
         if return_convergence_delta:

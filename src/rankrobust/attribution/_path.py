@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images
+from rankrobust.inputs import check_images, check_logits, logits
 from rankrobust.models import eval_mode
 
 # canonical rule name -> accepted aliases (captum's names included)
@@ -170,7 +170,7 @@ def _forward(model: Callable[..., Tensor], extra: tuple, n: int) -> Forward:
     image ``rows[i]``; a tensor in ``extra`` with first dim n (one entry per image, captum's
     convention) is taken at ``rows``, anything else is passed as is."""
     if not extra:
-        return lambda inp, rows: model(inp)
+        return lambda inp, rows: logits(model, inp)  # checked: (n, classes), dtypes agree
 
     def forward(inp: Tensor, rows: Tensor) -> Tensor:
         args = [
@@ -179,7 +179,7 @@ def _forward(model: Callable[..., Tensor], extra: tuple, n: int) -> Forward:
             else a
             for a in extra
         ]
-        return model(inp, *args)
+        return check_logits(model(inp, *args), inp.shape[0])
 
     return forward
 

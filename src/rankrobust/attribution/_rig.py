@@ -37,6 +37,8 @@ from rankrobust.attribution._path import (
     path_integral,
 )
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_images
+from rankrobust.inputs import logits as checked_logits
 from rankrobust.models import eval_mode
 from rankrobust.svd import factorize, validate_rank_path
 
@@ -133,6 +135,7 @@ def rank_integrated_gradients(
     baseline_steps: int | None = None,
     channels_last: bool | None = None,
     additional_forward_args: tuple = (),
+    pixels: bool = True,
 ) -> RIGResult:
     """Rank Integrated Gradients: Integrated Gradients along the rank path.
 
@@ -161,13 +164,15 @@ def rank_integrated_gradients(
         channels_last: model-input memory format, see :func:`path_integral` (None: auto).
         additional_forward_args: more arguments for ``model(inputs, *args)``, see
             :func:`path_integral`.
+        pixels: x must be pixels in [0, 1] (0-255 or normalised images raise ValueError naming
+            ``x``); False accepts any finite range (noisy copies inside captum's NoiseTunnel).
 
     Returns:
         :class:`RIGResult`; ``per_rank[:, k]`` is segment k's attribution, and
         ``per_rank.sum(1) == pixel.sum((1, 2, 3)) ~= f(x) - f(baseline)`` (gap in ``delta``).
     """
 
-    x = _check_images(x)
+    x = check_images(x, "x", unit_range=pixels).detach()  # the rank path of pixels in [0, 1]
     m = _check_steps(steps_per_rank, "steps_per_rank")
     canon = _canonical_method(method)
     _check_batch_size(batch_size)
@@ -263,7 +268,7 @@ def vanilla_gradient(
         for lo in range(0, x.shape[0], batch_size):
             inp = x[lo : lo + batch_size].clone().requires_grad_(True)
             with torch.enable_grad():
-                logits = model(inp)
+                logits = checked_logits(model, inp)
                 t = _resolve_target(
                     None if target is None else _slice_target(target, lo, inp.shape[0], x),
                     logits.detach(),

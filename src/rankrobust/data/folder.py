@@ -16,7 +16,8 @@ from rankrobust.data.cache import cache_file, cached_arrays
 from rankrobust.data.sets import ImageSet
 from rankrobust.errors import ConfigError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# What torchvision's ImageFolder reads (torchvision.datasets.folder.IMG_EXTENSIONS).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test", "val")
 ARRAY_KEYS = {"classes", "train_x", "train_y", "test_x", "test_y"}
 
@@ -29,7 +30,7 @@ def _decode(data: bytes, size: int | None, name: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        img = Image.open(io.BytesIO(data)).convert("RGB")
+        img = _to_rgb8(Image.open(io.BytesIO(data)))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         why = "not a known image format" if isinstance(err, UnidentifiedImageError) else err
         raise ConfigError(
@@ -41,6 +42,19 @@ def _decode(data: bytes, size: int | None, name: str) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _to_rgb8(img):
+    """8-bit RGB of any PIL image. 16-bit and 32-bit grey ("I;16*", "I": PNG / TIFF) are scaled
+    by 65535 (PIL's convert("RGB") clips them at 255: white), float grey ("F") by 1."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode == "I" or img.mode == "F":
+        scale = 1.0 if img.mode == "F" else 65535.0
+        grey = np.asarray(img, dtype=np.float64) / scale
+        grey = np.clip(np.rint(grey * 255.0), 0, 255).astype(np.uint8)
+        img = Image.fromarray(grey, mode="L")
+    return img.convert("RGB")
+
+
 def _resize_center_crop(img, size: int):
     """Resize the short side to size * 8/7 (256 for 224) and centre-crop size x size."""
     from torchvision.transforms import functional as F
@@ -49,13 +63,41 @@ def _resize_center_crop(img, size: int):
     return F.center_crop(img, size)
 
 
-def _split_member(name: str) -> tuple[str, str] | None:
-    """'…/train/<class>/<file>.jpg' -> ('train', '<class>'), else None."""
+def _place(name: str) -> tuple[str, str] | None:
+    """'…/train/<class>/[sub/…/]<file>' -> ('train', '<class>') (ImageFolder: the class is the
+    first folder under the split, images anywhere below it), else None."""
     parts = PurePosixPath(name).parts
-    if len(parts) < 3 or not name.lower().endswith(IMAGE_SUFFIXES):
+    for i, part in enumerate(parts[:-2]):
+        if part in SPLITS:
+            return part, parts[i + 1]
+    return None
+
+
+def _split_member(name: str) -> tuple[str, str] | None:
+    """(split, class) of an image file under a split's class folder, else None."""
+    if not name.lower().endswith(IMAGE_SUFFIXES):
         return None
-    split, cls = parts[-3], parts[-2]
-    return (split, cls) if split in SPLITS else None
+    return _place(name)
+
+
+class _Skipped:
+    """Files inside a split's class folders that are not images ImageFolder reads: counted,
+    and named in one warning at the end."""
+
+    def __init__(self, where: Path):
+        self.where, self.names = where, []
+
+    def see(self, name: str) -> None:
+        if _place(name) is not None and not PurePosixPath(name).name.startswith("."):
+            self.names.append(name)
+
+    def report(self) -> None:
+        if self.names:
+            warnings.warn(
+                f"'{self.where}': skipped {len(self.names)} files that are not images "
+                f"({', '.join(IMAGE_SUFFIXES)}), e.g. {self.names[:3]}.",
+                stacklevel=3,
+            )
 
 
 def _inside(name: str) -> str | None:
@@ -69,6 +111,7 @@ def _inside(name: str) -> str | None:
 def _tar_items(path: Path) -> Iterator[Item]:
     """Images of a .tar / .tar.gz read sequentially (random access into gzip is quadratic)."""
     outside: list[str] = []
+    skipped = _Skipped(path)
     with tarfile.open(path, "r|gz" if path.name.endswith("gz") else "r|") as tf:
         try:
             for member in tf:
@@ -88,7 +131,10 @@ def _tar_items(path: Path) -> Iterator[Item]:
                 if key is not None:
                     data = tf.extractfile(member).read()
                     yield key[0], key[1], data, f"'{member.name}' in '{path}'"
+                else:
+                    skipped.see(name)
         finally:
+            skipped.report()
             if len(outside) > 1:
                 warnings.warn(
                     f"'{path}': ignored {len(outside)} members whose paths leave the archive's "
@@ -98,10 +144,17 @@ def _tar_items(path: Path) -> Iterator[Item]:
 
 
 def _folder_items(root: Path) -> Iterator[Item]:
+    skipped = _Skipped(root)
     for path in sorted(root.rglob("*")):
-        key = _split_member(path.relative_to(root).as_posix()) if path.is_file() else None
+        if not path.is_file():
+            continue
+        name = path.relative_to(root).as_posix()
+        key = _split_member(name)
         if key is not None:
             yield key[0], key[1], path.read_bytes(), f"'{path}'"
+        else:
+            skipped.see(name)
+    skipped.report()
 
 
 def image_items(root: Path) -> Iterator[Item]:
@@ -168,7 +221,8 @@ def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[
             "copy shipped with this project's shared folder use "
             "dataset.root=../shared/data/cifar10-jpeg.tar.gz."
         )
-    cache = cache_file(root, f"size={image_size}")
+    # reader=2: 16-bit, .tif and nested images are read (issue 19): older caches lack them
+    cache = cache_file(root, f"size={image_size},reader=2")
     arrays = cached_arrays(cache, lambda: _build_arrays(root, image_size), ARRAY_KEYS)
     classes = tuple(str(c) for c in arrays["classes"])
 

@@ -321,6 +321,9 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 NORMALIZES_INSIDE: frozenset[str] = frozenset({"robustbench"})
 
 
+RANDOM_WEIGHTS = "random"  # model.checkpoint=random: evaluate untrained weights on purpose
+
+
 def build_model(
     name: str,
     num_classes: int,
@@ -338,7 +341,8 @@ def build_model(
     ``robustbench``). Models in ``NORMALIZES_INSIDE`` (RobustBench's) take [0, 1] pixels and
     normalise themselves: their ``model.normalize`` is an ``nn.Identity``, mean/std are unused.
     ``checkpoint`` (a path: this project's Lightning checkpoint or a plain state dict) loads
-    weights into the built model (rankrobust.models.checkpoints: weights only, never pickled code).
+    weights into the built model (rankrobust.models.checkpoints: weights only, never pickled code);
+    ``checkpoint="random"`` keeps the random initial weights, asked for explicitly.
     """
     if name not in _REGISTRY:
         raise ConfigError(f"Unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}.")
@@ -358,7 +362,7 @@ def build_model(
     if name in NORMALIZES_INSIDE:  # same layout (model.net), but no second normalisation
         normalize = nn.Identity()
     model = nn.Sequential(OrderedDict(normalize=normalize, net=net))
-    if checkpoint:
+    if checkpoint and checkpoint != RANDOM_WEIGHTS:
         from rankrobust.models.checkpoints import load_weights
 
         load_weights(model, checkpoint)

@@ -8,6 +8,7 @@ datamodule) and the run folder.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -34,6 +35,20 @@ def on_gpu(cfg: DictConfig) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
+def _pixels(spec: RunSpec, split: str) -> bool:
+    """Whether `split`'s images are pixels in [0, 1]: H_k residuals and bands are not clamped
+    (svd.py), so attacks on them must neither reject nor clamp them."""
+    t = spec.transform
+    return not (split in t.apply_to and t.mode in ("high", "band") and not t.is_identity)
+
+
+def _attack_for(spec, pixels: bool):
+    attack = make_attack(spec)
+    if attack is None or pixels or spec.name == "autoattack":
+        return attack
+    return functools.partial(attack, pixels=False)
+
+
 def datamodule(cfg: DictConfig, spec: RunSpec) -> pl.LightningDataModule:
     node = OmegaConf.masked_copy(cfg.dataset, [k for k in cfg.dataset if k not in _NOT_ARGS])
     # _partial_: objects passed at call time stay objects (Hydra would turn a dataclass into a
@@ -58,8 +73,12 @@ def module(cfg: DictConfig, spec: RunSpec, net: nn.Module) -> RobustClassifier:
     make = instantiate(cfg.module, _partial_=True, _convert_="all")
     return make(
         model=net,
-        train_attack=make_attack(train) if train else None,
-        eval_attack=make_attack(evaluate.replace(n_examples=None)) if evaluate else None,
+        train_attack=_attack_for(train, _pixels(spec, "train")) if train else None,
+        eval_attack=(
+            _attack_for(evaluate.replace(n_examples=None), _pixels(spec, "test"))
+            if evaluate
+            else None
+        ),
         n_robust=spec.eval_budget,
         eval_precision=spec.eval.precision,
         **spec.config["optim"],

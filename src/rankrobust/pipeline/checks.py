@@ -71,10 +71,11 @@ def check_range(key: str, value: Any, kind: type, low: float, high: float, nulla
     """Raise ConfigError unless `value` is a `kind` in [low, high] (or None when nullable)."""
     if value is None and nullable:
         return
-    what = "an integer" if kind is int else "a number"
+    what = "an integer" if kind is int else "a finite number"
     span = f">= {low:g}" if high == INF else f"in [{low:g}, {high:g}]"
     null = " (or null)" if nullable else ""
-    if not _is_number(value, kind) or not (low <= value <= high) or value != value:
+    # NaN and inf are never valid (inf passed `low <= value <= INF`: optim.lr=inf trained to NaN)
+    if not _is_number(value, kind) or not math.isfinite(value) or not low <= value <= high:
         raise ConfigError(f"{key}={value!r} is not valid: it must be {what} {span}{null}.")
 
 
@@ -180,7 +181,10 @@ def check_attacks(cfg: DictConfig) -> dict[str, AttackSpec | None]:
         node = cfg.attack.get(part)
         if node is None:
             continue
-        spec = specs[part] = _build(node).validate()
+        try:
+            spec = specs[part] = _build(node).validate()
+        except ConfigError as err:  # name the key (attack.train / attack.eval)
+            raise ConfigError(f"attack.{part}: {err}") from None
         norm = spec.norm or ("L2" if spec.name == "pgd_l2" else "Linf")
         if norm == "Linf" and spec.name != "none" and spec.eps > 1:
             raise ConfigError(
@@ -330,10 +334,20 @@ def check_dataset(cfg: DictConfig) -> None:
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
+    from rankrobust.models import RANDOM_WEIGHTS
     from rankrobust.models.checkpoints import check_checkpoint_path
 
-    if _get(cfg, "model.checkpoint", None):
+    checkpoint = _get(cfg, "model.checkpoint", None)
+    if checkpoint and checkpoint != RANDOM_WEIGHTS:
         check_checkpoint_path(cfg.model.checkpoint)
+    pretrained = _get(cfg, "model.pretrained", None) or _get(cfg, "model.weights", None)
+    external = _get(cfg, "model.name", None) == "robustbench"
+    if not cfg.train and not checkpoint and not pretrained and not external:
+        raise ConfigError(
+            "train=false but model.checkpoint is null: there are no trained weights to evaluate "
+            "(the accuracies would be those of random weights). Give model.checkpoint=<a .ckpt "
+            "or state dict>, or model.checkpoint=random to evaluate random weights on purpose."
+        )
 
 
 def check_attribution(cfg: DictConfig) -> None:

@@ -91,6 +91,12 @@ class RobustClassifier(pl.LightningModule):
             x = self.train_attack(self.model, x, y)
         logits = self(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        if not torch.isfinite(loss):  # a diverged run must fail, not finish `ok` with NaN weights
+            raise FloatingPointError(
+                f"the training loss became {float(loss)} at step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}): lower optim.lr or the attack's eps, "
+                "or check the data for NaN/inf"
+            )
         acc = (logits.argmax(1) == y).float().mean()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", acc, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)

@@ -9,9 +9,12 @@ code 2 (in a multirun the sweep goes on and sweep_summary.json names the job). O
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -28,6 +31,43 @@ from rankrobust.pipeline import analyses, build, checks, loggers, run_folder
 from rankrobust.pipeline.loggers import log
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, preemption) raised as an interrupt in the main thread.
+
+    A KeyboardInterrupt, so Lightning shuts down as for Ctrl-C and the task records
+    `interrupted` with the resume command; raised from the signal handler, so it cuts into a
+    long attack or analysis at once instead of waiting for the end of a batch.
+    """
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(f"received {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM -> Terminated while the task runs (main thread only: signals need it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(stop: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C / SIGTERM behind `stop` (Lightning turns one during fit into exit(1) raised
+    while handling it), else None."""
+    seen: BaseException | None = stop
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__context__
+    return None
+
+
 def task_wrapper(fn):
     """Run fn(cfg, job, base) under the failure policy described in the module docstring."""
 
@@ -37,23 +77,23 @@ def task_wrapper(fn):
         base: dict = {}
         try:
             # the lease decides the device first; the config is snapshotted once, after it
-            with job_device(cfg):  # launcher=local_gpus: hold one free GPU for this job
+            with _sigterm_as_interrupt(), job_device(cfg):  # local_gpus: hold one free GPU
                 base = _base(cfg, job)
                 return fn(cfg, job, base)
         except (KeyboardInterrupt, SystemExit) as stop:
-            # Lightning turns Ctrl-C during fit into exit(1) raised while handling it
-            ctrl_c = isinstance(stop, KeyboardInterrupt) or isinstance(
-                stop.__context__, KeyboardInterrupt
-            )
-            if not ctrl_c:
+            cause = _interrupt(stop)
+            if cause is None:
                 raise
             base = base or _base(cfg, job)
+            term = isinstance(cause, Terminated)
             last = results.last_checkpoint(job.run_dir, base["resolved_config"])
             if not last.is_file():  # nothing to resume
                 base["command"] = base["command"].replace(" resume=true", "")
-            _write(job.run_dir, {**base, "status": "interrupted"})
-            log.warning("\n[rankrobust] interrupted; resume with:\n  %s", base["command"])
-            raise SystemExit(130) from None
+            why = "interrupted by SIGTERM" if term else "interrupted by Ctrl-C (SIGINT)"
+            _write(job.run_dir, {**base, "status": "interrupted", "error": why})
+            log.warning("\n[rankrobust] %s; resume with:\n  %s", why, base["command"])
+            # the shell's codes for a death by the signal: 128 + 15 (SIGTERM), 128 + 2 (SIGINT)
+            raise SystemExit(128 + (signal.SIGTERM if term else signal.SIGINT)) from None
         except Exception as raw:
             base = base or _base(cfg, job)
             err = as_config_error(raw)

@@ -16,13 +16,14 @@ import argparse
 import csv
 import json
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rankrobust.results import FILENAME, IDENTITY_KEYS, is_robust, read_metrics, run_identity
 
-__all__ = ["collect", "find_run_dirs", "main", "read_run", "write_table"]
+__all__ = ["collect", "collect_for_cli", "find_run_dirs", "main", "read_run", "write_table"]
 
 # Folders never holding a run (skipped while walking; big and slow to walk).
 _SKIP = {"wandb", "checkpoints", "csv", "lightning_logs", ".hydra", "__pycache__", "figures"}
@@ -106,7 +107,8 @@ def read_run(run_dir: str | Path) -> dict:
     try:
         metrics = read_metrics(metrics_path)
     except (ValueError, OSError) as err:  # json.JSONDecodeError is a ValueError
-        row.update(status="invalid", error=f"{type(err).__name__}: {err}")
+        where = "" if str(metrics_path) in str(err) else f"{metrics_path}: "
+        row.update(status="invalid", error=f"{type(err).__name__}: {where}{err}")
         row["config"] = _hydra_config(run_dir)
         return _finish(row)
     row.update(
@@ -191,12 +193,49 @@ def summary_line(rows: list[dict]) -> str:
     return f"{len(rows)} runs ({parts})" if rows else "0 runs"
 
 
+def _refuse(prog: str, message: str) -> None:
+    """One paragraph on stderr and exit code 2 (nothing has been written or deleted)."""
+    print(f"{prog}: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def collect_for_cli(roots: Sequence[str | Path], out: str | Path, prog: str) -> list[dict]:
+    """The rows for the collect / figures / report commands, or exit 2 with one paragraph.
+
+    Checked before anything is written under `out` (so existing figures and runs.csv are never
+    replaced by an empty table): every runs folder exists, `out` is not a file, and at least
+    one run folder was found.
+    """
+    missing = [str(r) for r in roots if not Path(r).exists()]
+    if missing:
+        _refuse(
+            prog,
+            f"the runs folder {', '.join(missing)} does not exist (from {Path.cwd()}). Give the "
+            "folder that holds the runs (e.g. outputs, or a multirun sweep folder); nothing "
+            "was written.",
+        )
+    if Path(out).exists() and not Path(out).is_dir():
+        _refuse(
+            prog,
+            f"--out {out} is a file, not a folder: give a folder for the tables and figures "
+            "(e.g. --out outputs/figures); nothing was written.",
+        )
+    rows = collect(roots)
+    if not rows:
+        _refuse(
+            prog,
+            f"no run folder (metrics.json or .hydra/) under {', '.join(map(str, roots))}; "
+            f"nothing was written and nothing under {out} was changed.",
+        )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="*", default=["outputs"], help="outputs or sweep folders")
     parser.add_argument("--out", default="outputs/figures", help="where runs.csv/json go")
     args = parser.parse_args(argv)
-    rows = collect(args.roots)
+    rows = collect_for_cli(args.roots, args.out, "collect")
     csv_path, json_path = write_table(rows, args.out)
     print(f"[collect] {summary_line(rows)} -> {csv_path}, {json_path}")
     for r in rows:

@@ -142,7 +142,8 @@ def difference(x: Estimate, y: Estimate) -> Estimate:
         return Estimate(value)
     var = x.se**2 + y.se**2
     parts = [s**4 / d for s, d in ((x.se, x.df), (y.se, y.df)) if not math.isinf(d)]
-    df = math.inf if not parts or var == 0 else max(1.0, var**2 / sum(parts))
+    # no finite-df part with spread (e.g. identical seeds beside a binomial): normal df
+    df = math.inf if sum(parts) == 0 or var == 0 else max(1.0, var**2 / sum(parts))
     return _from_se(value, math.sqrt(var), df, None, "difference (Welch)")
 
 

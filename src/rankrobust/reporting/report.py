@@ -24,7 +24,7 @@ from rankrobust.reporting.claims import (
     ClaimResult,
     claims,
 )
-from rankrobust.reporting.collect import collect, summary_line, write_table
+from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
 from rankrobust.reporting.intervals import Estimate, fmt
 
 __all__ = ["NOT_TESTABLE", "log_wandb", "main", "render_report", "report", "report_summary"]
@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wandb", action="store_true", help="also log the report as a W&B run")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    rows = collect(args.runs)
+    rows = collect_for_cli(args.runs, out, "report")
     write_table(rows, out)
     print(f"[report] {summary_line(rows)} under {', '.join(args.runs)}")
     _, results = report(rows, out)

@@ -125,7 +125,11 @@ class Group:
         return self.estimate(lambda r: r.get("robust_acc"), "robust")
 
     def sweep_ks(self, mode: str) -> list[int]:
-        sets = [set((r.get("rank_sweep") or {}).get(mode) or {}) for r in self.runs]
+        # a null accuracy is the writer's NaN (not measured): not a point of the curve
+        sets = [
+            {k for k, v in ((r.get("rank_sweep") or {}).get(mode) or {}).items() if v is not None}
+            for r in self.runs
+        ]
         return sorted(int(k) for k in set.intersection(*sets)) if sets else []
 
     def sweep(self, mode: str, k: int) -> Estimate | None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rankrobust.reporting.collect import collect, summary_line, write_table
+from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
 from rankrobust.reporting.figures.attribution import fig_attribution_curves, fig_attribution_maps
 from rankrobust.reporting.figures.curves import (
     fig_high_rank,
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images", default=None, help="tarball/ImageFolder for rank-examples")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    rows = collect(args.runs)
+    rows = collect_for_cli(args.runs, out, "figures")
     write_table(rows, out)
     print(f"[figures] {summary_line(rows)} under {', '.join(args.runs)}")
     draw(rows, out, only=args.only, images=args.images)
