@@ -114,6 +114,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
         "n_test": _count(tested.get("test/n_clean")),
         "n_robust": _count(tested.get("test/n_robust")),
         "eval_precision": cfg.eval.precision,
+        **_model_facts(module.model, dm),
     }
     if not trainer.is_global_zero:
         return metrics
@@ -158,6 +159,15 @@ def _finished(run_dir: Path) -> bool:
     return results.run_status(run_dir) == "ok"
 
 
+def _model_facts(model, dm) -> dict:
+    """Which input normalisation the model applied and how many classes the test set held."""
+    facts: dict = {"normalization": getattr(model, "normalization", None)}
+    evaluated = getattr(dm, "classes_evaluated", None)
+    if evaluated is not None:
+        facts["n_classes_evaluated"] = evaluated
+    return facts
+
+
 def _count(value) -> int | None:
     return None if value is None else int(round(float(value)))
 
@@ -171,8 +181,8 @@ def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> d
     s = {k: instantiate(cfg[k], _convert_="all") for k in ("sweep", "rig", "analysis")}
     attack = module.eval_attack
     batch = cfg.dataset.eval_batch_size
-    kind = "natural" if module.train_attack is None else "adversarial"
-    title = f"RIG: {type(getattr(module.model, 'net', module.model)).__name__}, {kind} training"
+    kind = results.model_kind(_plain(cfg)).description  # the one rule (results.py)
+    title = f"RIG: {type(getattr(module.model, 'net', module.model)).__name__}, {kind}"
     todo = {
         "rank_sweep": (s["sweep"].enabled, analyses.run_rank_sweep, (s["sweep"], attack, batch)),
         "perturbation_spectrum": (

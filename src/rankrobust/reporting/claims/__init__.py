@@ -32,6 +32,7 @@ from rankrobust.reporting.claims.grouping import (
     sweep_groups,
     top_shares,
     train_rank_groups,
+    unlabelled,
     usable,
 )
 from rankrobust.reporting.intervals import (
@@ -86,6 +87,7 @@ __all__ = [
     "rig_runs",
     "sweep_groups",
     "train_rank_groups",
+    "unlabelled",
     "usable",
 ]
 
