@@ -207,7 +207,10 @@ def model_kind(cfg: dict) -> Kind:
     attack = cfg.get("attack") or {}
     train = cfg.get("train", True)
     if train or train is None:
-        spec = attack.get("train") if isinstance(attack, dict) else None
+        if not isinstance(attack, dict) or "train" not in attack:  # a config without attack.train
+            robust = attack.get("name") not in (None, "none", "null", "") if attack else False
+            return Kind("robust" if robust else "natural", None, "attack name")
+        spec = attack.get("train")
         if not spec:
             return Kind("natural", None, "training attack")
         name = spec.get("name") or attack.get("name")
