@@ -71,10 +71,14 @@ def _layouts(net: torch.nn.Module) -> dict[str, tuple[object, str]]:
     return {
         "torchvision": (state, "state_dict"),
         "dataparallel": ({f"module.{k}": v for k, v in state.items()}, "dataparallel"),
-        "rankrobust": ({"state_dict": {f"model.{k}": v for k, v in whole.state_dict().items()},
-                        "epoch": 3}, "rankrobust"),  # fmt: skip
-        "lightning_net": ({"state_dict": {f"net.{k}": v for k, v in state.items()},
-                           "global_step": 10}, "lightning"),  # fmt: skip
+        "rankrobust": (
+            {"state_dict": {f"model.{k}": v for k, v in whole.state_dict().items()}, "epoch": 3},
+            "rankrobust",
+        ),  # fmt: skip
+        "lightning_net": (
+            {"state_dict": {f"net.{k}": v for k, v in state.items()}, "global_step": 10},
+            "lightning",
+        ),  # fmt: skip
         "robustbench": ({"model_state_dict": state}, "wrapped"),
         "madrylab": (_madrylab(state), "madrylab"),
     }
@@ -245,5 +249,5 @@ def test_robustbench_wrong_cached_file_error_is_whole_and_gives_no_download_advi
         build_model("robustbench", 10, MEAN, STD, name_rb="Wong2020Fast", model_dir=str(tmp_path))
     text = str(err.value)
     assert str(cached) in text and "does not fit" in text
-X
+    assert "Missing key(s)" in text and "size mismatch for conv1.weight" in text  # all of it
     assert "fetch" not in text and "network" not in text
