@@ -171,7 +171,7 @@ def test_constant_class_resnet50_scores_the_share_of_tabby_images(tmp_path):
     assert "loaded weights (natural)" in line and "dataset.mean" in line
 
 
-def test_an_evaluation_only_natural_robust_pair_gets_c1_c2_verdicts(net, tmp_path):
+def test_an_evaluation_only_natural_robust_pair_gets_c1_c2_verdicts(net, tmp_path, caplog):
     """Two loaded resnet18s (a torchvision state dict declared natural, a MadryLab file
     declared robust at Linf 4/255) on the wnid photos: the report pairs them. A large tabby
     bias gives both a clean accuracy above 0 (the share kept at rank k needs one)."""
@@ -187,7 +187,11 @@ def test_an_evaluation_only_natural_robust_pair_gets_c1_c2_verdicts(net, tmp_pat
     robust = make_cfg(*common, f"model.checkpoint={tmp_path / 'imagenet_linf_4.pt'}",
                       "model.kind=robust", "model.threat={norm: linf, eps: 0.0156863}")  # fmt: skip
     runs = tmp_path / "runs"
-    task.run(natural, runs / "natural")
+    with caplog.at_level("INFO", logger="rankrobust"):
+        task.run(natural, runs / "natural")
+    said = caplog.text  # progress: test batches and the sweep with an estimate
+    assert "[rankrobust] test: 100%" in said and "left)" in said
+    assert "rank_sweep: 24 forward passes, about" in said and "rank_sweep: done in" in said
     task.run(robust, runs / "robust")
     written = json.loads((runs / "robust" / "metrics.json").read_text())
     assert written["kind"] == "robust" and written["threat"]["norm"] == "linf"

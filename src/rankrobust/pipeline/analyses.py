@@ -181,3 +181,42 @@ def run_rig(
             "baseline_steps": settings.baseline_steps,
         }
     }
+
+
+def forward_seconds(model: nn.Module, datamodule, n: int = 8) -> float | None:
+    """Seconds one test image's forward pass takes (timed on n images after a warm-up)."""
+    import time
+
+    images, _ = datamodule.test_tensors(raw=True, n=n)
+    if len(images) == 0:
+        return None
+    x = images.to(next(model.parameters()).device)
+    with torch.no_grad():
+        model(x[:1])
+        tick = time.perf_counter()
+        model(x)
+    return (time.perf_counter() - tick) / len(x)
+
+
+def work_estimate(name: str, settings, datamodule, eval_attack=None) -> int:
+    """Forward-pass equivalents an analysis costs (a backward pass counted as two forwards):
+    rank sweep n x ranks x modes; RIG n x (steps per segment x segments + baseline steps) x 3;
+    perturbation spectrum n x (attack steps + 1) x 3."""
+    streams = getattr(datamodule, "_streams", None)
+    n_test = len(streams["test"]) if streams else len(datamodule.test_set.labels)
+    full_rank = getattr(datamodule, "full_rank", 32)
+    if name == "rank_sweep":
+        n = min(settings.n_images or n_test, n_test)
+        return n * len(settings.ranks or default_ranks(full_rank)) * len(settings.modes)
+    if name == "rig":
+        segments = len(settings.ranks or default_ranks(full_rank))
+        first = settings.baseline_steps or settings.steps_per_rank
+        return settings.n_images * (settings.steps_per_rank * segments + first) * 3
+    steps = (eval_attack or {}).get("steps") or 10
+    return min(settings.n_images, n_test) * (steps + 1) * 3
+
+
+def estimate_line(name: str, work: int, per_image: float | None) -> str:
+    """'[rankrobust] rank_sweep: 9000 forward passes, about 40 s' for the run's log."""
+    about = f", about {work * per_image:.0f} s" if per_image else ""
+    return f"[rankrobust] {name}: {work} forward passes{about} (started)"

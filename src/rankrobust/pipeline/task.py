@@ -194,9 +194,18 @@ def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> d
     }
     out: dict = {}
     module.eval()
+    settings = {"rank_sweep": s["sweep"], "perturbation_spectrum": s["analysis"], "rig": s["rig"]}
+    per_image = None
     for name, (enabled, fn, args) in todo.items():
         if not enabled:
             continue
+        try:  # a progress line with an estimate; it never stops a run
+            if per_image is None:  # one timed forward pass for every estimate
+                per_image = analyses.forward_seconds(module.model, dm)
+            work = analyses.work_estimate(name, settings[name], dm, cfg.attack.eval)
+            log.info(analyses.estimate_line(name, work, per_image))
+        except Exception as err:  # noqa: BLE001
+            log.info("[rankrobust] %s: started (no estimate: %s)", name, err)
         tick = time.perf_counter()
         try:
             with torch.autocast(device_type=module.device.type, enabled=False):
@@ -206,6 +215,7 @@ def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> d
             out.setdefault("analysis_errors", {})[name] = f"{type(err).__name__}: {err}"
             out["status"] = "partial"
         timings[name] = time.perf_counter() - tick
+        log.info("[rankrobust] %s: done in %.0f s", name, timings[name])
     return out
 
 
