@@ -60,9 +60,14 @@ def is_wnid(name: str) -> bool:
 
 
 def readable_classes() -> tuple[str, ...]:
-    """The 1000 class names in index order: 'tabby (n02123045)'."""
+    """The 1000 class names in index order: their first lemma ('tabby'); a name shared by two
+    classes (crane, maillot) gets its wnid: 'crane (n02012849)'."""
     lemmas = imagenet_lemmas()
-    return tuple(f"{lemmas.get(w, w)} ({w})" for w in imagenet_wnids())
+    names = [lemmas.get(w, w) for w in imagenet_wnids()]
+    twice = {n for n in names if names.count(n) > 1}
+    return tuple(
+        f"{n} ({w})" if n in twice else n for n, w in zip(names, imagenet_wnids(), strict=True)
+    )
 
 
 def class_index(folders: Sequence[str], num_classes: int, where: str) -> list[int] | None:
