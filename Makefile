@@ -33,7 +33,7 @@ DEMO_MAIN := dataset.n_train=8000 dataset.n_test=1000 trainer.max_epochs=3 eval.
 CIFAR10_DATA_OPTS := $(if $(filter command line,$(origin DATA)),dataset=image_folder dataset.root=$(DATA),)
 SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank$${rank}'
 
-.PHONY: collect figures report reproduce-demo reproduce-cifar10 $(FIG_TARGETS)
+.PHONY: collect figures report reproduce-demo reproduce-cifar10 reproduce-imagenet $(FIG_TARGETS)
 
 collect: install  ## runs.csv / runs.json of every run under RUNS
 	$(PY) -m rankrobust.reporting.collect $(RUNS) --out $(FIGS)
@@ -75,6 +75,33 @@ reproduce-cifar10: install  ## the paper-scale CIFAR-10 runs (PreActResNet-18; a
 		sweep.enabled=false hydra.sweep.dir=$(CIFAR10_OUT)/rank_sweep $(SUBDIR)
 	$(PY) -m rankrobust.reporting.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA)
 	$(PY) -m rankrobust.reporting.report $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures $(REPORT_OPTS)
+
+# The paper's ImageNet half (docs/external-models.md): a natural and a robust ResNet-50 evaluated
+# on IMAGENET/val/<wnid>/ (all 1000 classes or a subset), then figures and the report.
+# NATURAL=<file>: a torchvision-layout state dict (default: torchvision's weights from the torch
+# hub cache). ROBUST=<file>: a MadryLab robustness file or any layout of the formats table, at
+# ROBUST_THREAT (default Linf 4/255); default: RobustBench's Salman2020Do_R50 (its cache).
+IMAGENET ?=
+NATURAL ?=
+ROBUST ?=
+ROBUST_THREAT ?= {norm: linf, eps: 0.0156863}
+IMAGENET_OUT ?= $(RUNS)/imagenet
+IMAGENET_ARGS ?=
+NATURAL_MODEL = $(if $(NATURAL),model=imagenet_natural_r50 model.pretrained=null model.checkpoint=$(NATURAL),model=imagenet_natural_r50)
+ROBUST_MODEL = $(if $(ROBUST),model=imagenet_madrylab_r50 model.checkpoint=$(ROBUST) 'model.threat=$(ROBUST_THREAT)',model=imagenet_robust_r50)
+reproduce-imagenet: install  ## ImageNet: natural vs robust ResNet-50 (IMAGENET=<dir> [NATURAL=<ckpt>] [ROBUST=<ckpt>]; a GPU)
+	@if [ -z "$(IMAGENET)" ]; then echo "make reproduce-imagenet needs IMAGENET=<dir holding val/<wnid>/*.JPEG>"; exit 2; fi
+	@echo "[imagenet 1/3] natural ResNet-50"
+	@if $(call DONE,$(IMAGENET_OUT)/natural); then echo "  done before: $(IMAGENET_OUT)/natural"; else \
+		$(PY) run.py experiment=imagenet_eval dataset.root=$(IMAGENET) $(NATURAL_MODEL) \
+		$(IMAGENET_ARGS) hydra.run.dir=$(IMAGENET_OUT)/natural; fi
+	@echo "[imagenet 2/3] robust ResNet-50"
+	@if $(call DONE,$(IMAGENET_OUT)/robust); then echo "  done before: $(IMAGENET_OUT)/robust"; else \
+		$(PY) run.py experiment=imagenet_eval dataset.root=$(IMAGENET) $(ROBUST_MODEL) \
+		$(IMAGENET_ARGS) hydra.run.dir=$(IMAGENET_OUT)/robust; fi
+	@echo "[imagenet 3/3] figures and the claims report"
+	$(PY) -m rankrobust.reporting.figures $(IMAGENET_OUT) --out $(IMAGENET_OUT)/figures --images $(IMAGENET)
+	$(PY) -m rankrobust.reporting.report $(IMAGENET_OUT) --out $(IMAGENET_OUT)/figures $(REPORT_OPTS)
 
 install: $(STAMP)  ## the venv (.venv) with torch and the package
 

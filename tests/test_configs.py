@@ -24,6 +24,7 @@ STAND_INS = {
         "resnet50": [],
         "imagenet_natural_r50": ["model.pretrained=null", "dataset=imagenet"],
         "imagenet_robust_r50": None,  # robustbench: optional extra, checked but not built
+        "imagenet_madrylab_r50": ["model.checkpoint=null", "dataset=imagenet"],
         "robustbench": None,
     },
 }

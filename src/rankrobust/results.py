@@ -18,63 +18,47 @@ Keys (schema 1):
 
 `python -m rankrobust.results status RUN_DIR` prints a folder's status (exit 0 when "ok", 1
 otherwise): what the Makefile asks to skip finished stages.
+    kind ("natural" | "robust" | "unknown"), threat ({norm, eps} | null): see `model_kind`
+    (absent in older files: `row_kind` derives them from the training attack, as before),
+    normalization (optional): {source, mean, std} of the evaluated model's input normaliser,
+    n_classes_evaluated (optional): how many classes the test set holds
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
+from rankrobust.identity import (  # noqa: F401  (re-exported: results is their old home)
+    IDENTITY_KEYS,
+    KINDS,
+    LIMIT_KEYS,
+    NORMS,
+    PLUMBING,
+    ROBUSTBENCH_EPS,
+    Kind,
+    _limits,
+    _select,
+    arch_family,
+    is_robust,
+    model_kind,
+    model_weights,
+    resume_differences,
+    row_kind,
+    run_identity,
+    settings,
+    setup_fingerprint,
+    threat_label,
+)
+
 SCHEMA = 1
 FILENAME = "metrics.json"
 REQUIRED = ("schema", "status", "clean_acc", "robust_acc", "config", "timings")
 CONFIG_KEYS = ("dataset", "model", "attack", "rank", "seed")
 
-# A run's identity: what it trained and evaluated. The one definition, read by the task (which
-# writes it), collect (one column each) and claims (grouping: everything but the seed).
-IDENTITY_KEYS = (
-    "dataset",
-    "model",
-    "attack",
-    "rank",
-    "transform_mode",
-    "band",
-    "apply_to",
-    "seed",
-    "train",
-    "max_epochs",
-    "n_train",
-    "weights",
-    "limits",
-    "experiment",
-    "name",
-    "setup",
-)
-# Settings that do not change what is trained or how it is evaluated (paths, logging, machine,
-# memory layout, batch sizes of evaluations): left out of a run's `setup` fingerprint. Dotted
-# prefixes of the resolved config; the seed is left out too (runs differing only in it are seeds
-# of one identity). dataset.root is the data's identity only for image folders: claims key
-# those by their root separately.
-PLUMBING = (
-    "hydra", "logger", "launcher", "callbacks", "seed", "name", "resume", "deterministic",
-    "debug", "experiment", "dataset.root", "dataset.download", "dataset.local_copy",
-    "dataset.num_workers", "dataset.eval_batch_size", "dataset.on_device", "dataset.in_memory",
-    "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
-    "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.default_root_dir",
-    "trainer.enable_checkpointing", "trainer.enable_model_summary", "trainer.profiler",
-    "model.model_dir", "module.channels_last", "rig.batch_size",
-    # identity keys of their own (a rank series shares one setup across its ranks)
-    "rank", "transform.rank", "transform.band",
-)  # fmt: skip
-# Trainer settings that cut a run short (debug configs): part of its identity, so a
-# shortened run is never averaged with a full one.
-LIMIT_KEYS = ("fast_dev_run", "limit_train_batches", "limit_test_batches", "overfit_batches",
-              "max_steps")  # fmt: skip
-# analysis outputs beside metrics.json
 FILES = {
     "rig_npz": "rig.npz",
     "rig_png": "rig.png",
@@ -83,108 +67,6 @@ FILES = {
 }
 # rig.top4_share: the share of |RIG rank attribution| in the path's ranks <= this (claim C3).
 RIG_TOP_RANKS = 4
-
-
-def _select(cfg: dict, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def model_weights(cfg: dict) -> str | None:
-    """Where the evaluated weights come from (None: trained in this run from scratch)."""
-    model = cfg.get("model") or {}
-    if model.get("checkpoint"):
-        return f"checkpoint:{model['checkpoint']}"
-    if model.get("name") == "robustbench":
-        return (
-            f"robustbench:{model.get('rb_dataset')}/{model.get('threat_model')}/"
-            f"{model.get('name_rb')}"
-        )
-    if model.get("pretrained") or model.get("weights"):
-        return f"torchvision:{model.get('pretrained') or model.get('weights')}"
-    return None
-
-
-def run_identity(cfg: dict, experiment: str | None = None) -> dict:
-    """The identity of a run from its composed config (a plain, resolved dict) and the name of
-    the experiment preset it used, if any."""
-    transform = cfg.get("transform") or {}
-    return {
-        "dataset": _select(cfg, "dataset.name"),
-        "model": _select(cfg, "model.name"),
-        "attack": _select(cfg, "attack.name"),
-        "rank": cfg.get("rank"),
-        "transform_mode": transform.get("mode"),
-        "band": transform.get("band") if transform.get("mode") == "band" else None,
-        "apply_to": transform.get("apply_to"),
-        "seed": cfg.get("seed"),
-        "train": cfg.get("train"),
-        "max_epochs": _select(cfg, "trainer.max_epochs"),
-        "n_train": _select(cfg, "dataset.n_train"),
-        "weights": model_weights(cfg),
-        "limits": _limits(cfg.get("trainer") or {}),
-        "experiment": experiment,
-        "name": cfg.get("name"),
-        "setup": setup_fingerprint(cfg),
-    }
-
-
-def _limits(trainer: dict) -> str | None:
-    """'limit_train_batches=2,...' for the trainer settings that shorten a run, else None.
-
-    Lightning reads an int as a count of batches and a float as a fraction: 1 is one batch, 1.0
-    the whole epoch (so the two are told apart by type, not by value).
-    """
-    unset = {"fast_dev_run": False, "overfit_batches": 0.0, "max_steps": -1}
-    cut = []
-    for k in LIMIT_KEYS:
-        value = trainer.get(k)
-        default = unset.get(k, 1.0)
-        if value is None or (value == default and type(value) is type(default)):
-            continue
-        cut.append(f"{k}={value}")
-    return ",".join(cut) or None
-
-
-def settings(cfg: dict, leave_out: tuple[str, ...] = PLUMBING) -> dict[str, Any]:
-    """The resolved config flattened to {dotted key: value}, minus `leave_out` (PLUMBING): what a
-    run's setup fingerprint covers (a config's `_target_`s are kept: they name what was built)."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict) and node:
-            for key, value in node.items():
-                walk(value, f"{prefix}.{key}" if prefix else str(key))
-        elif not any(prefix == p or prefix.startswith(p + ".") for p in leave_out):
-            flat[prefix] = node
-
-    walk(cfg, "")
-    return flat
-
-
-def resume_differences(saved: dict, new: dict) -> list[str]:
-    """'key: saved -> new' for every setting in which a resumed run's config differs from the one
-    its folder was started with (plumbing aside; seed and rank count): resume refuses them."""
-    keep = ("seed", "rank", "transform.rank", "transform.band", "name")
-    leave_out = tuple(p for p in PLUMBING if p not in keep)
-    old, now = settings(saved, leave_out), settings(new, leave_out)
-    return [
-        f"{k}: {old.get(k)!r} -> {now.get(k)!r}"
-        for k in sorted(set(old) | set(now))
-        if old.get(k) != now.get(k) and k != "name"  # the name follows from the rest
-    ]
-
-
-def setup_fingerprint(cfg: dict) -> str | None:
-    """A short hash of `settings(cfg)`: two runs are seeds of one identity only when it matches."""
-    if not cfg:
-        return None
-    text = json.dumps(_clean(settings(cfg)), sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def run_status(run_dir: str | Path) -> str | None:
@@ -210,11 +92,6 @@ def last_checkpoint(run_dir: str | Path, config: dict | None) -> Path:
 def final_status(analysis_errors: dict | None) -> str:
     """A run that tested its model: "ok", or "partial" when an analysis failed (the one rule)."""
     return "partial" if analysis_errors else "ok"
-
-
-def is_robust(attack: Any) -> bool:
-    """A run is "robust" when it was trained with an attack (attack name other than none)."""
-    return attack not in (None, "none", "null", "")
 
 
 def _clean(obj: Any) -> Any:
@@ -313,7 +190,10 @@ def read_metrics(path: str | Path) -> dict:
 
 def base_record(config: dict, run_dir: str | Path, experiment: str | None, command: str) -> dict:
     """The fields every metrics.json has from the start, whatever happens to the run."""
+    kind = model_kind(config)
     return {
+        "kind": kind.kind,
+        "threat": kind.threat,
         "status": "running",
         "error": None,
         "clean_acc": None,
@@ -324,6 +204,21 @@ def base_record(config: dict, run_dir: str | Path, experiment: str | None, comma
         "command": command,
         "timings": {},
     }
+
+
+def model_line(metrics: dict) -> str:
+    """'resnet50, loaded weights (robust, Linf 4/255); input normalised with the checkpoint's
+    mean/std (MadryLab)' for the closing lines."""
+    ident = metrics.get("config") or {}
+    line = f"{ident.get('arch') or ident.get('model')}, {row_kind(metrics).description}"
+    norm = metrics.get("normalization") or {}
+    if norm.get("source"):
+        line += f"; input normalisation: {norm['source']}"
+        if norm.get("mean") is not None:
+            mean = ", ".join(f"{m:.3f}" for m in norm["mean"])
+            std = ", ".join(f"{v:.3f}" for v in norm["std"])
+            line += f" (mean {mean}; std {std})"
+    return line
 
 
 def _pct(value: float | None) -> str:
@@ -341,7 +236,10 @@ def closing_lines(metrics: dict, wandb_dir: str | None = None) -> list[str]:
         f"  clean accuracy  {_pct(metrics.get('clean_acc'))} on {metrics.get('n_test')} test "
         f"images; robust accuracy {_pct(metrics.get('robust_acc'))} on "
         f"{metrics.get('n_robust')} (eval precision {metrics.get('eval_precision')})",
+        f"  model: {model_line(metrics)}",
     ]
+    if metrics.get("n_classes_evaluated") is not None:
+        lines.append(f"  classes evaluated: {metrics['n_classes_evaluated']}")
     for mode, accs in sorted((metrics.get("rank_sweep") or {}).items()):
         ks = sorted(accs, key=int)
         shown = [k for k in ks if int(k) in (1, 2, 4, 8, 16, 32, 64, 128, 224)] or ks

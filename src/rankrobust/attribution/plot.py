@@ -54,7 +54,9 @@ def draw_rig_rows(axes, images, vanilla, rig, captions: Sequence[str], predicted
             if row == 0:
                 ax.set_title(title, fontsize=8)
             if predicted is not None:
-                ax.set_xlabel(f"pred: {predicted[row]}", fontsize=7)
+                name = str(predicted[row])  # long ImageNet names would overrun the next map
+                name = name if len(name) <= 20 else name[:19] + "…"
+                ax.set_xlabel(f"pred: {name}", fontsize=7)
         if row == 0:
             axes[row, 0].set_title("image", fontsize=8)
         for ax in axes[row]:

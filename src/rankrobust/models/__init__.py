@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.models.torchvision_arch import torchvision_model
 
 __all__ = [
     "MODEL_NAMES",
@@ -31,6 +31,7 @@ __all__ = [
     "resnet50",
     "robustbench",
     "small_cnn",
+    "torchvision",
     "wide_resnet",
 ]
 
@@ -265,25 +266,17 @@ def resnet50(
     ``pretrained`` ("imagenet" = IMAGENET1K_V1, or a weights name such as "IMAGENET1K_V2"; the
     older spelling ``weights`` is the same) loads them from the torch hub cache without a network
     (see :func:`rankrobust.models.external.torchvision_state_dict`); they need ``num_classes=1000``.
+    The same as ``torchvision(arch="resnet50")``.
     """
-    if in_channels != 3:
-        raise ConfigError(
-            f"resnet50 takes 3-channel images; the mean/std given have {in_channels}."
-        )
-    pretrained = pretrained or weights
-    if pretrained in (None, False, "none", "None"):
-        return torchvision.models.resnet50(weights=None, num_classes=num_classes)
-    if num_classes != 1000:
-        raise ConfigError(
-            f"resnet50 with model.pretrained={pretrained!r} has torchvision's 1000 ImageNet "
-            f"classes, but num_classes={num_classes}: use dataset=imagenet (or set "
-            "dataset.num_classes=1000), or drop model.pretrained."
-        )
-    from rankrobust.models.external import torchvision_state_dict
+    return torchvision_model("resnet50", num_classes, in_channels, pretrained or weights)
 
-    net = torchvision.models.resnet50(weights=None, num_classes=1000)
-    net.load_state_dict(torchvision_state_dict("resnet50", str(pretrained)))
-    return net
+
+def torchvision(
+    num_classes: int, in_channels: int = 3, arch: str = "resnet18", pretrained: str | None = None
+) -> nn.Module:
+    """Any torchvision classification architecture ``arch`` (resnet18, vit_b_16, ...), with
+    ``num_classes`` outputs; see :mod:`rankrobust.models.torchvision_arch`."""
+    return torchvision_model(arch, num_classes, in_channels, pretrained)
 
 
 def robustbench(
@@ -293,8 +286,15 @@ def robustbench(
     threat_model: str = "Linf",
     rb_dataset: str = "cifar10",
     model_dir: str = "models",
+    arch: str | None = None,
+    architecture_only: bool = False,
 ) -> nn.Module:
-    """A RobustBench model zoo model (optional extra); it normalises its inputs itself."""
+    """A RobustBench model zoo model (optional extra); it normalises its inputs itself.
+
+    ``arch`` only names the architecture family for reports (e.g. resnet50 for
+    Salman2020Do_R50, so it pairs with torchvision's natural ResNet-50); it does not change the
+    network. ``architecture_only`` builds the zoo entry's network without its weights (they
+    come from ``model.checkpoint``)."""
     from rankrobust.models.external import ROBUSTBENCH_CLASSES, robustbench_model
 
     expected = ROBUSTBENCH_CLASSES.get(rb_dataset)
@@ -304,7 +304,7 @@ def robustbench(
             f"{num_classes}: pick the dataset that matches model.rb_dataset (dataset=cifar10 or "
             "image_folder for cifar10, dataset=imagenet for imagenet)."
         )
-    return robustbench_model(name_rb, rb_dataset, threat_model, model_dir)
+    return robustbench_model(name_rb, rb_dataset, threat_model, model_dir, architecture_only)
 
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
@@ -314,6 +314,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "wrn28_10": wrn28_10,
     "wrn34_10": wrn34_10,
     "resnet50": resnet50,
+    "torchvision": torchvision,
     "robustbench": robustbench,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
@@ -330,6 +331,8 @@ def build_model(
     mean: Sequence[float],
     std: Sequence[float],
     checkpoint: str | None = None,
+    kind: str | None = None,
+    threat: dict | None = None,
     **kwargs,
 ) -> nn.Module:
     """Build ``name`` behind its normalisation: ``nn.Sequential(normalize=..., net=...)``.
@@ -341,7 +344,12 @@ def build_model(
     ``robustbench``). Models in ``NORMALIZES_INSIDE`` (RobustBench's) take [0, 1] pixels and
     normalise themselves: their ``model.normalize`` is an ``nn.Identity``, mean/std are unused.
     ``checkpoint`` (a path: this project's Lightning checkpoint or a plain state dict) loads
-    weights into the built model (rankrobust.models.checkpoints: weights only, never pickled code);
+    weights into the built model (rankrobust.models.checkpoints: weights only, never pickled code;
+    every layout of ``checkpoints.LAYOUTS``; a MadryLab file's own normaliser replaces mean/std).
+    ``kind`` ("natural" | "robust" | "unknown") and ``threat`` ({norm, eps}) declare what the
+    loaded weights are (results.model_kind reads them from the config; they build nothing).
+    The model's ``normalization`` attribute says which normalisation it applies:
+    {"source", "mean", "std"}.
     ``checkpoint="random"`` keeps the random initial weights, asked for explicitly.
     """
     if name not in _REGISTRY:
@@ -351,17 +359,28 @@ def build_model(
     normalize = Normalize(mean, std)
     factory = _REGISTRY[name]
     params = inspect.signature(factory).parameters
-    accepted = [p for p in params if p not in ("num_classes", "in_channels")]
+    accepted = [p for p in params if p not in ("num_classes", "in_channels", "architecture_only")]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ConfigError(
             f"Model {name!r} does not take option(s) {', '.join(unknown)}; "
             f"it takes: {', '.join(accepted) or 'no options'}."
         )
+    if kind not in (None, "natural", "robust", "unknown"):
+        raise ConfigError(f"model.kind={kind!r}: use natural, robust or unknown.")
+    if name == "robustbench" and checkpoint:  # the zoo's network; the weights from the file
+        kwargs["architecture_only"] = True
     net = factory(num_classes=num_classes, in_channels=normalize.mean.shape[1], **kwargs)
+    source = {
+        "source": "dataset.mean / dataset.std",
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+    }
     if name in NORMALIZES_INSIDE:  # same layout (model.net), but no second normalisation
         normalize = nn.Identity()
+        source = {"source": "inside the model (RobustBench's own)", "mean": None, "std": None}
     model = nn.Sequential(OrderedDict(normalize=normalize, net=net))
+    model.normalization = source
     if checkpoint and checkpoint != RANDOM_WEIGHTS:
         from rankrobust.models.checkpoints import load_weights
 

@@ -1,15 +1,68 @@
-"""Loading model weights from this project's Lightning checkpoints or plain state dicts."""
+"""Loading model weights from any of the checkpoint layouts researchers have (one loader).
+
+`read_checkpoint` recognises the layout, says which it found, never drops a weight (a key it
+cannot place is named in a ConfigError; a duplicate copy is checked equal before it is skipped):
+
+    rankrobust    this project's Lightning checkpoint: {"state_dict": {"model.normalize.*",
+                  "model.net.*"}} (or a state dict of the whole model: normalize.* + net.*)
+    state_dict    a plain state dict of the network, e.g. torchvision's resnet50-*.pth
+    dataparallel  the same with nn.DataParallel / DDP's "module." prefix
+    lightning     a Lightning checkpoint of another module: {"state_dict": {"model.*"|"net.*"}}
+    wrapped       {"state_dict" | "model_state_dict": ...} without those prefixes (RobustBench
+                  files and most research code)
+    madrylab      MadryLab `robustness` files: {"model": {"module.model.*",
+                  "module.attacker.model.*" (a duplicate), "module.normalizer.new_mean" /
+                  "new_std" (3x1x1)}, "epoch", "optimizer", "schedule"}: the file's own
+                  normaliser is used, not the dataset's mean/std (Engstrom et al. 2019,
+                  github.com/MadryLab/robustness, model_utils.make_and_restore_model)
+"""
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from rankrobust.errors import ConfigError
+
+log = logging.getLogger("rankrobust")
+
+LAYOUTS = {
+    "rankrobust": "this project's checkpoint (Normalize + network)",
+    "state_dict": "a plain state dict of the network (torchvision layout)",
+    "dataparallel": "a DataParallel / DDP state dict ('module.' prefix)",
+    "lightning": "a Lightning checkpoint ('state_dict' with a 'model.' or 'net.' prefix)",
+    "wrapped": "a checkpoint dict holding 'state_dict' / 'model_state_dict' (RobustBench style)",
+    "madrylab": "a MadryLab robustness checkpoint (module.model.*, its own normaliser)",
+}
+_CONTAINERS = ("state_dict", "model_state_dict", "model")
+_MADRY_NORM = ("normalizer.new_mean", "normalizer.new_std")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The weights of a checkpoint file, keyed as the network (or whole model) names them.
+
+    layout: a key of `LAYOUTS`; mean / std: the file's own input normaliser (MadryLab files),
+    else None; skipped: keys left out because they duplicate placed ones (checked equal).
+    """
+
+    state: dict[str, torch.Tensor]
+    layout: str
+    path: str = ""
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def description(self) -> str:
+        return LAYOUTS[self.layout]
+
 
 # How torch names a global its weights-only unpickler refuses: "Unsupported global: GLOBAL
 # __main__.U was not an allowed global" (a class) or, since torch 2.6, "Trying to load unsupported
@@ -48,17 +101,10 @@ def check_checkpoint_path(path: str | Path) -> Path:
     return p
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model's state dict from a Lightning checkpoint or a plain state dict file.
-
-    Loaded with weights_only=True: a file that needs arbitrary pickled objects is refused.
-    Lightning checkpoints hold {"state_dict": {"model.<key>": ...}}; the "model." prefix is
-    stripped. A checkpoint of a bare network (no Normalize layer) is also accepted by
-    `load_weights`.
-    """
-    p = check_checkpoint_path(path)
+def _load(p: Path):
+    """torch.load with weights_only=True and this project's errors for bad files."""
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # Not chained (from None): torch's text advises weights_only=False, which we never do.
         match = _UNSAFE_GLOBAL.search(str(err))
@@ -73,18 +119,111 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         ) from None
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
         raise _corrupt(p, err) from err
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(
-            f"model.checkpoint '{p}' holds no state dict of tensors (found {type(obj).__name__}"
-            f"{' with keys ' + str(list(obj)[:5]) if isinstance(obj, dict) else ''}). Accepted: "
-            "a Lightning checkpoint of this project, or torch.save(model.state_dict(), path) of "
-            "the whole model (Normalize + network) or of the bare network."
-        )
-    for prefix in ("module.", "model."):  # DataParallel / DDP wrappers; RobustClassifier.model
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
+
+
+def _tensors(obj) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def _no_state(p: Path, obj) -> ConfigError:
+    keys = f" with keys {list(obj)[:6]}" if isinstance(obj, dict) else ""
+    return ConfigError(
+        f"model.checkpoint '{p}' holds no state dict of tensors (found {type(obj).__name__}"
+        f"{keys}). Accepted layouts: " + "; ".join(LAYOUTS.values()) + ". Re-save the "
+        "weights with torch.save(model.state_dict(), path)."
+    )
+
+
+def _unplaced(p: Path, keys: list[str], layout: str) -> ConfigError:
+    return ConfigError(
+        f"model.checkpoint '{p}' ({LAYOUTS[layout]}) has {len(keys)} key(s) that belong to no "
+        f"part of the model, e.g. {keys[:5]}: they are not dropped silently. Re-save only the "
+        "network's weights (torch.save(net.state_dict(), path)) if those keys are not weights."
+    )
+
+
+def _strip(state: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in state.items()}
+
+
+def _madrylab(p: Path, state: dict) -> Checkpoint:
+    """MadryLab robustness: module.model.* (the network), module.attacker.model.* (the same
+    network held by the attacker: checked equal, skipped), module.normalizer.new_mean/new_std
+    (the input normaliser, 3x1x1) and module.attacker.normalize.* (its duplicate)."""
+    lead = "module." if all(k.startswith("module.") for k in state) else ""
+    state = _strip(state, lead)
+    net = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    mean, std = state["normalizer.new_mean"], state["normalizer.new_std"]
+    skipped, unplaced = [], []
+    for key, value in state.items():
+        if key.startswith("model.") or key in _MADRY_NORM:
+            continue
+        twin = None
+        if key.startswith("attacker.model."):
+            twin = net.get(key[len("attacker.model.") :])
+        elif key.startswith("attacker.normalize."):
+            twin = state.get("normalizer." + key[len("attacker.normalize.") :])
+        if twin is None:
+            unplaced.append(lead + key)
+        elif twin.shape != value.shape or not torch.equal(twin, value):
+            raise ConfigError(
+                f"model.checkpoint '{p}' (MadryLab layout): {lead}{key} differs from the "
+                "model's own copy of it, so it is not a duplicate that can be skipped; the file "
+                "is not a standard robustness checkpoint."
+            )
+        else:
+            skipped.append(lead + key)
+    if unplaced:
+        raise _unplaced(p, unplaced, "madrylab")
+    return Checkpoint(
+        net, "madrylab", str(p), tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()),
+        tuple(skipped),
+    )  # fmt: skip
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint of any layout of `LAYOUTS` (weights only, never pickled code).
+
+    Returns the state dict keyed as this project's model (normalize.*, net.*) or as the bare
+    network names it, the layout found and, for MadryLab files, their normaliser's mean and std.
+    Raises ConfigError for a missing, corrupt or unsafe file, one without tensors, or keys that
+    fit no part of the model.
+    """
+    p = check_checkpoint_path(path)
+    obj = _load(p)
+    container = next((c for c in _CONTAINERS if isinstance(obj, dict) and _tensors(obj.get(c))),
+                     None)  # fmt: skip
+    state = obj[container] if container else obj
+    if not _tensors(state):
+        raise _no_state(p, obj)
+    norm_keys = [k for k in state if k.endswith(_MADRY_NORM)]
+    if container == "model" and len(norm_keys) == 2:
+        return _madrylab(p, state)
+    layout = "state_dict"
+    if all(k.startswith("module.") for k in state):
+        state, layout = _strip(state, "module."), "dataparallel"
+    if container is not None:
+        layout = "wrapped"
+        for prefix in ("model.", "net."):  # RobustClassifier.model / a module's self.net
+            inside = [k for k in state if k.startswith(prefix)]
+            if inside and len(inside) >= len(state) / 2:
+                others = [k for k in state if not k.startswith(prefix)]
+                if others:
+                    raise _unplaced(p, others, "lightning")
+                state, layout = _strip(state, prefix), "lightning"
+                break
+    if "normalize.mean" in state and any(k.startswith("net.") for k in state):
+        layout = "rankrobust"
+    return Checkpoint(state, layout, str(p))
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint of any layout (see `read_checkpoint`), as a state dict."""
+    return read_checkpoint(path).state
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
@@ -93,9 +232,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     A state dict of the bare network (keys without the "net." prefix of the Sequential wrapper,
     e.g. a torchvision ResNet-50 state dict) is loaded into the network part. Keys are checked
     here (missing, unexpected, shapes), so the load itself is not strict only about BatchNorm's
-    num_batches_tracked.
+    num_batches_tracked. A MadryLab file's own normaliser replaces the model's Normalize (the
+    dataset's mean/std are ignored for that model: a log line says so). Sets
+    ``model.checkpoint_layout`` (the layout found, a key of `LAYOUTS`).
     """
-    state = read_state_dict(path)
+    ckpt = read_checkpoint(path)
+    state = ckpt.state
     target = model
     own = model.state_dict()
     if not set(state) & set(own) and isinstance(model, nn.Sequential) and len(model) == 2:
@@ -117,8 +259,36 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
                 f"{tuple(own[k].shape)}"
             )
         raise ConfigError(
-            f"model.checkpoint '{path}' does not fit the model: {'; '.join(parts)}. Check that "
-            "model=… and dataset.num_classes match the run that wrote the checkpoint."
+            f"model.checkpoint '{path}' ({ckpt.description}) does not fit the model: "
+            f"{'; '.join(parts)}. Check that model=… (and model.arch) and dataset.num_classes "
+            "match the network that wrote the checkpoint."
         )
     target.load_state_dict(state, strict=False)
+    if ckpt.mean is not None:
+        _use_file_normalizer(model, ckpt)
+    model.checkpoint_layout = ckpt.layout
+    log.info("[rankrobust] model.checkpoint %s: %s", path, ckpt.description)
     return model
+
+
+def _use_file_normalizer(model: nn.Module, ckpt: Checkpoint) -> None:
+    """Put the checkpoint's own normaliser in front of the network (MadryLab files)."""
+    from rankrobust.models import Normalize
+
+    if not (isinstance(model, nn.Sequential) and hasattr(model, "normalize")):
+        raise ConfigError(
+            f"model.checkpoint '{ckpt.path}' brings its own input normaliser (MadryLab layout); "
+            "load it into a model built by rankrobust.models.build_model."
+        )
+    device = next(model.parameters()).device
+    model.normalize = Normalize(ckpt.mean, ckpt.std).to(device)
+    model.normalization = {
+        "source": "the checkpoint's own normalizer (MadryLab)",
+        "mean": list(ckpt.mean),
+        "std": list(ckpt.std),
+    }
+    log.info(
+        "[rankrobust] %s holds its own input normaliser (mean %s, std %s): used for this model; "
+        "dataset.mean / dataset.std are ignored for it.",
+        ckpt.path, [round(m, 4) for m in ckpt.mean], [round(s, 4) for s in ckpt.std],
+    )  # fmt: skip

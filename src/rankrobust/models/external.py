@@ -19,6 +19,7 @@ from rankrobust.errors import ConfigError
 
 __all__ = [
     "ROBUSTBENCH_CLASSES",
+    "robustbench_compat",
     "TORCHVISION_ALIASES",
     "robustbench_model",
     "torchvision_cache_file",
@@ -87,13 +88,75 @@ def torchvision_state_dict(arch: str, pretrained: str) -> dict[str, torch.Tensor
     return state
 
 
+def robustbench_compat() -> None:
+    """Make robustbench 1.1.1 importable on a fresh install, offline.
+
+    robustbench imports ``autoattack`` (Croce & Hein's package, installed from GitHub, on no
+    registry); the registry's ``pyautoattack`` is the same code under another module name, so
+    ``autoattack`` and its submodules are aliased to it. robustbench also imports
+    ``pkg_resources``, which setuptools >= 81 no longer ships: where it is absent, a stand-in
+    with the one function robustbench calls (``resource_filename``) is provided. Nothing is
+    replaced when the real module imports.
+    """
+    import importlib
+    import sys
+    import types
+
+    try:
+        importlib.import_module("autoattack")
+    except ImportError:
+        try:
+            real = importlib.import_module("pyautoattack")
+        except ImportError:
+            real = None
+        if real is not None:
+            sys.modules["autoattack"] = real
+            for sub in ("autoattack", "state", "autopgd_base", "fab_pt", "square", "other_utils",
+                        "checks", "fab_base", "fab_projections"):  # fmt: skip
+                try:
+                    sys.modules[f"autoattack.{sub}"] = importlib.import_module(
+                        f"pyautoattack.{sub}"
+                    )
+                except ImportError:
+                    pass
+    try:
+        importlib.import_module("pkg_resources")
+    except ImportError:
+        shim = types.ModuleType("pkg_resources")
+
+        def resource_filename(package: str, resource: str) -> str:
+            from importlib.resources import files
+
+            return str(files(package) / resource)
+
+        shim.resource_filename = resource_filename
+        sys.modules["pkg_resources"] = shim
+
+
+def _robustbench_zoo_network(name: str, dataset: str, threat_model: str) -> nn.Module:
+    """The architecture of a RobustBench entry, without weights (they come from a file)."""
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    entries = model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)]
+    if name not in entries:
+        raise KeyError(name)
+    return entries[name]["model"]()
+
+
 def robustbench_model(
-    name: str, dataset: str = "cifar10", threat_model: str = "Linf", model_dir: str = "models"
+    name: str,
+    dataset: str = "cifar10",
+    threat_model: str = "Linf",
+    model_dir: str = "models",
+    architecture_only: bool = False,
 ) -> nn.Module:
     """A RobustBench model zoo entry, in eval mode; it takes [0, 1] pixels (it normalises inside).
 
-    Needs the optional extra ``robustbench``. RobustBench caches each model's weights at
-    ``model_dir/<dataset>/<threat_model>/<name>.pt`` and downloads them there when absent.
+    Needs the optional extra ``robustbench`` (importable offline: `robustbench_compat`).
+    RobustBench caches each model's weights at ``model_dir/<dataset>/<threat_model>/<name>.pt``
+    and downloads them there when absent. ``architecture_only``: the entry's network without
+    weights (for ``model.checkpoint``).
     """
     if not name or name == "???":
         raise ConfigError(
@@ -110,6 +173,7 @@ def robustbench_model(
             f"model.threat_model={threat_model!r}: RobustBench threat models are "
             f"{', '.join(ROBUSTBENCH_THREATS)}."
         )
+    robustbench_compat()
     try:
         from robustbench.utils import load_model
     except ImportError as err:
@@ -119,6 +183,8 @@ def robustbench_model(
         ) from err
     cached = Path(model_dir).expanduser() / dataset / threat_model / f"{name}.pt"
     try:
+        if architecture_only:
+            return _robustbench_zoo_network(name, dataset, threat_model).eval()
         model = load_model(
             model_name=name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model
         )
@@ -129,11 +195,21 @@ def robustbench_model(
             "robustbench/model_zoo/<dataset>.py."
         ) from err
     except Exception as err:  # noqa: BLE001 - network, gdown, torch.load errors
+        text = str(err).strip()
+        if cached.is_file():  # the file is there: it is the file, not the network
+            raise ConfigError(
+                f"RobustBench could not load {name!r} ({dataset}, {threat_model}) from its "
+                f"cached file {cached}: {type(err).__name__}: {text}. The file does not fit "
+                f"the entry's architecture (a different model saved under this name) or is "
+                "damaged: replace it with the file RobustBench publishes for this entry, or "
+                "name the entry the file belongs to (model.name_rb)."
+            ) from err
         raise ConfigError(
             f"RobustBench could not load {name!r} ({dataset}, {threat_model}): "
-            f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}. "
-            f"RobustBench caches weights under model.model_dir ('{model_dir}') as {cached}: "
-            "without network access, fetch the model on a machine that has it (python -c "
+            f"{type(err).__name__}: {text.splitlines()[0] if text else ''}. "
+            f"RobustBench caches weights under model.model_dir ('{model_dir}') as {cached}, "
+            "and that file is absent: without network access, fetch the model on a machine "
+            "that has it (python -c "
             f"\"from robustbench.utils import load_model; load_model('{name}', "
             f"model_dir='models', dataset='{dataset}', threat_model='{threat_model}')\") and "
             f"copy the .pt file to {cached}. (ImageNet 'Standard_R50' reads torchvision's "

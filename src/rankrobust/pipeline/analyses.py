@@ -24,7 +24,7 @@ from rankrobust.attacks import Attack
 from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import rank_sweep
-from rankrobust.results import FILES, RIG_TOP_RANKS
+from rankrobust.results import FILES, RIG_TOP_RANKS, model_kind
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
 from rankrobust.svd import Factorization, factorize
 
@@ -199,8 +199,8 @@ def run_all(spec, module, datamodule, run_dir: str | Path) -> tuple[dict, dict, 
     returned and the run becomes `partial` (results.final_status).
     """
     attack, batch = module.eval_attack, spec.config["dataset"]["eval_batch_size"]
-    kind = "natural" if module.train_attack is None else "adversarial"
-    title = f"RIG: {type(getattr(module.model, 'net', module.model)).__name__}, {kind} training"
+    kind = model_kind(spec.config).description  # the one rule (results.py)
+    title = f"RIG: {type(getattr(module.model, 'net', module.model)).__name__}, {kind}"
     todo = {
         "rank_sweep": (spec.sweep.enabled, run_rank_sweep, (spec.sweep, attack, batch)),
         "perturbation_spectrum": (
@@ -218,9 +218,19 @@ def run_all(spec, module, datamodule, run_dir: str | Path) -> tuple[dict, dict, 
     }
     out, errors, timings = {}, {}, {}
     module.eval()
+    sizes = {"rank_sweep": spec.sweep, "perturbation_spectrum": spec.analysis, "rig": spec.rig}
+    per_image = None
     for name, (enabled, fn, args) in todo.items():
         if not enabled:
             continue
+        try:  # a progress line with an estimate; it never stops a run
+            if name in sizes:
+                if per_image is None:  # one timed forward pass for every estimate
+                    per_image = forward_seconds(module.model, datamodule)
+                work = work_estimate(name, sizes[name], datamodule, spec.config["attack"]["eval"])
+                log.info(estimate_line(name, work, per_image))
+        except Exception as err:
+            log.info("[rankrobust] %s: started (no estimate: %s)", name, err)
         tick = time.perf_counter()
         try:
             with torch.autocast(device_type=module.device.type, enabled=False):
@@ -229,6 +239,7 @@ def run_all(spec, module, datamodule, run_dir: str | Path) -> tuple[dict, dict, 
             log.warning("[rankrobust] analysis %s failed: %s", name, err)
             errors[name] = f"{type(err).__name__}: {err}"
         timings[name] = time.perf_counter() - tick
+        log.info("[rankrobust] %s: done in %.0f s", name, timings[name])
     return out, errors, timings
 
 
@@ -326,3 +337,42 @@ def run_attribution(
             "n_images": int(len(y)), "steps": settings.steps, "score": settings.score,
             "overlap": settings.overlap, "target": "predicted class"}  # fmt: skip
     return {"attribution": {**meta, **out}}
+
+
+def forward_seconds(model: nn.Module, datamodule, n: int = 8) -> float | None:
+    """Seconds one test image's forward pass takes (timed on n images after a warm-up)."""
+    import time
+
+    images, _ = datamodule.test_tensors(raw=True, n=n)
+    if len(images) == 0:
+        return None
+    x = images.to(next(model.parameters()).device)
+    with torch.no_grad():
+        model(x[:1])
+        tick = time.perf_counter()
+        model(x)
+    return (time.perf_counter() - tick) / len(x)
+
+
+def work_estimate(name: str, settings, datamodule, eval_attack=None) -> int:
+    """Forward-pass equivalents an analysis costs (a backward pass counted as two forwards):
+    rank sweep n x ranks x modes; RIG n x (steps per segment x segments + baseline steps) x 3;
+    perturbation spectrum n x (attack steps + 1) x 3."""
+    streams = getattr(datamodule, "_streams", None)
+    n_test = len(streams["test"]) if streams else len(datamodule.test_set.labels)
+    full_rank = getattr(datamodule, "full_rank", 32)
+    if name == "rank_sweep":
+        n = min(settings.n_images or n_test, n_test)
+        return n * len(settings.ranks or default_ranks(full_rank)) * len(settings.modes)
+    if name == "rig":
+        segments = len(settings.ranks or default_ranks(full_rank))
+        first = settings.baseline_steps or settings.steps_per_rank
+        return settings.n_images * (settings.steps_per_rank * segments + first) * 3
+    steps = (eval_attack or {}).get("steps") or 10
+    return min(settings.n_images, n_test) * (steps + 1) * 3
+
+
+def estimate_line(name: str, work: int, per_image: float | None) -> str:
+    """'[rankrobust] rank_sweep: 9000 forward passes, about 40 s' for the run's log."""
+    about = f", about {work * per_image:.0f} s" if per_image else ""
+    return f"[rankrobust] {name}: {work} forward passes{about} (started)"

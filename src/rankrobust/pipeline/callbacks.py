@@ -100,6 +100,27 @@ class LineProgress(pl.Callback):
             f"{done:4.0%} ({batch_idx + 1}/{total} steps, {elapsed:.0f} s{loss_text})"
         )
 
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._next, self._start = self.every, time.perf_counter()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        """Testing (clean + attacked batches) says how far it is and how long is left."""
+        totals = trainer.num_test_batches
+        total = totals[dataloader_idx] if isinstance(totals, list) and totals else totals
+        if not self.active(trainer) or not total or total == float("inf"):
+            return
+        done = (batch_idx + 1) / total
+        if done + 1e-9 < self._next and batch_idx + 1 < total:
+            return
+        while self._next <= done + 1e-9:
+            self._next += self.every
+        elapsed = time.perf_counter() - self._start
+        left = elapsed / done - elapsed
+        logging.getLogger("rankrobust").info(
+            f"[rankrobust] test: {done:4.0%} ({batch_idx + 1}/{total} batches, {elapsed:.0f} s, "
+            f"about {left:.0f} s left)"
+        )
+
 
 class TimeEstimate(pl.Callback):
     """After `after_steps` training steps, say how long training will take when that is longer

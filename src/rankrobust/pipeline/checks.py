@@ -35,7 +35,7 @@ RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
     ("dataset.n_test", int, 1, INF, True),
     ("dataset.num_classes", int, 2, INF, False),
     ("dataset.image_size", int, 8, INF, True),
-    ("dataset.num_workers", int, 0, INF, False),
+    ("dataset.num_workers", int, 0, INF, True),  # null: the machine's cores (at most 8)
     ("optim.lr", float, 1e-12, INF, False),
     ("optim.momentum", float, 0, 1, False),
     ("optim.weight_decay", float, 0, INF, False),
@@ -380,6 +380,29 @@ def check_attribution(cfg: DictConfig) -> None:
             )
 
 
+def check_model_kind(cfg: DictConfig) -> None:
+    """model.kind (natural | robust | unknown | null) and model.threat ({norm: linf | l2,
+    eps > 0}) of loaded weights: what results.model_kind reads."""
+    kind = _get(cfg, "model.kind", None)
+    if kind not in (None, "natural", "robust", "unknown"):
+        raise ConfigError(
+            f"model.kind={kind!r} is not a model kind: use model.kind=natural, robust or "
+            "unknown (what the loaded weights are; trained runs take it from attack=...)."
+        )
+    threat = _get(cfg, "model.threat", None)
+    if threat is None:
+        return
+    fix = "e.g. 'model.threat={norm: linf, eps: 0.0157}' (4/255) or '{norm: l2, eps: 3.0}'"
+    if kind != "robust":
+        raise ConfigError(
+            f"model.threat={threat} is given but model.kind={kind}: a threat model describes a "
+            "robust model. Set model.kind=robust, or model.threat=null."
+        )
+    if not hasattr(threat, "get") or str(threat.get("norm")).lower() not in ("linf", "l2"):
+        raise ConfigError(f"model.threat={threat}: norm must be linf or l2; {fix}.")
+    check_range("model.threat.eps", threat.get("eps"), float, 0.0, INF, True)
+
+
 def check_config(cfg: DictConfig) -> RunSpec:
     """Every check above, in order; raises the first ConfigError found, else the typed spec that
     build.py and the task use (the config is resolved and snapshotted here, once)."""
@@ -393,6 +416,7 @@ def check_config(cfg: DictConfig) -> RunSpec:
     settings = check_analyses(cfg)
     check_attribution(cfg)
     check_checkpoint(cfg)
+    check_model_kind(cfg)
     check_device(cfg)
     if cfg.train and _get(cfg, "trainer.max_epochs", 1) is not None:
         check_range("trainer.max_epochs", cfg.trainer.max_epochs, int, 1, INF, False)

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from rankrobust.data.batches import batch_loader, random_crop_flip
 from rankrobust.data.cifar10 import cifar10_sets, locate_cifar10
 from rankrobust.data.folder import check_source, image_folder_sets
+from rankrobust.data.imagenet import class_index, readable_classes
 from rankrobust.data.sets import ImageSet, synthetic_sets
 from rankrobust.data.streaming import random_subset, stream_loader, stream_sets
 from rankrobust.errors import ConfigError
@@ -40,7 +41,7 @@ class ImageDataModule(pl.LightningDataModule):
         augment: bool = True,
         in_memory: bool = True,
         on_device: bool = True,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         synthetic: dict | None = None,
         transform: RankTransform | None = None,
         seed: int = 0,
@@ -53,7 +54,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_classes = num_classes
         self.n_train, self.n_test = n_train, n_test
         self.augment, self.in_memory, self.on_device = augment, in_memory, on_device
-        self.num_workers = num_workers
+        self.num_workers = default_workers() if num_workers is None else num_workers
+        self.classes_evaluated: int | None = None  # class folders in the test set (wnid subsets)
         self.synthetic = dict(synthetic or {})
         # the splits it is applied to are the transform's own (transform.apply_to)
         self.transform = transform or RankTransform(mode="low", rank=None)
@@ -107,7 +109,9 @@ class ImageDataModule(pl.LightningDataModule):
             self._setup_streams()
             return
         train, test = self.load()
-        self._check_classes(test.classes)
+        relabel = self._check_classes(test.classes)
+        if relabel is not None:  # wnid folders: their ImageNet-1k indices
+            train, test = (_relabelled(d, relabel) for d in (train, test))
         self.full_rank = min(train.images.shape[-2:])
         self.transform.validate(self.full_rank)
         device = self._device()
@@ -132,7 +136,11 @@ class ImageDataModule(pl.LightningDataModule):
         size = self.image_size or 224
         splits = stream_sets(self.root, size)
         classes = tuple(splits["test"].classes)
-        self._check_classes(classes)
+        relabel = self._check_classes(classes)
+        if relabel is not None:  # wnid folders: labels are their ImageNet-1k indices
+            for ds in splits.values():
+                ds.target_transform = relabel.__getitem__  # picklable for DataLoader workers
+            classes = readable_classes()
         for split, n, offset in (("train", self.n_train, 0), ("test", self.n_test, 1)):
             if split in splits:
                 splits[split] = random_subset(splits[split], n, self.seed + offset)
@@ -143,7 +151,13 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_set = ImageSet(empty, empty, classes)
         self.test_set = ImageSet(empty, empty, classes)
 
-    def _check_classes(self, classes: Sequence[str]) -> None:
+    def _check_classes(self, classes: Sequence[str]) -> list[int] | None:
+        """Check the class folders against num_classes; return each folder's label when they
+        are ImageNet wnids of a 1000-class model (all or a subset), else None (sorted order)."""
+        self.classes_evaluated = len(classes)
+        relabel = class_index(classes, self.num_classes, f"dataset={self.name} at '{self.root}'")
+        if relabel is not None:
+            return relabel
         if len(classes) < 2:  # a classifier needs two classes (num_classes=1 cannot train)
             raise ConfigError(
                 f"dataset={self.name} at '{self.root}' has {len(classes)} class folder(s) "
@@ -231,6 +245,24 @@ class ImageDataModule(pl.LightningDataModule):
             xs.append(x)
             ys.append(y)
         return torch.cat(xs), torch.cat(ys)
+
+
+def default_workers(cap: int = 8) -> int:
+    """DataLoader workers when dataset.num_workers is null: the CPU cores this process may use,
+    less one for the main process, at most `cap` (0 on a one-core machine)."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(cap, cores - 1))
+
+
+def _relabelled(data: ImageSet, relabel: list[int]) -> ImageSet:
+    """An in-memory set with labels mapped through relabel and the 1000 ImageNet names."""
+    labels = torch.tensor(relabel, device=data.labels.device)[data.labels]
+    return ImageSet(data.images, labels, readable_classes())
 
 
 def _pick(size: int, n: int | None, seed: int) -> torch.Tensor:

@@ -162,6 +162,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
         "n_test": _count(tested.get("test/n_clean")),
         "n_robust": _count(tested.get("test/n_robust")),
         "eval_precision": spec.eval.precision,
+        **_model_facts(module.model, dm),
     }
     if not trainer.is_global_zero:
         return {**metrics, "status": results.final_status(None)}
@@ -208,6 +209,15 @@ def _as_dict(spec) -> dict | None:
 
 def _finished(run_dir: Path) -> bool:
     return results.run_status(run_dir) in ("ok", "partial")
+
+
+def _model_facts(model, dm) -> dict:
+    """Which input normalisation the model applied and how many classes the test set held."""
+    facts: dict = {"normalization": getattr(model, "normalization", None)}
+    evaluated = getattr(dm, "classes_evaluated", None)
+    if evaluated is not None:
+        facts["n_classes_evaluated"] = evaluated
+    return facts
 
 
 def _count(value) -> int | None:

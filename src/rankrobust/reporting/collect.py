@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rankrobust.results import FILENAME, IDENTITY_KEYS, is_robust, read_metrics, run_identity
+from rankrobust.results import FILENAME, IDENTITY_KEYS, read_metrics, row_kind, run_identity
 
 __all__ = ["collect", "collect_for_cli", "find_run_dirs", "main", "read_run", "write_table"]
 
@@ -133,9 +133,10 @@ def _finish(row: dict) -> dict:
     row.setdefault("robust_acc", None)
     row.setdefault("error", None)
     row.setdefault("rig_npz", None)
-    row["kind"] = (
-        None if row["attack"] is None else ("robust" if is_robust(row["attack"]) else "natural")
-    )
+    # The one rule (results.row_kind): declared in metrics.json, else the old attack-name rule.
+    known = row.get("kind") or row["attack"] is not None
+    row["kind"] = row_kind(row).kind if known else None
+    row["arch"] = row.get("arch") or row.get("model")  # older files: the model name
     return row
 
 

@@ -23,6 +23,7 @@ from rankrobust.reporting.claims import (
     USABLE,
     ClaimResult,
     claims,
+    unlabelled,
 )
 from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
 from rankrobust.reporting.intervals import Estimate, fmt
@@ -251,6 +252,7 @@ def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Pat
                 lines.append(f"| {m['kind']} | {m['run']} | {fmt(rig)} | {fmt(van)} | {cleaner} |")
         if c.extra.get("cleaner_maps"):
             lines += attribution_lines(c.extra["cleaner_maps"])
+    lines += _unlabelled_lines(rows)
     bad = [r for r in rows if r.get("status") != "ok"]
     if bad:
         lines += ["", "## Runs not finished (only `partial` ones count above)", ""]
@@ -259,6 +261,24 @@ def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Pat
             used = " (used)" if r.get("status") in USABLE else ""
             lines.append(f"| `{r['run_dir']}` | {r['status']}{used} | {r.get('error') or ''} |")
     return "\n".join(lines) + "\n"
+
+
+def _unlabelled_lines(rows: list[dict]) -> list[str]:
+    """Runs of loaded weights whose kind nobody declared: never paired, so name them."""
+    unknown = unlabelled(rows)
+    if not unknown:
+        return []
+    lines = [
+        "",
+        "## Runs to label (kind unknown, not compared)",
+        "",
+        "These runs evaluated loaded weights without saying whether the model is natural or "
+        "robust, so no claim uses them. Rerun each with `model.kind=natural` or "
+        "`model.kind=robust 'model.threat={norm: linf, eps: 0.0157}'` (its training threat "
+        "model):",
+        "",
+    ]
+    return lines + [f"- `{r['run_dir']}` ({r.get('model')}, {r.get('weights')})" for r in unknown]
 
 
 def report(rows: list[dict], out_dir: str | Path) -> tuple[Path, list[ClaimResult]]:

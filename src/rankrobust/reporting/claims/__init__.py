@@ -33,6 +33,7 @@ from rankrobust.reporting.claims.grouping import (
     sweep_groups,
     top_shares,
     train_rank_groups,
+    unlabelled,
     usable,
 )
 from rankrobust.reporting.intervals import (
@@ -88,6 +89,7 @@ __all__ = [
     "rig_runs",
     "sweep_groups",
     "train_rank_groups",
+    "unlabelled",
     "usable",
 ]
 

@@ -5,8 +5,11 @@
   seed, run name and experiment preset (an image_folder dataset counts with its root), so a
   1-epoch debug run never averages with a 3-epoch run, nor synthetic data with CIFAR-10.
 - Pairing: a natural and a robust group are compared only when they share the data and the
-  architecture (`PAIR_KEYS`: dataset, n_train, model, rank, transform, train); the training
-  schedule may differ (robust training has its own).
+  architecture family (`PAIR_KEYS`: dataset, n_train, arch, rank, transform, train); the
+  training schedule may differ (robust training has its own). A run's kind and threat model
+  come from metrics.json (results.model_kind: the training attack, or `model.kind` /
+  `model.threat` of loaded weights), so evaluation-only pairs pair too; "unknown" runs never
+  pair (`unlabelled` names them for the report).
 - A group's accuracy: Wilson for one run (n images from metrics.json), t over seeds for several.
 
 The rules and verdicts built on these live in rankrobust.reporting.claims (which re-exports
@@ -23,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from rankrobust.reporting.intervals import Estimate, binomial, mean_of, ratio
-from rankrobust.results import IDENTITY_KEYS, is_robust, settings
+from rankrobust.results import IDENTITY_KEYS, row_kind, settings
 
 USABLE = ("ok", "partial")
 GROUP_KEYS = tuple(k for k in IDENTITY_KEYS if k not in ("seed", "name", "experiment"))
-PAIR_KEYS = ("dataset", "n_train", "model", "rank", "transform_mode", "band", "apply_to", "train")
+PAIR_KEYS = ("dataset", "n_train", "arch", "rank", "transform_mode", "band", "apply_to", "train")
 DATASET_NAMES = {"cifar10": "CIFAR-10", "imagenet": "ImageNet", "synthetic": "synthetic"}
 
 
@@ -99,7 +102,7 @@ class Group:
 
     @property
     def kind(self) -> str:
-        return "robust" if is_robust(self.identity["attack"]) else "natural"
+        return self.identity.get("kind") or "unknown"
 
     @property
     def dataset(self) -> str:
@@ -156,6 +159,8 @@ def _sweep_value(row: dict, mode: str, k: int) -> float | None:
 def _identity(row: dict) -> dict:
     ident = {k: row.get(k) for k in GROUP_KEYS}
     ident["dataset"] = data_key(row)
+    ident["kind"] = row.get("kind") or row_kind(row).kind
+    ident["arch"] = row.get("arch") or row.get("model")
     return ident
 
 
@@ -178,14 +183,19 @@ def _label(gs: list[Group]) -> None:
     base = {}
     for g in gs:
         i = g.identity
-        how = f" ({i['attack']})" if g.kind == "robust" else ""
-        base[id(g)] = f"{g.kind}: {i['model']}{how}, {g.dataset}"
+        how = i.get("threat") or (i["attack"] if i["attack"] not in (None, "none") else None)
+        how = f" ({how})" if g.kind == "robust" and how else ""
+        base[id(g)] = f"{g.kind}: {_model_name(i)}{how}, {g.dataset}"
     for g in gs:
         twins = [h for h in gs if base[id(h)] == base[id(g)] and h is not g]
         differ = [
             k for k in GROUP_KEYS if any(str(h.identity[k]) != str(g.identity[k]) for h in twins)
         ]
-        extra = [f"{k}={g.identity[k]}" for k in differ if k not in ("attack", "model", "setup")]
+        extra = [
+            f"{k}={g.identity[k]}"
+            for k in differ
+            if k not in ("attack", "model", "threat", "setup")
+        ]
         if "setup" in differ:  # say which settings differ, not the hash
             extra += _setting_differences(g, twins)
         seeds = f", mean of {len(g.runs)} seeds" if len(g.runs) > 1 else ""
@@ -201,6 +211,21 @@ def _setting_differences(g: Group, twins: Sequence[Group], most: int = 3) -> lis
         keys += [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
     keys = [k for k in dict.fromkeys(keys) if not k.startswith(("attack.", "model.name"))]
     return [f"{k}={mine.get(k)}" for k in keys[:most]]
+
+
+def _model_name(ident: dict) -> str:
+    """'resnet50', or 'robustbench Salman2020Do_R50 (resnet50)' where the model name alone
+    does not tell the weights apart."""
+    weights = ident.get("weights") or ""
+    if str(weights).startswith("robustbench:"):
+        return f"{str(weights).rsplit('/', 1)[-1]} ({ident.get('arch')})"
+    arch = ident.get("arch")
+    return str(ident["model"]) if arch in (None, ident["model"]) else f"{ident['model']} {arch}"
+
+
+def unlabelled(rows: Sequence[dict]) -> list[dict]:
+    """Usable runs of loaded weights whose kind is unknown: the report asks to label them."""
+    return [r for r in usable(rows) if r.get("kind") == "unknown"]
 
 
 def full_image(row: dict) -> bool:

@@ -147,7 +147,8 @@ def fig_rig_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     top = C.TOP_RANKS_C3
     for r, (ranks, per_rank) in sorted(items, key=lambda it: (it[0]["kind"], it[0]["run_dir"])):
         c = colour_for(r["kind"], index)
-        how = f" ({r['attack']})" if r["kind"] == "robust" else ""
+        how = r.get("threat") or (r["attack"] if r["attack"] not in (None, "none") else "")
+        how = f" ({how})" if r["kind"] == "robust" and how else ""
         label = f"{r['kind']}: {r['model']}{how}, {C.dataset_name(r)}" + (
             f", trained on rank {r['rank']}" if r.get("rank") is not None else ""
         )
