@@ -238,6 +238,8 @@ IMAGENET_TINY = [
     "dataset.num_classes=3",
     "dataset.num_workers=0",
     "dataset.eval_batch_size=5",
+    "sweep.ranks=[1,2,4,32]",
+    "model.checkpoint=random",
 ]
 
 
@@ -315,7 +317,7 @@ def test_imagenet_non_wnid_folders_with_a_1000_class_model_are_clear(tmp_path):
         dm.setup("test")
     cfg = make_cfg(*IMAGENET_TINY, f"dataset.root={root}", "dataset.num_classes=5")
     with pytest.raises(ConfigError, match=r"has 3 classes \(n001, n002, n003\).*num_classes=5"):
-        build.datamodule(cfg).setup("test")
+        build.datamodule(cfg, checks.check_config(cfg)).setup("test")
 
 
 def test_imagenet_natural_model_without_cached_weights_fails_clearly(offline_hub, tmp_path):
