@@ -312,6 +312,21 @@ def check_checkpoint(cfg: DictConfig) -> None:
         check_checkpoint_path(cfg.model.checkpoint)
 
 
+def check_speed_options(cfg: DictConfig) -> None:
+    """module.compile (false, true or a torch.compile backend) and the checkpoint cadence
+    (callbacks.last_checkpoint.every_minutes >= 0; 0 = every epoch)."""
+    from rankrobust.pipeline.lightning_module import compile_backend
+
+    value = _get(cfg, "module.compile", False)
+    try:
+        compile_backend(value)
+    except ValueError as err:
+        raise ConfigError(f"module.{err}") from None
+    if _get(cfg, "callbacks.last_checkpoint", None) is not None:
+        minutes = _get(cfg, "callbacks.last_checkpoint.every_minutes", 0.0)
+        check_range("callbacks.last_checkpoint.every_minutes", minutes, float, 0, INF, True)
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every check above, in order; raises the first ConfigError found."""
     check_top_level(cfg)
@@ -323,6 +338,7 @@ def check_config(cfg: DictConfig) -> None:
     check_attacks(cfg)
     check_analyses(cfg)
     check_checkpoint(cfg)
+    check_speed_options(cfg)
     check_device(cfg)
     if cfg.train and _get(cfg, "trainer.max_epochs", 1) is not None:
         check_range("trainer.max_epochs", cfg.trainer.max_epochs, int, 1, INF, False)
