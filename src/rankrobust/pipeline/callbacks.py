@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rankrobust.pipeline.seeding import step_seed
 
+_clock = time.monotonic  # the checkpoint cadence's clock (a test replaces it)
 KILL_ENV = "RANKROBUST_KILL_AT_EPOCH"  # test hook: SIGKILL this process when epoch N starts
 
 
@@ -40,7 +41,7 @@ class LastCheckpoint(ModelCheckpoint):
             dirpath=str(dirpath), save_last=True, save_top_k=0, enable_version_counter=False
         )
         self.every_s = 60.0 * float(every_minutes)
-        self._saved_at: float | None = None  # time.monotonic() of the last write (or the start)
+        self._saved_at: float | None = None  # _clock() of the last write (or the start)
         self._saved_step = -1
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -51,17 +52,17 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        self._saved_at = time.monotonic()
+        self._saved_at = _clock()
 
     def _save(self, trainer: pl.Trainer) -> None:
         if self._should_skip_saving_checkpoint(trainer):
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        self._saved_at, self._saved_step = time.monotonic(), trainer.global_step
+        self._saved_at, self._saved_step = _clock(), trainer.global_step
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
-        due = self._saved_at is None or time.monotonic() - self._saved_at >= self.every_s
+        due = self._saved_at is None or _clock() - self._saved_at >= self.every_s
         # the time test is taken on rank 0 and broadcast: every process must save together
         due = trainer.strategy.broadcast(due)
         if due or last or trainer.should_stop:
