@@ -122,7 +122,7 @@ bench: install  ## benchmarks -> outputs/bench/*.json
 	$(PY) bench/bench_svd.py
 	$(PY) bench/bench_rig.py
 
-gpu-check:  ## on a lent GPU: GPU tests, paper-scale CIFAR-10 runs, benchmarks, one table (<= 8 min)
+gpu-check:  ## on a lent GPU: GPU tests, paper-scale CIFAR-10 runs, benchmarks (docs/gpu.md; ~6 min)
 	bash bench/gpu_check.sh
 
 # The W&B workspace (docs/dashboard.md): online it saves and prints the URL; offline: exit 2.
