@@ -21,7 +21,7 @@ def _text(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list):
-        return json.dumps([round(v, 4) if isinstance(v, float) else v for v in value])
+        return json.dumps([float(f"{v:.4g}") if isinstance(v, float) else v for v in value])
     return str(value)
 
 
