@@ -66,13 +66,29 @@ reproduce-demo: install  ## the demo: natural + robust small CNN on CIFAR-10, sw
 	$(PY) -m rankrobust.reporting.figures $(DEMO) --out $(DEMO)/figures --images $(DATA)
 	$(PY) -m rankrobust.reporting.report $(DEMO) --out $(DEMO)/figures $(REPORT_OPTS)
 
-reproduce-cifar10: install  ## the paper-scale CIFAR-10 runs (PreActResNet-18; a GPU)
-	$(PY) run.py experiment=cifar10_natural $(CIFAR10_DATA_OPTS) rig.enabled=true \
-		hydra.run.dir=$(CIFAR10_OUT)/natural
-	$(PY) run.py experiment=cifar10_robust $(CIFAR10_DATA_OPTS) rig.enabled=true \
-		hydra.run.dir=$(CIFAR10_OUT)/robust
-	$(PY) run.py -m experiment=cifar10_natural $(CIFAR10_DATA_OPTS) rank=1,2,4,8,16,32 \
-		sweep.enabled=false hydra.sweep.dir=$(CIFAR10_OUT)/rank_sweep $(SUBDIR)
+reproduce-cifar10: install cifar10-runs  ## the paper-scale CIFAR-10 runs (PreActResNet-18; a GPU)
+
+# The same on a machine with its own torch and Lightning and no network (the lent GPU machine):
+# no install step, logger=csv, the carried CIFAR-10 copy, the carried packages on PYTHONPATH.
+DEVICE_PY   ?= python3
+DEVICE_DATA ?= .gpu-carry/cifar10-jpeg.tar.gz
+reproduce-cifar10-device: PY = env PYTHONPATH=$(CURDIR)/src:$(CURDIR)/.gpu-carry/site$${PYTHONPATH:+:$$PYTHONPATH} $(DEVICE_PY)
+reproduce-cifar10-device: CIFAR10_LOGGER = csv
+reproduce-cifar10-device: REPORT_OPTS =
+reproduce-cifar10-device: DATA = $(DEVICE_DATA)
+reproduce-cifar10-device: CIFAR10_DATA_OPTS = dataset=image_folder dataset.root=$(abspath $(DEVICE_DATA))
+reproduce-cifar10-device: cifar10-runs  ## reproduce-cifar10 on the lent GPU (no install, csv, carried data)
+
+CIFAR10_LOGGER ?= wandb
+CIFAR10_RANKS  ?= 1,2,4,8,16,32
+CIFAR10_EXTRA  ?=
+CIFAR10_RUN = $(PY) run.py $(CIFAR10_DATA_OPTS) logger=$(CIFAR10_LOGGER) $(CIFAR10_EXTRA)
+.PHONY: cifar10-runs reproduce-cifar10-device
+cifar10-runs:
+	$(CIFAR10_RUN) experiment=cifar10_natural rig.enabled=true hydra.run.dir=$(CIFAR10_OUT)/natural
+	$(CIFAR10_RUN) experiment=cifar10_robust rig.enabled=true hydra.run.dir=$(CIFAR10_OUT)/robust
+	$(CIFAR10_RUN) -m experiment=cifar10_natural rank=$(CIFAR10_RANKS) sweep.enabled=false \
+		hydra.sweep.dir=$(CIFAR10_OUT)/rank_sweep $(SUBDIR)
 	$(PY) -m rankrobust.reporting.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA)
 	$(PY) -m rankrobust.reporting.report $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures $(REPORT_OPTS)
 
@@ -133,7 +149,7 @@ bench: install  ## benchmarks -> outputs/bench/*.json
 	$(PY) bench/bench_svd.py
 	$(PY) bench/bench_rig.py
 
-gpu-check:  ## on a lent GPU: GPU tests, paper-scale CIFAR-10 runs, benchmarks, one table (<= 8 min)
+gpu-check:  ## on a lent GPU: GPU tests, paper-scale CIFAR-10 runs, benchmarks (docs/gpu.md; ~6 min)
 	bash bench/gpu_check.sh
 
 # The W&B workspace (docs/dashboard.md): online it saves and prints the URL; offline: exit 2.

@@ -225,7 +225,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="a few seconds per CPU section")
     p.add_argument("--n", type=int, default=2000, help="number of CIFAR-10 test images")
     p.add_argument("--n224", type=int, default=32, help="random 224 photo crops (CPU)")
-    p.add_argument("--n224-gpu", type=int, default=1024, help="random 224 photo crops (CUDA)")
+    p.add_argument("--n224-gpu", type=int, default=512, help="random 224 photo crops (CUDA)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1: robust on shared cores)"
@@ -267,27 +267,54 @@ def main() -> None:
                 224, 224, K224, jacobi_sweeps=JACOBI_SWEEPS
             ),
         },
-        "sweep_cached_vs_recompute": {"device": "cpu", **bench_sweep(x)},
-        "factorize_vs_numpy_loop": {"device": "cpu", **bench_factorize_vs_numpy(x)},
-        "photos_224_cpu": bench_224(
-            crops[: args.n224], torch.device("cpu"), n_err, args.repeats, args.n224
-        ),
-        "truncated_settings_224": bench_settings(center_crops(224)),
     }
+    # The CUDA section first (the only place the CUDA truncated route is timed), and the JSON
+    # rewritten after every section: a run stopped by a time limit keeps what it measured.
+    sections = []
     if torch.cuda.is_available():
-        try:
-            report["photos_224_cuda"] = bench_224(
-                crops[: args.n224_gpu], torch.device("cuda"), n_err, args.repeats, 64
+        sections.append(
+            (
+                "photos_224_cuda",
+                lambda: bench_224(
+                    crops[: args.n224_gpu], torch.device("cuda"), n_err, args.repeats, 64
+                ),
             )
-        except Exception as exc:  # report the failure instead of losing the CPU figures
-            report["photos_224_cuda"] = f"failed: {type(exc).__name__}: {exc}"
+        )
     else:
         report["photos_224_cuda"] = "skipped: CUDA not available"
-    report["total_s"] = round(time.perf_counter() - t0, 2)
-    text = json.dumps(report, indent=2)
-    print(text)
+    sections += [
+        ("sweep_cached_vs_recompute", lambda: {"device": "cpu", **bench_sweep(x)}),
+        ("factorize_vs_numpy_loop", lambda: {"device": "cpu", **bench_factorize_vs_numpy(x)}),
+        (
+            "photos_224_cpu",
+            lambda: bench_224(
+                crops[: args.n224], torch.device("cpu"), n_err, args.repeats, args.n224
+            ),
+        ),
+        ("truncated_settings_224", lambda: bench_settings(center_crops(224))),
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    for name, run in sections:
+        report["sections_pending"] = [n for n, _ in sections if n not in report]
+        _save(report, args.out)
+        t = time.perf_counter()
+        try:
+            report[name] = run()
+        except Exception as exc:  # report the failure, keep the other sections' figures
+            report[name] = f"failed: {type(exc).__name__}: {exc}"
+        print(f"{name}: {time.perf_counter() - t:.1f} s", flush=True)
+    report.pop("sections_pending", None)
+    report["total_s"] = round(time.perf_counter() - t0, 2)
+    print(_save(report, args.out))
+
+
+def _save(report: dict, out: Path) -> str:
+    """Write the report (atomically: a kill mid-write leaves the previous version)."""
+    text = json.dumps(report, indent=2)
+    tmp = out.with_suffix(".part")
+    tmp.write_text(text + "\n")
+    tmp.replace(out)
+    return text
 
 
 if __name__ == "__main__":

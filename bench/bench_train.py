@@ -1,13 +1,19 @@
-"""Training throughput: the Lightning module against a plain PyTorch loop, side by side.
+"""Training throughput: run.py's own training loop against a plain PyTorch loop, side by side.
 
-Both sides do the same work per step: the same model, data (in memory, on the device), batch,
-SGD optimiser, precision, seeded on-device augmentation, and the training attack called inside
-the autocast region (as Lightning's training_step is), then forward, float32 loss, accuracy,
-backward and step. Each side runs `--warmup` untimed steps, then `--steps` timed ones; the
+The Lightning side is what `python run.py` builds from conf/ for these overrides, through the
+same functions as the task (rankrobust.pipeline.build: datamodule, model, module with the
+config's training attack and its precision, the config's callbacks: last.ckpt cadence, step
+seeds, progress lines, time estimate; the CSV logger, as logger=csv; the Trainer with
+log_every_n_steps=auto and cudnn benchmark=auto). The plain side does the same work per step
+with none of that: the same model, data (in memory, on the device), batch, SGD optimiser,
+precision, seeded on-device augmentation, and the same training attack (FGSM-RS under the bf16
+autocast when the config says autocast: true, as the pipeline runs it), then forward, float32
+loss, accuracy, backward and step. Each side runs `--warmup` untimed steps, then `--steps`
+timed ones (from the start of step `warmup` to the end of the last step, synchronised); the
 sides alternate (plain, Lightning, Lightning, plain, ...) for `--repeats` rounds, and the JSON
 reports each side's median, min and max images/s and the ratio of the medians. Prints the JSON
-and writes it to --out. The goal is Lightning >= 0.9x the plain loop. On CUDA the default is
-bf16 autocast and channels_last; `--quick` is a small CPU-sized run.
+and writes it to --out. The goal is run.py >= 0.9x the plain loop. On CUDA the defaults are
+PreActResNet-18, bf16 autocast and channels_last; `--quick` is a small CPU-sized run.
 """
 
 from __future__ import annotations
@@ -15,40 +21,50 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 
-from rankrobust.attacks import AttackSpec, make_attack
+from rankrobust.attacks import make_attack
 from rankrobust.data import random_crop_flip
 from rankrobust.models import build_model
-from rankrobust.pipeline.datamodule import ImageDataModule
-from rankrobust.pipeline.lightning_module import RobustClassifier
+from rankrobust.pipeline import build, checks, loggers
 
+ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 SEED = 0
 
 
-def make_data(args) -> ImageDataModule:
-    if args.data and Path(args.data).exists():
-        dm = ImageDataModule("image_folder", root=args.data, batch_size=args.batch, seed=SEED)
-    else:
-        dm = ImageDataModule("synthetic", batch_size=args.batch, seed=SEED)
-    dm.n_train = args.n_train
-    dm.n_test = 10
-    return dm
-
-
-def attack_for(args):
-    if args.attack == "none":
-        return None
-    spec = AttackSpec(
-        name="fgsm_rs", eps=8 / 255, step_size=10 / 255, autocast=args.attack_autocast
+def config(args, device: torch.device):
+    """The run.py config for this benchmark (conf/ + overrides, as on the command line)."""
+    data = (
+        ["dataset=image_folder", f"dataset.root={Path(args.data).resolve()}"]
+        if args.data and Path(args.data).exists()
+        else ["dataset=synthetic"]
     )
-    return make_attack(spec)
+    overrides = [
+        *data,
+        f"dataset.n_train={args.n_train}",
+        "dataset.n_test=10",
+        f"dataset.batch_size={args.batch}",
+        f"model={args.model}",
+        f"attack={args.attack}",
+        "trainer=gpu" if device.type == "cuda" else "trainer=cpu",
+        f"trainer.precision={args.precision}",
+        f"module.channels_last={str(args.channels_last).lower()}",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        "optim.schedule=none",
+        f"++trainer.max_steps={args.warmup + args.steps}",
+        f"seed={SEED}",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
 
 
 def sync() -> None:
@@ -57,10 +73,11 @@ def sync() -> None:
 
 
 class StepTimer(pl.Callback):
-    """Wall time from the start of step `warmup` to the end of training."""
+    """Wall time from the start of step `warmup` to the end of step `warmup + steps`."""
 
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.steps, self.elapsed = warmup, None, 0, float("nan")
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.total, self.start, self.steps = warmup, warmup + steps, None, 0
+        self.elapsed = float("nan")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.warmup:
@@ -69,35 +86,27 @@ class StepTimer(pl.Callback):
         if self.start is not None:
             self.steps += 1
 
-    def on_train_end(self, trainer, pl_module):
-        sync()
-        self.elapsed = time.perf_counter() - self.start
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.total:
+            sync()
+            self.elapsed = time.perf_counter() - self.start
 
 
-def lightning_throughput(args, dm, device) -> float:
-    torch.manual_seed(SEED)
-    model = build_model(args.model, 10, MEAN, STD)
-    module = RobustClassifier(
-        model, 10, train_attack=attack_for(args), channels_last=args.channels_last, schedule="none"
-    )
-    timer = StepTimer(args.warmup)
-    trainer = pl.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        precision=args.precision,
-        max_steps=args.warmup + args.steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
-    trainer.fit(module, datamodule=dm)
+def lightning_throughput(args, cfg, dm, device) -> float:
+    """run.py's training loop: the config's module, callbacks, logger and Trainer."""
+    pl.seed_everything(SEED, verbose=False)
+    module = build.module(cfg, checks.check_config(cfg), build.model(cfg))
+    timer = StepTimer(args.warmup, args.steps)
+    with tempfile.TemporaryDirectory() as run_dir:
+        logs = loggers.build(cfg, Path(run_dir), None)
+        callbacks = [*build.callbacks(cfg), timer]
+        trainer = build.trainer(cfg, Path(run_dir), logs, callbacks)
+        trainer.fit(module, datamodule=dm)
     assert timer.steps == args.steps, (timer.steps, args.steps)
     return timer.steps * args.batch / timer.elapsed
 
 
-def plain_throughput(args, dm, device) -> float:
+def plain_throughput(args, cfg, dm, device) -> float:
     """The loop Lightning runs, written out: same data order, augmentation, attack and maths."""
     torch.manual_seed(SEED)
     model = build_model(args.model, 10, MEAN, STD).to(device)
@@ -106,7 +115,8 @@ def plain_throughput(args, dm, device) -> float:
     opt = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
     )
-    attack = attack_for(args)
+    spec = checks.check_config(cfg).train_attack
+    attack = make_attack(spec) if spec is not None else None
     amp = args.precision == "bf16-mixed"
     x_all, y_all = dm.train_set.images.to(device), dm.train_set.labels.to(device)
     total, done, start, epoch = args.warmup + args.steps, 0, None, 0
@@ -154,11 +164,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz")
     p.add_argument("--model", default=None, help="default: preact_resnet18 on GPU, else small_cnn")
     p.add_argument("--attack", default="none", choices=["none", "fgsm_rs"])
-    p.add_argument(
-        "--attack-autocast",
-        action="store_true",
-        help="run the FGSM-RS attack under the bf16 autocast (AttackSpec.autocast) on both sides",
-    )
     p.add_argument("--precision", default=None, help="default: bf16-mixed on GPU, else 32-true")
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--n-train", type=int, default=10000)
@@ -184,7 +189,8 @@ def main(argv=None) -> dict:
     args.model = args.model or ("preact_resnet18" if gpu else "small_cnn")
     args.precision = args.precision or ("bf16-mixed" if gpu else "32-true")
     args.channels_last = gpu
-    dm = make_data(args)
+    cfg = config(args, device)
+    dm = build.datamodule(cfg, checks.check_config(cfg))
     dm.setup("fit")
     # Both sides read the training images from the device.
     dm.train_set.images = dm.train_set.images.to(device)
@@ -193,7 +199,7 @@ def main(argv=None) -> dict:
     for r in range(args.repeats):  # interleaved, the order alternating: no side always first
         sides = [("plain", plain_throughput, plain), ("lightning", lightning_throughput, lightning)]
         for _, fn, values in sides if r % 2 == 0 else sides[::-1]:
-            values.append(fn(args, dm, device))
+            values.append(fn(args, cfg, dm, device))
     result = {
         "benchmark": "train_throughput",
         "device": torch.cuda.get_device_name() if gpu else "cpu",
@@ -202,7 +208,9 @@ def main(argv=None) -> dict:
         "threads": torch.get_num_threads(),
         "model": args.model,
         "attack": args.attack,
-        "attack_autocast": args.attack_autocast,
+        "attack_autocast": bool(cfg.attack.train and cfg.attack.train.get("autocast")),
+        "lightning_side": "run.py's loop: conf/ callbacks "
+        f"({', '.join(cfg.callbacks)}), logger=csv, Trainer from conf/trainer",
         "batch": args.batch,
         "precision": args.precision,
         "channels_last": args.channels_last,

@@ -143,6 +143,7 @@ def test_finished_folder_is_not_overwritten_and_resume_needs_a_checkpoint(tmp_pa
 def test_ctrl_c_leaves_an_interrupted_run_with_its_resume_command(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     args = [*FAST, "trainer.max_epochs=50", "hydra.run.dir=run"]
+    args.append("callbacks.last_checkpoint.every_minutes=0")  # a checkpoint every epoch
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), *args],
         cwd=tmp_path,

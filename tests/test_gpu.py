@@ -65,14 +65,23 @@ def test_bf16_channels_last_train_and_test_step_preact_resnet18():
         schedule="none",
     )
     dm = _data()
-    trainer = _trainer(max_steps=4)
+    seen = {}
+
+    class WhereAtTheEnd(pl.Callback):
+        # Lightning's teardown moves the model back to the CPU when fit returns: look inside
+        def on_train_end(self, trainer, pl_module):
+            conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+            seen["device"], seen["dtype"] = conv.weight.device.type, conv.weight.dtype
+            seen["channels_last"] = conv.weight.is_contiguous(memory_format=torch.channels_last)
+            seen["data"] = dm.train_set.images.device.type
+            seen["benchmark"] = torch.backends.cudnn.benchmark
+
+    trainer = _trainer(max_steps=4, callbacks=[WhereAtTheEnd()], benchmark=DEVICE == "cuda")
     trainer.fit(module, datamodule=dm)
-    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert (
-        conv.weight.device.type == DEVICE and conv.weight.dtype == torch.float32
-    )  # bf16 is autocast only
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert dm.train_set.images.device.type == DEVICE  # on_device data
+    assert seen["device"] == DEVICE and seen["dtype"] == torch.float32  # bf16 is autocast only
+    assert seen["channels_last"]
+    assert seen["data"] == DEVICE  # on_device data
+    assert seen["benchmark"] == (DEVICE == "cuda")  # cudnn autotuning for the fixed shapes
     changed = [
         not torch.equal(b, p.detach().cpu())
         for b, p in zip(before, model.parameters(), strict=True)
@@ -142,6 +151,38 @@ def test_acquire_gpu_lock_is_released(tmp_path):
     # Released at the end of the block: taken again at once.
     with acquire_gpu(slots[:1], lock_dir=tmp_path, poll_s=0.05, timeout_s=1.0) as again:
         assert again == slots[0]
+
+
+def test_truncated_svd_at_224px_matches_float64(photos_224):
+    """factorize(max_rank=32) on real 224x224 photos on the device (on CUDA: CholeskyQR2 and the
+    block-Jacobi Ritz solve; the only place that route runs, CIFAR-10 never takes it) against a
+    float64 LAPACK SVD on the CPU, every k <= 32 (on the CPU dry run: the same CUDA branches,
+    forced)."""
+    from rankrobust import _svd_maths
+    from rankrobust.svd import factorize
+
+    x = photos_224[:4]
+    u, s, vh = torch.linalg.svd(x.double(), full_matrices=False)
+    if DEVICE == "cuda":
+        fac = factorize(x.to(DEVICE), max_rank=32)
+        assert fac.U.shape[-1] == 32 and fac.U.device.type == "cuda"  # the truncated route
+        U, S, Vh = fac.U.double().cpu(), fac.S.double().cpu(), fac.Vh.double().cpu()
+    else:
+        U, S, Vh = _svd_maths.truncated_svd(x, 32, cholesky=True, jacobi=True)
+    worst = 0.0
+    for k in range(1, 33):
+        ref = (u[..., :k] * s[..., None, :k]) @ vh[..., :k, :]
+        got = (U[..., :k] * S[..., None, :k]) @ Vh[..., :k, :]
+        worst = max(worst, float((got - ref).abs().max()))
+    assert worst <= 1e-3, worst  # pixels in [0, 1]
+
+
+@pytest.fixture(scope="module")
+def photos_224() -> torch.Tensor:
+    pytest.importorskip("skimage")
+    from rankrobust.data.photos import center_crops
+
+    return center_crops(224)
 
 
 def test_bf16_training_step_loss_is_float32_and_finite():

@@ -193,6 +193,7 @@ RESUMABLE = [
     "sweep.enabled=true",
     "sweep.ranks=[1,32]",
     "analysis.n_images=16",  # perturbation spectrum: eval attack random starts
+    "callbacks.last_checkpoint.every_minutes=0",  # a checkpoint every epoch: resumable at once
 ]
 
 

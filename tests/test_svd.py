@@ -485,6 +485,48 @@ def test_jacobi_eigh_matches_eigh(m: int) -> None:
     assert _svd_maths._round_robin(4) == [[(0, 3), (1, 2)], [(0, 2), (3, 1)], [(0, 1), (2, 3)]]
 
 
+def test_jacobi_convergence_is_per_matrix(photos_224: torch.Tensor) -> None:
+    """Ritz matrices of real photos stop after their own few sweeps, even batched with a dense
+    random matrix that needs more (the batch maximum used to set everyone's sweeps)."""
+    x = photos_224[:2].double()
+    gen = torch.Generator().manual_seed(0)
+    q = _svd_maths.orthonormalize(x @ torch.randn(224, 64, dtype=torch.float64, generator=gen))
+    for _ in range(3):
+        q = _svd_maths.orthonormalize(x @ _svd_maths.orthonormalize(x.mT @ q))
+    b = q.mT @ x
+    ritz = (b @ b.mT).reshape(-1, 64, 64)  # as truncated_svd builds them: 6 matrices
+    hard = torch.randn(1, 64, 64, dtype=torch.float64, generator=gen)
+    batch = torch.cat([ritz, hard + hard.mT])
+    lam, v, sweeps = _svd_maths.jacobi_eigh(batch, return_sweeps=True)
+    alone = _svd_maths.jacobi_eigh(ritz, return_sweeps=True)[2]
+    assert torch.equal(sweeps[:-1], alone)  # the hard matrix costs the others nothing
+    assert int(sweeps[:-1].max()) <= 3 < int(sweeps[-1]), sweeps.tolist()
+    torch.testing.assert_close(lam, torch.linalg.eigvalsh(batch), atol=1e-9, rtol=0)
+    torch.testing.assert_close(v.mT @ batch @ v, torch.diag_embed(lam), atol=1e-9, rtol=0)
+    torch.testing.assert_close(v.mT @ v, torch.eye(64, dtype=torch.float64).expand_as(v))
+
+
+def test_cholesky_qr_failure_falls_back_to_householder(monkeypatch) -> None:
+    """cholesky_ex's failure flags are checked once per call; a failure redoes the call with
+    Householder QR (and orthonormalize without a list of flags raises)."""
+    x = _smooth(2, 96, 3)
+    good = _svd_maths.truncated_svd(x, 8, cholesky=True)
+    real = torch.linalg.cholesky_ex
+
+    def failing(a, **kw):
+        chol, info = real(a, **kw)
+        return chol, torch.ones_like(info)
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", failing)
+    again = _svd_maths.truncated_svd(x, 8, cholesky=True)
+    householder = _svd_maths.truncated_svd(x, 8, cholesky=False)
+    for a, b in zip(again, householder, strict=True):
+        assert torch.equal(a, b)  # the fallback route
+    torch.testing.assert_close(again[1], good[1], atol=1e-4, rtol=0)
+    with pytest.raises(torch.linalg.LinAlgError, match="CholeskyQR"):
+        _svd_maths.orthonormalize(torch.randn(3, 20, 4), cholesky=True)
+
+
 def test_max_rank_limits_ranks_and_bands() -> None:
     x = _smooth(2, 64, 8)
     for fac in (factorize(x, max_rank=6), factorize(x, max_rank=40)):  # truncated, full

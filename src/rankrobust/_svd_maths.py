@@ -20,6 +20,7 @@ m x m solve is a block Jacobi method whose 32 x 32 subproblems go to the batched
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,13 +70,16 @@ def gram_factors(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return U, S, V.mT
 
 
-def orthonormalize(y: Tensor, cholesky: bool | None = None) -> Tensor:
+def orthonormalize(y: Tensor, cholesky: bool | None = None, infos: list | None = None) -> Tensor:
     """An orthonormal basis Q (..., n, m) of the columns of y (..., n, m), n >= m.
 
     Householder QR (robust to rank deficiency) on CPU. On CUDA, where batched QR is slow,
     shifted CholeskyQR2 in float64 (Fukaya et al. 2020): Y^T Y + eps I = L L^T,
     Q = Y L^{-T}, done twice. The shift keeps Cholesky defined for rank-deficient Y (e.g. a
     flat image); the columns it cannot make orthonormal are then ~0 and add nothing to Q Q^T X.
+    The factorisation is `cholesky_ex`, which does not stop the host to check for failure (as
+    `cholesky` does, a sync per call): its `info` tensors are appended to ``infos`` for the
+    caller to check once (:func:`truncated_svd`); without ``infos`` a failure raises here.
     """
     if cholesky is None:
         cholesky = y.is_cuda
@@ -86,7 +90,12 @@ def orthonormalize(y: Tensor, cholesky: bool | None = None) -> Tensor:
     for _ in range(2):
         gram = q.mT @ q
         scale = gram.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(1e-300)
-        chol = torch.linalg.cholesky(gram + 1e-13 * scale[..., None, None] * eye)
+        chol, info = torch.linalg.cholesky_ex(gram + 1e-13 * scale[..., None, None] * eye)
+        if infos is None:
+            if bool((info != 0).any()):
+                raise torch.linalg.LinAlgError("CholeskyQR: the shifted Gram matrix is not PD")
+        else:
+            infos.append(info)
         q = torch.linalg.solve_triangular(chol.mT, q, upper=True, left=False)
     return q.to(y.dtype)
 
@@ -101,36 +110,59 @@ def _round_robin(n: int) -> list[list[tuple[int, int]]]:
     return rounds
 
 
-def jacobi_eigh(g: Tensor, block: int = 16, tol: float = 1e-13, max_sweeps: int = 12):
+@functools.lru_cache(maxsize=64)
+def _round_perms(nb: int, block: int, device: torch.device) -> tuple[tuple[Tensor, Tensor], ...]:
+    """Per round of the tournament: the permutation that puts each pair of blocks side by side
+    (window p = blocks i, j) and its inverse. Cached per device: building them is a host to
+    device copy, which would wait for the GPU at every call."""
+    pos = torch.arange(nb * block).view(nb, block)
+    out = []
+    for pairs in _round_robin(nb):
+        perm = torch.cat([torch.cat([pos[i], pos[j]]) for i, j in pairs])
+        out.append((perm.to(device), torch.argsort(perm).to(device)))
+    return tuple(out)
+
+
+def jacobi_eigh(
+    g: Tensor,
+    block: int = 16,
+    tol: float = 1e-13,
+    max_sweeps: int = 12,
+    return_sweeps: bool = False,
+):
     """eigh of symmetric g (..., m, m) by parallel block Jacobi: (ascending eigenvalues, vectors).
 
     g is padded to nb * block (nb even) with eigenvalues below its own. Each round gathers
     nb / 2 disjoint pairs of blocks into 2 block x 2 block windows, diagonalises all windows
     with one batched eigh (on CUDA a single syevjBatched call when 2 block <= 32) and rotates
-    g and the vectors by the block-diagonal result; a round-robin schedule over the blocks'
-    identities makes every pair of blocks meet once per sweep. Sweeps stop once the
-    off-diagonal Frobenius norm is below tol * ||g||_F (at most max_sweeps; on real Ritz
-    matrices 3). The padding's (smallest) eigenpairs are dropped at the end.
+    g and the vectors by the block-diagonal result; a round-robin schedule makes every pair of
+    blocks meet once per sweep. Convergence is per matrix: a matrix stops once its off-diagonal
+    Frobenius norm is below tol * its own ||g||_F (at most max_sweeps), and only the matrices
+    still rotating are carried into the next sweep, so one slow matrix (a rank-2 image's) no
+    longer costs the whole batch its sweeps (photo crops' Ritz matrices need 3). One host sync
+    per sweep (which matrices remain) besides eigh's own error check. The padding's (smallest)
+    eigenpairs are dropped at the end. With ``return_sweeps`` also the sweeps each matrix took.
     """
     m = g.shape[-1]
+    batch = g.shape[:-2]
     nb = 2 * ((m + 2 * block - 1) // (2 * block))
     size, c, w = nb * block, nb // 2, 2 * block
-    a = torch.zeros(*g.shape[:-2], size, size, dtype=g.dtype, device=g.device)
-    a[..., :m, :m] = g
+    g = g.reshape(-1, m, m)
+    n = g.shape[0]
+    a_all = torch.zeros(n, size, size, dtype=g.dtype, device=g.device)
+    a_all[:, :m, :m] = g
     fro = torch.linalg.matrix_norm(g)  # >= the spectral radius
-    a.diagonal(dim1=-2, dim2=-1)[..., m:] = -(fro + 1.0)[..., None]  # padding: below all
-    v = torch.eye(size, dtype=g.dtype, device=g.device).expand_as(a).clone()
-    norm = float(fro.amax())
-    where = list(range(nb))  # where[i]: the position (in blocks) of block i
-    pos = torch.arange(size, device=g.device).view(nb, block)
+    a_all.diagonal(dim1=-2, dim2=-1)[:, m:] = -(fro + 1.0)[:, None]  # padding: below all
+    v_all = torch.eye(size, dtype=g.dtype, device=g.device).expand_as(a_all).clone()
+    sweeps = torch.zeros(n, dtype=torch.int64, device=g.device)
+    rounds = _round_perms(nb, block, g.device)
+    active = torch.arange(n, device=g.device)
+    a, v, limit = a_all, v_all, fro
     for _ in range(max_sweeps):
-        for pairs in _round_robin(nb):
-            perm = torch.cat([torch.cat([pos[where[i]], pos[where[j]]]) for i, j in pairs])
-            a, v = a[..., perm, :][..., :, perm], v[..., :, perm]
-            for p, (i, j) in enumerate(pairs):
-                where[i], where[j] = 2 * p, 2 * p + 1
-            windows = a.unflatten(-2, (c, w)).unflatten(-1, (c, w)).diagonal(dim1=-4, dim2=-2)
-            windows = windows.movedim(-1, -3)  # (..., c, w, w)
+        for perm, inv in rounds:
+            windows = a[:, perm][:, :, perm]
+            windows = windows.unflatten(-2, (c, w)).unflatten(-1, (c, w))
+            windows = windows.diagonal(dim1=-4, dim2=-2).movedim(-1, -3)  # (k, c, w, w)
             _, z = torch.linalg.eigh(windows)  # ascending
             # Give each position the eigenvector whose eigenvalue has the rank of its diagonal
             # entry, so the rotation stays close to the identity: sorting the eigenpairs
@@ -141,13 +173,22 @@ def jacobi_eigh(g: Tensor, block: int = 16, tol: float = 1e-13, max_sweeps: int 
             rot.unflatten(-2, (c, w)).unflatten(-1, (c, w)).diagonal(dim1=-4, dim2=-2).copy_(
                 z.movedim(-3, -1)
             )
+            rot = rot[:, inv][:, :, inv]  # back to the blocks' own order
             a, v = rot.mT @ a @ rot, v @ rot
-        off = a - torch.diag_embed(a.diagonal(dim1=-2, dim2=-1))
-        if nb == 2 or float(torch.linalg.matrix_norm(off).amax()) <= tol * norm:
+        sweeps[active] += 1
+        a_all[active], v_all[active] = a, v
+        if nb == 2:  # one window is the whole matrix: exact after one round
             break
-    lam, order = torch.sort(a.diagonal(dim1=-2, dim2=-1), dim=-1)
-    v = torch.gather(v, -1, order.unsqueeze(-2).expand_as(v))
-    return lam[..., size - m :], v[..., :m, size - m :]
+        off = torch.linalg.matrix_norm(a - torch.diag_embed(a.diagonal(dim1=-2, dim2=-1)))
+        still = off > tol * limit
+        active, a, v, limit = active[still], a[still], v[still], limit[still]  # one sync
+        if active.numel() == 0:
+            break
+    lam, order = torch.sort(a_all.diagonal(dim1=-2, dim2=-1), dim=-1)
+    v_all = torch.gather(v_all, -1, order.unsqueeze(-2).expand_as(v_all))
+    lam = lam[:, size - m :].reshape(*batch, m)
+    vec = v_all[:, :m, size - m :].reshape(*batch, m, m)
+    return (lam, vec, sweeps.reshape(batch)) if return_sweeps else (lam, vec)
 
 
 def truncated_svd(
@@ -169,10 +210,14 @@ def truncated_svd(
     m = k + oversample
     g = torch.Generator(device=x.device).manual_seed(seed)
     omega = torch.randn(x.shape[-1], m, generator=g, device=x.device, dtype=x.dtype)
-    q = orthonormalize(x @ omega, cholesky)
+    infos: list[Tensor] = []  # CholeskyQR's failure flags: checked once, at the end
+    q = orthonormalize(x @ omega, cholesky, infos)
     for _ in range(power_iters):
-        z = orthonormalize(x.mT @ q, cholesky)
-        q = orthonormalize(x @ z, cholesky)
+        z = orthonormalize(x.mT @ q, cholesky, infos)
+        q = orthonormalize(x @ z, cholesky, infos)
+    if infos and bool(torch.stack(infos).ne(0).any()):  # the call's one sync for CholeskyQR
+        # a shifted Gram matrix was not positive definite (not seen on images): Householder
+        return truncated_svd(x, k, oversample, power_iters, seed, False, jacobi)
     b = (q.mT @ x).to(torch.float64)  # (..., m, W)
     if jacobi is None:
         jacobi = x.is_cuda and m > 32

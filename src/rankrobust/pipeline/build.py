@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from rankrobust.attacks import make_attack
-from rankrobust.pipeline.callbacks import env_hooks
+from rankrobust.pipeline.callbacks import LogEveryAuto, env_hooks, log_every_n_steps
 from rankrobust.pipeline.lightning_module import RobustClassifier
 from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
 
@@ -91,10 +91,10 @@ def callbacks(cfg: DictConfig) -> list[pl.Callback]:
 
 
 def log_every(cfg: DictConfig) -> int:
-    """About 10 logged points per epoch (Lightning's 50 leaves small runs with none)."""
+    """About 10 logged points per epoch (Lightning's 50 leaves small runs with none): the
+    first guess, from the config; LogEveryAuto corrects it from the data once they are read."""
     n = cfg.dataset.get("n_train") or KNOWN_SIZES.get(cfg.dataset.name, 10_000)
-    steps = math.ceil(n / cfg.dataset.batch_size)
-    return max(1, min(50, steps // 10))
+    return log_every_n_steps(math.ceil(n / cfg.dataset.batch_size))
 
 
 def trainer(cfg: DictConfig, run_dir: Path, loggers: list, cbs: list) -> pl.Trainer:
@@ -106,6 +106,9 @@ def trainer(cfg: DictConfig, run_dir: Path, loggers: list, cbs: list) -> pl.Trai
         overrides["enable_progress_bar"] = sys.stdout.isatty()
     if t.get("log_every_n_steps") == "auto":
         overrides["log_every_n_steps"] = log_every(cfg)
+        cbs = [*cbs, LogEveryAuto()]
+    if t.get("benchmark") == "auto":  # cudnn autotuning: training batches have one shape
+        overrides["benchmark"] = on_gpu(cfg) and not cfg.deterministic
     return instantiate(
         t,
         **overrides,

@@ -16,24 +16,33 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rankrobust.pipeline.seeding import step_seed
 
+_clock = time.monotonic  # the checkpoint cadence's clock (a test replaces it)
 KILL_ENV = "RANKROBUST_KILL_AT_EPOCH"  # test hook: SIGKILL this process when epoch N starts
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """Rewrite <dirpath>/last.ckpt at the end of every training epoch (resume=true).
+    """Write <dirpath>/last.ckpt for resume=true: when training ends, and at the end of an epoch
+    once `every_minutes` have passed since the last write (0 = every epoch).
 
-    ModelCheckpoint(save_top_k=0, save_last=True) alone writes last.ckpt only when training ends
-    (it saves "last" only in a step where a top-k checkpoint was saved), useless for resuming.
+    A paper-scale checkpoint is about 90 MB: written every epoch of a 1-second GPU epoch it
+    costs more than the epoch. Saving only at epoch ends keeps a resume exact (the data order
+    and step seeds restart at an epoch). ModelCheckpoint(save_top_k=0, save_last=True) alone
+    writes last.ckpt only in a step where a top-k checkpoint was saved, i.e. never here.
     A relative ``dirpath`` is taken inside the trainer's default_root_dir (the run folder).
     """
 
-    def __init__(self, dirpath: str | Path = "checkpoints"):
+    def __init__(self, dirpath: str | Path = "checkpoints", every_minutes: float = 0.0):
+        if not every_minutes >= 0:
+            raise ValueError(f"every_minutes={every_minutes!r}: a number of minutes >= 0")
         # ModelCheckpoint makes a relative dirpath absolute against the current directory:
         # keep it to place it inside the run folder once the trainer is known
         self._relative = None if Path(dirpath).is_absolute() else str(dirpath)
         super().__init__(
             dirpath=str(dirpath), save_last=True, save_top_k=0, enable_version_counter=False
         )
+        self.every_s = 60.0 * float(every_minutes)
+        self._saved_at: float | None = None  # _clock() of the last write (or the start)
+        self._saved_step = -1
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._relative is not None:
@@ -41,9 +50,44 @@ class LastCheckpoint(ModelCheckpoint):
             self._relative = None
         super().setup(trainer, pl_module, stage)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._saved_at = _clock()
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._saved_at, self._saved_step = _clock(), trainer.global_step
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        due = self._saved_at is None or _clock() - self._saved_at >= self.every_s
+        # the time test is taken on rank 0 and broadcast: every process must save together
+        due = trainer.strategy.broadcast(due)
+        if due or last or trainer.should_stop:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # max_steps can end training inside an epoch: its final state is written too
+        if self._saved_step != trainer.global_step:
+            self._save(trainer)
+
+
+class LogEveryAuto(pl.Callback):
+    """trainer.log_every_n_steps=auto: about 10 logged points per epoch, from the real number of
+    training batches once the data are set up (a guess from the config, when the data set's
+    size is not in it, can be off by 100x: an image folder's size is only known once read)."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        batches = trainer.num_training_batches
+        if isinstance(batches, int) and batches > 0:
+            trainer.log_every_n_steps = log_every_n_steps(batches)
+
+
+def log_every_n_steps(batches_per_epoch: int) -> int:
+    """About 10 logged points per epoch, at least 1 and at most 50 steps apart."""
+    return max(1, min(50, batches_per_epoch // 10))
 
 
 class StepSeed(pl.Callback):

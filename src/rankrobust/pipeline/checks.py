@@ -8,9 +8,6 @@ valid. `check_config` is the one entry point (the task calls it first) and retur
 from __future__ import annotations
 
 import inspect
-import math
-import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +16,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from rankrobust.attacks import AttackSpec
 from rankrobust.errors import ConfigError, as_config_error
+from rankrobust.pipeline.config_values import INF, _get, check_choice, check_range, full_rank
+from rankrobust.pipeline.group_checks import (
+    check_attribution,
+    check_checkpoint,
+    check_dataset,
+    check_device,
+    check_model_kind,
+    check_speed_options,
+)
 from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
 from rankrobust.svd import RankTransform
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # src/rankrobust/pipeline/ -> repo
 # Top-level keys that are not config groups (conf/config.yaml) and a few Hydra adds itself.
 TOP_LEVEL = {"name", "seed", "rank", "train", "resume", "deterministic", "launcher", "hydra"}
-INF = math.inf
 
 # (key, kind, low, high, may be null): every numeric setting and its valid range.
 RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
@@ -61,29 +66,6 @@ RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
 )
 
 
-def _is_number(value: Any, kind: type) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) if kind is int else isinstance(value, int | float)
-
-
-def check_range(key: str, value: Any, kind: type, low: float, high: float, nullable: bool) -> None:
-    """Raise ConfigError unless `value` is a `kind` in [low, high] (or None when nullable)."""
-    if value is None and nullable:
-        return
-    what = "an integer" if kind is int else "a finite number"
-    span = f">= {low:g}" if high == INF else f"in [{low:g}, {high:g}]"
-    null = " (or null)" if nullable else ""
-    # NaN and inf are never valid (inf passed `low <= value <= INF`: optim.lr=inf trained to NaN)
-    if not _is_number(value, kind) or not math.isfinite(value) or not low <= value <= high:
-        raise ConfigError(f"{key}={value!r} is not valid: it must be {what} {span}{null}.")
-
-
-def _get(cfg: DictConfig, key: str, default: Any = "__missing__") -> Any:
-    value = OmegaConf.select(cfg, key, default=default)
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-
-
 def check_ranges(cfg: DictConfig) -> None:
     for key, kind, low, high, nullable in RANGES:
         value = _get(cfg, key)
@@ -91,12 +73,6 @@ def check_ranges(cfg: DictConfig) -> None:
             continue  # "auto", a list of device indices
         if value != "__missing__":
             check_range(key, value, kind, low, high, nullable)
-
-
-def full_rank(cfg: DictConfig) -> int | None:
-    """min(H, W) of the images when the config fixes it (dataset.image_size), else None."""
-    size = _get(cfg, "dataset.image_size", None)
-    return int(size) if isinstance(size, int) else None
 
 
 def _check_rank(key: str, k: Any, full: int | None) -> None:
@@ -165,13 +141,6 @@ def check_analyses(cfg: DictConfig) -> dict[str, Any]:
     if _get(cfg, "rig.baseline", "zero") not in ("zero", "mean"):
         raise ConfigError(f"rig.baseline={_get(cfg, 'rig.baseline')!r}: use zero or mean.")
     return {key: _build(cfg[key]) for key in ("eval", "sweep", "rig", "analysis", "attribution")}
-
-
-def check_choice(key: str, value: Any, choices: tuple) -> None:
-    """Raise ConfigError unless value is one of choices (booleans compared as booleans)."""
-    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
-        shown = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
-        raise ConfigError(f"{key}={value!r} is not valid: use one of {shown}.")
 
 
 def check_attacks(cfg: DictConfig) -> dict[str, AttackSpec | None]:
@@ -291,118 +260,6 @@ def check_top_level(cfg: DictConfig) -> None:
         )
 
 
-def check_device(cfg: DictConfig) -> None:
-    import torch
-
-    accelerator = _get(cfg, "trainer.accelerator", "auto")
-    devices = _get(cfg, "trainer.devices", 1)
-    wants_gpu = accelerator in ("gpu", "cuda")
-    if (wants_gpu or accelerator == "auto") and not torch.cuda.is_available():
-        if Path("/dev/nvidiactl").exists() or os.environ.get("CUDA_VISIBLE_DEVICES"):
-            print(
-                "[rankrobust] warning: an NVIDIA GPU seems present but torch cannot use it "
-                f"(torch {torch.__version__}, CUDA {torch.version.cuda}: the driver may be too "
-                "old for this wheel); running on the CPU.",
-                file=sys.stderr,
-            )
-        if wants_gpu:
-            raise ConfigError(
-                f"trainer.accelerator={accelerator} but no usable CUDA GPU: use trainer=cpu "
-                "(or trainer=auto)."
-            )
-    if torch.cuda.is_available() and accelerator != "cpu" and isinstance(devices, int):
-        count = torch.cuda.device_count()
-        if devices > count:
-            raise ConfigError(
-                f"trainer.devices={devices} but this machine has {count} GPU(s): set "
-                f"trainer.devices={count} (or run DDP on CPU: trainer.accelerator=cpu)."
-            )
-
-
-def check_dataset(cfg: DictConfig) -> None:
-    from rankrobust.data import check_source
-
-    name = _get(cfg, "dataset.name", None)
-    check_source(name, _get(cfg, "dataset.root", None))
-    size = _get(cfg, "dataset.image_size", None)
-    if name == "cifar10" and size not in (None, 32):
-        raise ConfigError(
-            f"dataset.image_size={size!r}: CIFAR-10 images are 32x32 and dataset=cifar10 does not "
-            "resize them. Use dataset=image_folder dataset.root=<the CIFAR-10 copy> "
-            "dataset.image_size=k to resize and centre-crop."
-        )
-
-
-def check_checkpoint(cfg: DictConfig) -> None:
-    from rankrobust.models import RANDOM_WEIGHTS
-    from rankrobust.models.checkpoints import check_checkpoint_path
-
-    checkpoint = _get(cfg, "model.checkpoint", None)
-    if checkpoint and checkpoint != RANDOM_WEIGHTS:
-        check_checkpoint_path(cfg.model.checkpoint)
-    pretrained = _get(cfg, "model.pretrained", None) or _get(cfg, "model.weights", None)
-    external = _get(cfg, "model.name", None) == "robustbench"
-    if not cfg.train and not checkpoint and not pretrained and not external:
-        raise ConfigError(
-            "train=false but model.checkpoint is null: there are no trained weights to evaluate "
-            "(the accuracies would be those of random weights). Give model.checkpoint=<a .ckpt "
-            "or state dict>, or model.checkpoint=random to evaluate random weights on purpose."
-        )
-
-
-def check_attribution(cfg: DictConfig) -> None:
-    """attribution.methods / metrics / score, and a budget that covers RIG's rank segments."""
-    from rankrobust.attribution import METHODS, SUPPORTED_SCORES
-    from rankrobust.attribution.methods import METRICS, default_rig_ranks
-
-    if not _get(cfg, "attribution.enabled", False):
-        return
-    for key, valid in (("methods", METHODS), ("metrics", METRICS)):
-        chosen = _get(cfg, f"attribution.{key}", list(valid))
-        if not isinstance(chosen, list) or not chosen or set(chosen) - set(valid):
-            raise ConfigError(
-                f"attribution.{key}={chosen!r} is not valid: use a non-empty list of "
-                f"{', '.join(valid)} (e.g. attribution.{key}=[{','.join(valid)}])."
-            )
-    score = _get(cfg, "attribution.score", "softmax")
-    if score not in SUPPORTED_SCORES:
-        raise ConfigError(
-            f"attribution.score={score!r} is not valid: use one of {', '.join(SUPPORTED_SCORES)}."
-        )
-    full, steps = full_rank(cfg), _get(cfg, "attribution.steps", 64)
-    if full is not None and "rig" in _get(cfg, "attribution.methods", ["rig"]):
-        segments = len(default_rig_ranks(full))
-        if steps < segments:
-            raise ConfigError(
-                f"attribution.steps={steps} is not valid: RIG's rank path on {full}x{full} "
-                f"images has {segments} segments and every method gets the same number of "
-                f"gradient evaluations per image, so use attribution.steps >= {segments}."
-            )
-
-
-def check_model_kind(cfg: DictConfig) -> None:
-    """model.kind (natural | robust | unknown | null) and model.threat ({norm: linf | l2,
-    eps > 0}) of loaded weights: what results.model_kind reads."""
-    kind = _get(cfg, "model.kind", None)
-    if kind not in (None, "natural", "robust", "unknown"):
-        raise ConfigError(
-            f"model.kind={kind!r} is not a model kind: use model.kind=natural, robust or "
-            "unknown (what the loaded weights are; trained runs take it from attack=...)."
-        )
-    threat = _get(cfg, "model.threat", None)
-    if threat is None:
-        return
-    fix = "e.g. 'model.threat={norm: linf, eps: 0.0157}' (4/255) or '{norm: l2, eps: 3.0}'"
-    if kind != "robust":
-        raise ConfigError(
-            f"model.threat={threat} is given but model.kind={kind}: a threat model describes a "
-            "robust model. Set model.kind=robust, or model.threat=null."
-        )
-    if not hasattr(threat, "get") or str(threat.get("norm")).lower() not in ("linf", "l2"):
-        raise ConfigError(f"model.threat={threat}: norm must be linf or l2; {fix}.")
-    check_range("model.threat.eps", threat.get("eps"), float, 0.0, INF, True)
-
-
 def check_config(cfg: DictConfig) -> RunSpec:
     """Every check above, in order; raises the first ConfigError found, else the typed spec that
     build.py and the task use (the config is resolved and snapshotted here, once)."""
@@ -417,6 +274,7 @@ def check_config(cfg: DictConfig) -> RunSpec:
     check_attribution(cfg)
     check_checkpoint(cfg)
     check_model_kind(cfg)
+    check_speed_options(cfg)
     check_device(cfg)
     if cfg.train and _get(cfg, "trainer.max_epochs", 1) is not None:
         check_range("trainer.max_epochs", cfg.trainer.max_epochs, int, 1, INF, False)

@@ -26,6 +26,28 @@ def warmup(steps: int, pct: float = 0.25) -> float:
     return max(pct, 2 / steps) if steps > 2 else pct
 
 
+def compile_backend(compile: bool | str) -> str | None:
+    """The torch.compile backend for `module.compile`: false -> None, true -> "inductor", a
+    string -> that backend (torch._dynamo.list_backends(), e.g. "aot_eager" for a quick check).
+    Raises ValueError for anything else."""
+    if compile is False or compile is None:
+        return None
+    if compile is True:
+        return "inductor"
+    if isinstance(compile, str) and compile in _backends():
+        return compile
+    raise ValueError(
+        f"compile={compile!r}: use false (the default), true (torch.compile, inductor) or a "
+        f"torch.compile backend: {', '.join(_backends())}"
+    )
+
+
+def _backends() -> list[str]:
+    import torch._dynamo
+
+    return sorted({*torch._dynamo.list_backends(), "eager", "aot_eager", "inductor"})
+
+
 class RobustClassifier(pl.LightningModule):
     """Minimises E[CE(f(x'), y)] with x' = x (natural) or x' = attack(f, x, y) (adversarial).
 
@@ -33,7 +55,11 @@ class RobustClassifier(pl.LightningModule):
     standard practice. Testing reports clean accuracy on every test image and robust accuracy
     under `eval_attack` on the first `n_robust` test images (all when None), in float32
     whatever the training precision (`eval_precision`), so the test accuracies, the rank sweep
-    and RIG all see the same numbers. `channels_last="auto"` is on for a GPU.
+    and RIG all see the same numbers. `channels_last="auto"` is on for a GPU. `compile`
+    (off by default) runs the model through torch.compile (`compile_backend`).
+
+    Nothing in a training step moves a number to the host (no .item(), no progress-bar metric):
+    a GPU is fed without waiting for the CPU (tests/test_gpu_readiness.py counts the calls).
     """
 
     def __init__(
@@ -51,6 +77,7 @@ class RobustClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool | str = False,
         eval_precision: str = "32-true",
+        compile: bool | str = False,
     ):
         super().__init__()
         self.model = model
@@ -67,6 +94,7 @@ class RobustClassifier(pl.LightningModule):
             )
         self.channels_last = channels_last
         self.eval_precision = eval_precision
+        self.compile = compile_backend(compile)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         # how many images each accuracy is over (summed over DDP processes): the n behind
         # the confidence intervals, right under limit_test_batches / fast_dev_run too
@@ -84,6 +112,11 @@ class RobustClassifier(pl.LightningModule):
             self.channels_last = self.trainer.strategy.root_device.type == "cuda"
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self.compile and self.model._compiled_call_impl is None:
+            # nn.Module.compile compiles the module's call in place: the parameters, the
+            # state_dict keys and so the checkpoints stay those of the plain model, and the
+            # attacks, which call self.model directly, run the compiled model too.
+            self.model.compile(backend=self.compile)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -98,7 +131,10 @@ class RobustClassifier(pl.LightningModule):
                 "or check the data for NaN/inf"
             )
         acc = (logits.argmax(1) == y).float().mean()
-        self.log("train/loss", loss, prog_bar=True)
+        # No prog_bar on a per-step value: Lightning turns progress-bar metrics into Python
+        # numbers after every batch (.item(), a host sync that stalls a GPU each step). The
+        # logger reads the tensor only every log_every_n_steps; LineProgress prints the loss.
+        self.log("train/loss", loss)
         self.log("train/acc", acc, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
