@@ -6,7 +6,8 @@ Every attack returns a detached ``x_adv`` of the same shape and dtype, inside th
 ``pixels=False`` (PGD, FGSM-RS) takes images of any finite range and does not clamp (the residual
 images H_k(x) of the high-rank sweep). Bad arguments (0-255 or normalised images, eps = 8 for an
 Linf budget, an infinite eps, labels of another length, a model returning a tuple, a dtype clash)
-raise TypeError / ValueError naming the argument (``rankrobust.inputs``).
+raise TypeError / ValueError naming the argument (``rankrobust.inputs``); ``check=False`` (what
+`make_attack`'s callables pass: a training step must not sync with the host) skips those checks.
 During an attack the model is in eval mode; each module's previous mode is restored afterwards.
 Gradients are taken w.r.t. the input only, so no ``.grad`` is left on model parameters.
 
@@ -166,11 +167,12 @@ def pgd_linf(
     random_start: bool = True,
     autocast: bool = False,
     pixels: bool = True,
+    check: bool = True,
 ) -> torch.Tensor:
     """Linf PGD on cross-entropy (Madry et al. 2018), the last iterate; autocast: see above.
 
     Raises TypeError / ValueError naming the argument (x, y, eps, step_size, steps)."""
-    eps = _check_call(x, y, eps, "Linf", step_size, steps, pixels)
+    eps = _check_call(x, y, eps, "Linf", step_size, steps, pixels) if check else float(eps)
     dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
@@ -196,11 +198,12 @@ def pgd_l2(
     random_start: bool = True,
     autocast: bool = False,
     pixels: bool = True,
+    check: bool = True,
 ) -> torch.Tensor:
     """L2 PGD on cross-entropy: normalised-gradient steps, projection onto the L2 ball.
 
     Raises TypeError / ValueError naming the argument (x, y, eps, step_size, steps)."""
-    eps = _check_call(x, y, eps, "L2", step_size, steps, pixels)
+    eps = _check_call(x, y, eps, "L2", step_size, steps, pixels) if check else float(eps)
     dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
@@ -225,11 +228,12 @@ def fgsm_rs(
     step_size: float,
     autocast: bool = False,
     pixels: bool = True,
+    check: bool = True,
 ) -> torch.Tensor:
     """FGSM from a uniform random start in the Linf eps ball (Wong et al. 2020; step 1.25 eps).
 
     ``autocast``: see the module docstring. Raises TypeError / ValueError naming the argument."""
-    eps = _check_call(x, y, eps, "Linf", step_size, pixels=pixels)
+    eps = _check_call(x, y, eps, "Linf", step_size, pixels=pixels) if check else float(eps)
     dtype, x = x.dtype, x.detach().float()
     x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps, pixels)
     with eval_mode(model), _precision(x, autocast):
@@ -381,7 +385,11 @@ class AttackSpec:
 
 
 def make_attack(spec: AttackSpec) -> Attack | None:
-    """A callable ``(model, x, y) -> x_adv`` for ``spec`` (validated), or None for "none"."""
+    """A callable ``(model, x, y) -> x_adv`` for ``spec`` (validated), or None for "none".
+
+    Its calls skip the per-call argument checks (``check=False``): the spec is validated here
+    once, and checking the images on every training step would cost a host sync per step.
+    """
     spec.validate()
     eps, step = float(spec.eps), spec.effective_step_size()
     steps, rs, amp = int(spec.steps), bool(spec.random_start), spec.autocast
@@ -389,15 +397,15 @@ def make_attack(spec: AttackSpec) -> Attack | None:
         return None
     if spec.name == "pgd_linf":
         return lambda model, x, y, pixels=True: pgd_linf(
-            model, x, y, eps, step, steps, rs, autocast=amp, pixels=pixels
+            model, x, y, eps, step, steps, rs, autocast=amp, pixels=pixels, check=False
         )
     if spec.name == "pgd_l2":
         return lambda model, x, y, pixels=True: pgd_l2(
-            model, x, y, eps, step, steps, rs, autocast=amp, pixels=pixels
+            model, x, y, eps, step, steps, rs, autocast=amp, pixels=pixels, check=False
         )
     if spec.name == "fgsm_rs":
         return lambda model, x, y, pixels=True: fgsm_rs(
-            model, x, y, eps, step, autocast=amp, pixels=pixels
+            model, x, y, eps, step, autocast=amp, pixels=pixels, check=False
         )
     attacks = None if spec.attacks_to_run is None else list(spec.attacks_to_run)
     options = dict(

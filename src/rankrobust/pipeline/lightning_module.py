@@ -124,12 +124,7 @@ class RobustClassifier(pl.LightningModule):
             x = self.train_attack(self.model, x, y)
         logits = self(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
-        if not torch.isfinite(loss):  # a diverged run must fail, not finish `ok` with NaN weights
-            raise FloatingPointError(
-                f"the training loss became {float(loss)} at step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}): lower optim.lr or the attack's eps, "
-                "or check the data for NaN/inf"
-            )
+        self._watch_loss(loss, batch_idx)
         acc = (logits.argmax(1) == y).float().mean()
         # No prog_bar on a per-step value: Lightning turns progress-bar metrics into Python
         # numbers after every batch (.item(), a host sync that stalls a GPU each step). The
@@ -137,6 +132,41 @@ class RobustClassifier(pl.LightningModule):
         self.log("train/loss", loss)
         self.log("train/acc", acc, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
         return loss
+
+    # A diverged run must fail, not finish `ok` with NaN weights. The first non-finite loss is
+    # noted on the device (no host sync per step) and looked at every CHECK_EVERY steps and at
+    # the end of each epoch, naming the step it happened at.
+    CHECK_EVERY = 50
+
+    def _watch_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
+        here = torch.tensor([self.global_step, self.current_epoch, batch_idx], device=loss.device)
+        bad = getattr(self, "_first_bad", None)
+        if bad is None or bad.device != loss.device:
+            bad = self._first_bad = torch.full((3,), -1, device=loss.device, dtype=here.dtype)
+        first = (bad[0] < 0) & ~torch.isfinite(loss.detach())
+        self._first_bad = torch.where(first, here, bad)
+        self._bad_loss = torch.where(
+            first, loss.detach(), getattr(self, "_bad_loss", loss.detach())
+        )
+
+    def _check_loss(self) -> None:
+        bad = getattr(self, "_first_bad", None)
+        if bad is None:
+            return
+        step, epoch, batch = (int(v) for v in bad.tolist())  # one host sync
+        if step >= 0:
+            raise FloatingPointError(
+                f"the training loss became {float(self._bad_loss)} at step {step} (epoch "
+                f"{epoch}, batch {batch}): lower optim.lr or the attack's eps, or check the data "
+                "for NaN/inf"
+            )
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.CHECK_EVERY == 0:
+            self._check_loss()
+
+    def on_train_epoch_end(self) -> None:
+        self._check_loss()
 
     def on_test_epoch_start(self) -> None:
         self._robust_seen = 0
