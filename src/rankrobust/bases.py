@@ -35,6 +35,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from rankrobust._svd_maths import cpu_threads
 from rankrobust.errors import ConfigError
 from rankrobust.inputs import check_images
 from rankrobust.svd import Factorization, RankTransform, _is_int, factorize
@@ -154,6 +155,15 @@ def default_cutoffs(basis: str, H: int, W: int, wavelet: str = "haar") -> list[i
 
 # --------------------------------------------------------------------------- the maths
 
+# Small images on the CPU: one thread (FFTs and matmuls of 32x32 matrices only lose to
+# threading, badly so on shared cores: 20x slower measured here on 2 busy cores).
+_CPU_SINGLE_THREAD_MAX_SIDE = 128
+
+
+def _threads(x: Tensor):
+    small = max(int(x.shape[-2]), int(x.shape[-1])) <= _CPU_SINGLE_THREAD_MAX_SIDE
+    return cpu_threads(1 if x.device.type == "cpu" and small else None)
+
 
 def _fourier_mask(H: int, W: int, r: int, device: torch.device) -> Tensor:
     ky = torch.fft.fftfreq(H, device=device, dtype=torch.float64) * H
@@ -212,6 +222,12 @@ class Decomposition:
         """The low-pass P_k x (clamped to [0, 1] when ``clamp``); x itself at the top cutoff."""
         H, W = self.image_size
         k = validate_cutoff(k, self.basis, H, W, self.wavelet)
+        with _threads(self.x):
+            out = self._low(k)
+        return out.clamp_(0.0, 1.0) if clamp else out
+
+    def _low(self, k: int) -> Tensor:
+        H, W = self.image_size
         x = self.x
         if k == self.top:
             out = x.clone()
@@ -231,7 +247,7 @@ class Decomposition:
             ph = _wavelet_projector(H, drop, self.wavelet, x.dtype, x.device)
             pw = _wavelet_projector(W, drop, self.wavelet, x.dtype, x.device)
             out = ph @ x @ pw
-        return out.clamp_(0.0, 1.0) if clamp else out
+        return out
 
     def high(self, k: int) -> Tensor:
         """x - P_k x (never clamped); zero at the top cutoff."""
@@ -240,10 +256,10 @@ class Decomposition:
     def energy_kept(self, k: int) -> Tensor:
         """||P_k x||^2 / ||x||^2 per image, summed over (C, H, W) of (N, C, H, W): shape (N,).
         A black image keeps all its (zero) energy: 1."""
-        low = self.low(k).double()
-        x = self.x.double()
-        dims = tuple(range(1, x.ndim))
-        kept, total = low.square().sum(dims), x.square().sum(dims)
+        low = self.low(k)
+        with _threads(low):
+            dims = tuple(range(1, low.ndim))
+            kept, total = low.double().square().sum(dims), self.x.double().square().sum(dims)
         return torch.where(total > 0, kept / total.clamp_min(1e-300), torch.ones_like(total))
 
 
@@ -264,10 +280,12 @@ def decompose(
         top = None if max_cutoff is None or max_cutoff >= min(H, W) else max_cutoff
         return Decomposition(x, basis, wavelet, factorization=factorize(x, max_rank=top))
     if basis == "fourier":
-        return Decomposition(x, basis, wavelet, coeffs=torch.fft.fft2(x))
+        with _threads(x):
+            return Decomposition(x, basis, wavelet, coeffs=torch.fft.fft2(x))
     if basis == "dct":
         dh, dw = _dct_matrix(H, x.dtype, x.device), _dct_matrix(W, x.dtype, x.device)
-        return Decomposition(x, basis, wavelet, coeffs=dh @ x @ dw.mT)
+        with _threads(x):
+            return Decomposition(x, basis, wavelet, coeffs=dh @ x @ dw.mT)
     validate_cutoff(0, basis, H, W, wavelet)  # images the wavelet cannot decompose: say so now
     return Decomposition(x, basis, wavelet)
 

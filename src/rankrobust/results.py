@@ -7,6 +7,9 @@ Keys (schema 1):
     resolved_config: the whole composed config, resolved (what reproduces the run),
     timings: {phase: seconds, ..., total},
     rank_sweep (optional): {mode: {rank: accuracy}},
+    basis_sweep (optional): {basis: {"low" | "high": {cutoff: accuracy}, "energy": {cutoff:
+        mean energy kept}}} and basis_sweep_n (images); heat_maps (optional): {"fourier":
+        {freqs, error, eps, n_images}, "rank": {ranks, error, eps, n_images}},
     rig (optional): {top4_share, median_rel_delta, ...},
     files (optional): {name: file name in the run folder}, e.g. rig.npz, rig.png,
     checkpoint (str | null), run_dir (str), command (str: how to resume / rerun)
@@ -33,6 +36,7 @@ IDENTITY_KEYS = (
     "attack",
     "rank",
     "transform_mode",
+    "transform_basis",
     "band",
     "apply_to",
     "seed",
@@ -85,6 +89,8 @@ def run_identity(cfg: dict, experiment: str | None = None) -> dict:
         "attack": _select(cfg, "attack.name"),
         "rank": cfg.get("rank"),
         "transform_mode": transform.get("mode"),
+        # None for the SVD (so runs from before transform.basis existed keep their identity)
+        "transform_basis": None if transform.get("basis") in (None, "svd") else transform["basis"],
         "band": transform.get("band") if transform.get("mode") == "band" else None,
         "apply_to": transform.get("apply_to"),
         "seed": cfg.get("seed"),
@@ -166,7 +172,7 @@ def validate_metrics(metrics: dict) -> None:
 def read_metrics(path: str | Path) -> dict:
     """Read and validate a metrics.json (a file or the run directory holding it).
 
-    Rank-sweep keys come back as ints: {mode: {rank: acc}}.
+    Rank-sweep and basis-sweep keys come back as ints: {mode: {rank: acc}}.
     """
     path = Path(path)
     if path.is_dir():
@@ -177,6 +183,11 @@ def read_metrics(path: str | Path) -> dict:
         metrics["rank_sweep"] = {
             mode: {int(k): v for k, v in accs.items()}
             for mode, accs in metrics["rank_sweep"].items()
+        }
+    if metrics.get("basis_sweep"):
+        metrics["basis_sweep"] = {
+            basis: {part: {int(k): v for k, v in vals.items()} for part, vals in parts.items()}
+            for basis, parts in metrics["basis_sweep"].items()
         }
     return metrics
 
@@ -217,6 +228,10 @@ def closing_lines(metrics: dict, wandb_dir: str | None = None) -> list[str]:
         shown = [k for k in ks if int(k) in (1, 2, 4, 8, 16, 32, 64, 128, 224)] or ks
         glance = "  ".join(f"k={k}: {_pct(accs[k])}" for k in shown)
         lines.append(f"  rank sweep {mode:11s} {glance}")
+    for basis, parts in sorted((metrics.get("basis_sweep") or {}).items()):
+        low, energy = parts.get("low") or {}, parts.get("energy") or {}
+        glance = "  ".join(f"k={k}: {_pct(low[k])} (e {energy.get(k, 0):.3f})" for k in low)
+        lines.append(f"  {basis} low-pass {glance}")
     rig = metrics.get("rig")
     if rig:
         lines.append(

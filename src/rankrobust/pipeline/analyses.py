@@ -1,7 +1,8 @@
 """The paper's analyses of a trained model, run by the task after testing (global rank 0 only).
 
 Each is a plain function ``(model, datamodule, settings, ...) -> dict`` whose dict is merged
-into metrics.json (keys: rank_sweep + rank_sweep_n, perturbation_spectrum, rig); the files they
+into metrics.json (keys: rank_sweep + rank_sweep_n, basis_sweep + basis_sweep_n, heat_maps,
+perturbation_spectrum, rig); the files they
 write (rig.npz, rig.png) are named in ``results.FILES``. Settings are typed dataclasses built
 from conf/ (``_target_``), so an unknown key is an error, not an option silently dropped.
 """
@@ -16,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from rankrobust import bases
 from rankrobust.attribution.plot import save_rig_grid
-from rankrobust.evaluate import rank_sweep
+from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
 from rankrobust.results import FILES
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
 from rankrobust.svd import factorize
@@ -44,6 +46,10 @@ class SweepSettings:
     n_images: int | None = None
     robust: bool = False
     n_robust: int | None = 500
+    # Other bases (metrics.json basis_sweep): low/high accuracy and energy kept per cutoff
+    bases: list[str] = field(default_factory=list)
+    cutoffs: dict[str, list[int] | None] = field(default_factory=dict)
+    wavelet: str = "haar"
 
 
 @dataclass
@@ -66,6 +72,12 @@ class SpectrumSettings:
 
     perturbation_spectrum: bool = True
     n_images: int = 256
+    # Fourier heat map (Yin et al.) and its rank analogue (metrics.json heat_maps)
+    heat_maps: bool = False
+    heat_map_eps: float = 4.0
+    heat_map_size: int = 8
+    heat_map_n_images: int = 200
+    heat_map_ranks: list[int] | None = None
 
 
 def default_ranks(full_rank: int) -> list[int]:
@@ -181,3 +193,39 @@ def run_rig(
             "baseline_steps": settings.baseline_steps,
         }
     }
+
+
+def run_basis_sweep(model: nn.Module, datamodule, settings: SweepSettings, batch_size: int) -> dict:
+    """basis_sweep: {basis: {"low": {k: acc}, "high": {k: acc}, "energy": {k: mean energy
+    kept}}} on the raw test images, for each basis in settings.bases at its cutoffs
+    (settings.cutoffs[basis], or bases.default_cutoffs); basis_sweep_n: images behind each."""
+    images, labels = datamodule.test_tensors(raw=True, n=settings.n_images)
+    H, W = int(images.shape[-2]), int(images.shape[-1])
+    out = {}
+    for basis in settings.bases:
+        cuts = (settings.cutoffs or {}).get(basis)
+        cuts = list(cuts) if cuts else bases.default_cutoffs(basis, H, W, settings.wavelet)
+        out[basis] = basis_sweep(
+            model, images, labels, basis, cuts, tuple(settings.modes), batch_size,
+            wavelet=settings.wavelet,
+        )  # fmt: skip
+    return {"basis_sweep": out, "basis_sweep_n": int(len(labels))}
+
+
+def run_heat_maps(
+    model: nn.Module, datamodule, settings: SpectrumSettings, batch_size: int
+) -> dict:
+    """heat_maps: {"fourier": {freqs, error (rows k_y, columns k_x), eps, n_images}, "rank":
+    {ranks, error, eps, n_images}} on the first heat_map_n_images raw test images."""
+    images, labels = datamodule.test_tensors(raw=True, n=settings.heat_map_n_images)
+    eps = settings.heat_map_eps
+    fourier = fourier_heat_map(model, images, labels, eps, settings.heat_map_size, batch_size)
+    rank = rank_heat_map(model, images, labels, eps, settings.heat_map_ranks, batch_size)
+    return {
+        "heat_maps": {
+            "fourier": {"freqs": fourier.freqs, "error": fourier.error.tolist(), "eps": eps,
+                        "n_images": fourier.n_images},
+            "rank": {"ranks": rank.ranks, "error": rank.error.tolist(), "eps": eps,
+                     "n_images": rank.n_images},
+        }
+    }  # fmt: skip

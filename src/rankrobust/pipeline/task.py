@@ -181,6 +181,12 @@ def run_analyses(cfg: DictConfig, module, dm, run_dir: Path, timings: dict) -> d
             (s["analysis"], attack, batch),
         ),
         "rig": (s["rig"].enabled, analyses.run_rig, (s["rig"], run_dir, title)),
+        "basis_sweep": (
+            bool(s["sweep"].enabled and s["sweep"].bases),
+            analyses.run_basis_sweep,
+            (s["sweep"], batch),
+        ),
+        "heat_maps": (s["analysis"].heat_maps, analyses.run_heat_maps, (s["analysis"], batch)),
     }
     out: dict = {}
     module.eval()
