@@ -11,6 +11,9 @@ Figures (each skipped with a printed note when its inputs are missing):
     rig-spectrum          C3  mean rank attribution share vs rank, natural vs robust
     train-rank            C4  clean / robust accuracy of models trained on rank-k data vs k
     perturbation-spectrum     singular values of adversarial perturbations vs clean images
+    bases-energy          C5  accuracy on low-pass images vs energy kept, one line per basis
+    bases-high            C5  the same for the high-pass images
+    heat-maps             C5  Fourier heat map (natural, robust) and its rank analogue
 Runs, groups, pairs and 95% intervals come from rankrobust.reporting.claims (as in the report,
 which `python -m rankrobust.reporting.report` writes). The drawing lives in `curves` (C1-C4)
 and `images` (image grids, spectra); their shared look in `style`.
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rankrobust.reporting.collect import collect, summary_line, write_table
+from rankrobust.reporting.figures.bases import fig_bases_energy, fig_bases_high, fig_heat_maps
 from rankrobust.reporting.figures.curves import (
     fig_high_rank,
     fig_rank_accuracy,
@@ -45,6 +49,9 @@ DRAW: dict[str, Callable[..., list[Path]]] = {
     "rig-spectrum": fig_rig_spectrum,
     "train-rank": fig_train_rank,
     "perturbation-spectrum": fig_perturbation_spectrum,
+    "bases-energy": fig_bases_energy,
+    "bases-high": fig_bases_high,
+    "heat-maps": fig_heat_maps,
 }
 FIGURES = tuple(DRAW)
 
