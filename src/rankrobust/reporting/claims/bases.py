@@ -8,9 +8,11 @@ robust runs on the same test images are compared at the same cutoffs.
 
 Matching: a run's accuracy at energy e is interpolated linearly in log(1 - e) between the two
 measured cutoffs whose energies bracket e (None outside the measured range, never
-extrapolated; the top cutoff, energy 1, is not a point on that axis). Intervals: one run: Wilson on basis_sweep_n images, treating the interpolated accuracy
-as a proportion on those images (an approximation); several seeds: t over seeds; differences:
-Welch (conservative here: natural and robust see the same images, SVD and Fourier too).
+extrapolated; the top cutoff, energy 1, is not a point on that axis).
+
+Intervals: one run: Wilson on basis_sweep_n images, treating the interpolated accuracy as a
+proportion on those images (an approximation); several seeds: t over seeds; differences: Welch
+(conservative here: natural and robust see the same images, SVD and Fourier too).
 """
 
 from __future__ import annotations
