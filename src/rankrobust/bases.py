@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -208,6 +208,7 @@ class Decomposition:
     wavelet: str = "haar"
     coeffs: Tensor | None = None  # DFT (fourier) or DCT-II (dct) coefficients
     factorization: Factorization | None = None
+    _last: tuple[int, Tensor] | None = field(default=None, repr=False)  # the last low-pass
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -222,9 +223,11 @@ class Decomposition:
         """The low-pass P_k x (clamped to [0, 1] when ``clamp``); x itself at the top cutoff."""
         H, W = self.image_size
         k = validate_cutoff(k, self.basis, H, W, self.wavelet)
-        with _threads(self.x):
-            out = self._low(k)
-        return out.clamp_(0.0, 1.0) if clamp else out
+        if self._last is None or self._last[0] != k:  # a sweep asks for low, high, energy
+            with _threads(self.x):
+                self._last = (k, self._low(k))
+        out = self._last[1]
+        return out.clamp(0.0, 1.0) if clamp else out.clone()
 
     def _low(self, k: int) -> Tensor:
         H, W = self.image_size
