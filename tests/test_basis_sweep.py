@@ -150,6 +150,7 @@ def test_cli_sweeps_every_basis_on_the_cifar_copy(tmp_path):
         ("analysis.heat_map_eps=0", "analysis.heat_map_eps=0"),
         ("transform.basis=fourier rank=30", "0 <= rank <= 23"),
         ("transform.basis=jpeg rank=2", "basis"),
+        ("transform=band transform.basis=fourier", "an SVD band"),
     ],
 )
 def test_bad_basis_settings_stop_before_training(override, message):
