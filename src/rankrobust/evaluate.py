@@ -314,7 +314,7 @@ def fourier_heat_map(
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= min(H, W) // 2:
         raise ConfigError(f"size={size!r} must be an integer in [0, {min(H, W) // 2}]")
     freqs = list(range(-size, size + 1))
-    signs = _signs(images.shape, seed)
+    signs = _signs(images.shape, seed).to(images.device, images.dtype)
     device, n = _model_device(model), images.shape[0]
     yy = torch.arange(H, dtype=torch.float64)[:, None] / H
     xx = torch.arange(W, dtype=torch.float64)[None, :] / W
@@ -325,7 +325,7 @@ def fourier_heat_map(
                 if (ky, kx) < (-ky, -kx):  # U(k) = U(-k): filled from its mirror below
                     continue
                 u = torch.cos(2 * torch.pi * (ky * yy + kx * xx))
-                u = (eps * u / u.norm()).float()
+                u = (eps * u / u.norm()).to(images.device, images.dtype)
                 wrong = 0
                 for sl in _batches(n, batch_size):
                     x = (images[sl] + signs[sl] * u).clamp_(0.0, 1.0)
