@@ -17,7 +17,8 @@ help:  ## list the targets
 
 # --- paper figures, run table and claims report (docs/figures.md) -----------------------------
 FIGS       ?= $(RUNS)/figures
-FIG_NAMES  := rank-accuracy high-rank rank-examples rig rig-spectrum train-rank perturbation-spectrum
+FIG_NAMES  := rank-accuracy high-rank rank-examples rig rig-spectrum train-rank perturbation-spectrum \
+	bases-energy bases-high heat-maps
 FIG_TARGETS := $(addprefix fig-,$(FIG_NAMES))
 REPORT_OPTS ?= --wandb
 DEMO       ?= $(RUNS)/demo
@@ -28,7 +29,7 @@ DEMO_ARGS := dataset=image_folder dataset.root=$(DATA) model=small_cnn logger=$(
 	dataset.batch_size=128 optim.lr=0.05 trainer.enable_progress_bar=false
 DEMO_MAIN := dataset.n_train=8000 dataset.n_test=1000 trainer.max_epochs=3 eval.n_robust=200 \
 	sweep.n_images=1000 'sweep.ranks=[1,2,4,8,16,32]' analysis.n_images=128 rig.enabled=true \
-	rig.n_images=16
+	rig.n_images=16 'sweep.bases=[svd,fourier,dct,wavelet]' analysis.heat_maps=true
 # reproduce-cifar10 uses torchvision CIFAR-10 unless DATA is given on the command line.
 CIFAR10_DATA_OPTS := $(if $(filter command line,$(origin DATA)),dataset=image_folder dataset.root=$(DATA),)
 SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank$${rank}'

@@ -57,6 +57,7 @@ def write_run(
     per_rank: np.ndarray | None = None,
     spectrum: list[float] | None = None,
     counts: bool | dict = True,
+    bases: dict | None = None,
     **cfg,
 ) -> Path:
     """A finished full-image run with a rank sweep, optionally rig.npz and a spectrum; `counts`
@@ -111,6 +112,8 @@ def write_run(
             "mean_per_rank": list(per_rank),
             "ranks": list(ranks),
         }
+    if bases is not None:  # metrics.json basis_sweep, basis_sweep_n and heat_maps
+        metrics.update(bases)
     write_metrics(run_dir, metrics)
     return run_dir
 
@@ -148,6 +151,38 @@ def add_attribution(run_dir: Path, seed: int, cleaner: bool = True, n: int = 6) 
     write_metrics(run_dir, metrics_json)
 
 
+def fake_bases(robust: bool) -> dict:
+    """A basis sweep (svd, fourier, wavelet) and heat maps of the shape analyses writes: the
+    accuracy is a function of the energy kept, the robust model's rising sooner."""
+    energies = {
+        "svd": {1: 0.9, 2: 0.95, 4: 0.98, 8: 0.995, 32: 1.0},
+        "fourier": {0: 0.85, 1: 0.93, 4: 0.97, 8: 0.99, 23: 1.0},
+        "wavelet": {0: 0.85, 2: 0.96, 5: 1.0},
+    }
+
+    def acc(e: float, high: bool) -> float:
+        if high:
+            return 0.1 if robust else 0.1 + 0.5 * e
+        return (0.7 if robust else 0.9) * min(1.0, max(0.1, (e - 0.8) / (0.995 - 0.8) if not
+                robust else (e - 0.8) / (0.95 - 0.8)))  # fmt: skip
+
+    sweep = {
+        b: {"low": {k: acc(e, False) for k, e in es.items()},
+            "high": {k: acc(e, True) for k, e in es.items()}, "energy": es}
+        for b, es in energies.items()
+    }  # fmt: skip
+    freqs = list(range(-2, 3))
+    error = [[min(1.0, 0.1 + (0.1 if robust else 0.2) * (abs(a) + abs(b))) for b in freqs]
+             for a in freqs]  # fmt: skip
+    ranks = [1, 2, 4, 8]
+    heat = {
+        "fourier": {"freqs": freqs, "error": error, "eps": 4.0, "n_images": 100},
+        "rank": {"ranks": ranks, "error": [0.5 / k if robust else 0.3 for k in ranks],
+                 "eps": 4.0, "n_images": 100},
+    }  # fmt: skip
+    return {"basis_sweep": sweep, "basis_sweep_n": N_SWEEP, "heat_maps": heat}
+
+
 def make_outputs(root: Path, claims_hold: bool = True) -> Path:
     """An outputs/ tree: natural + robust single runs, a rank sweep with a failed and an unfinished
     job and a never-started job. With claims_hold=False, C1-C3 are built to fail."""
@@ -172,6 +207,7 @@ def make_outputs(root: Path, claims_hold: bool = True) -> Path:
         robust_acc=0.01,
         per_rank=nat_rig,
         spectrum=list(np.geomspace(0.3, 0.2, 8)),
+        bases=fake_bases(robust=False),
     )
     write_run(
         runs / "10-10-00_robust",
@@ -182,6 +218,7 @@ def make_outputs(root: Path, claims_hold: bool = True) -> Path:
         robust_acc=0.4,
         per_rank=rob_rig,
         spectrum=list(np.geomspace(0.6, 0.05, 8)),
+        bases=fake_bases(robust=True),
     )
     add_attribution(runs / "10-00-00_natural", 0, cleaner=claims_hold)
     add_attribution(runs / "10-10-00_robust", 1, cleaner=claims_hold)

@@ -80,6 +80,11 @@ def smoke_run(tmp_path_factory) -> dict:
                 "dataset.n_test=64",
                 "eval.n_robust=32",
                 "analysis.n_images=16",
+                "sweep.bases=[svd,fourier]",
+                "analysis.heat_maps=true",
+                "analysis.heat_map_size=1",
+                "analysis.heat_map_n_images=8",
+                "analysis.heat_map_ranks=[1,2]",
             ),
             tmp,
         )
@@ -106,7 +111,7 @@ def report_run(tmp_path_factory) -> dict:
 
 def test_dry_run_lists_sections_and_panels(dry):
     names = [s["name"] for s in dry["sections"]]
-    assert [n.split(":")[0] for n in names] == ["C1", "C2", "C3", "C4", "Runs"]
+    assert [n.split(":")[0] for n in names] == ["C1", "C2", "C3", "C4", "C5", "Runs"]
     panels = [p for s in dry["sections"] for p in s["panels"]]
     assert all(set(p) == {"type", "title", "keys"} for p in panels)
     keys = {k for p in panels for k in p["keys"]}

@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from rankrobust import bases
 from rankrobust.attacks import Attack
 from rankrobust.errors import ConfigError
 from rankrobust.inputs import check_images, logits
 from rankrobust.models import eval_mode
 from rankrobust.svd import Factorization, at_full_rank, factorize, validate_rank
 
-__all__ = ["Attack", "accuracy", "rank_sweep", "robust_accuracy"]
+__all__ = [
+    "Attack",
+    "FourierHeatMap",
+    "RankHeatMap",
+    "accuracy",
+    "basis_sweep",
+    "fourier_heat_map",
+    "rank_heat_map",
+    "rank_sweep",
+    "robust_accuracy",
+]
 
 
 _SWEEP_MODES = ("low", "high")
@@ -220,3 +232,155 @@ def rank_sweep(
                             model, xt, y, device, attack, pixels=mode == "low"
                         )
     return {key: {k: c / n for k, c in per_k.items()} for key, per_k in correct.items()}
+
+
+def basis_sweep(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor | Sequence[int],
+    basis: str,
+    cutoffs: Iterable[int],
+    modes: Sequence[str] = ("low", "high"),
+    batch_size: int = 500,
+    clamp: bool = True,
+    wavelet: str = "haar",
+) -> dict[str, dict[int, float]]:
+    """Accuracy on the low-pass ("low", clamped if ``clamp``) and high-pass ("high") images of
+    :mod:`rankrobust.bases` per cutoff k, and the mean energy kept ||low||^2 / ||x||^2 ("energy",
+    unclamped low-pass, averaged over images). Each batch is transformed once (one SVD, FFT,
+    DCT or nothing for wavelets) and every cutoff is then a mask or a slice. At the top cutoff
+    "low" is the images themselves, so it equals :func:`accuracy`; svd "low" equals
+    :func:`rank_sweep`'s.
+
+    Returns:
+        ``{"low": {k: acc}, "high": {k: acc}, "energy": {k: mean energy kept}}`` (the modes
+        asked for, plus energy), int keys in the given order.
+    """
+    labels = _check_data(images, labels, batch_size)
+    modes = tuple(modes)
+    if not modes or set(modes) - set(_SWEEP_MODES):
+        raise ConfigError(f"modes={list(modes)} must be a non-empty subset of {list(_SWEEP_MODES)}")
+    H, W = int(images.shape[-2]), int(images.shape[-1])
+    checked: list[int] = []
+    for k in cutoffs:
+        k = bases.validate_cutoff(k, basis, H, W, wavelet, name=f"{basis} cutoff")
+        if k not in checked:
+            checked.append(k)
+    if not checked:
+        raise ConfigError(f"cutoffs is empty: give at least one {bases.WHAT_K[basis]}")
+    device, n = _model_device(model), images.shape[0]
+    correct = {m: dict.fromkeys(checked, 0) for m in modes}
+    energy = dict.fromkeys(checked, 0.0)
+    with eval_mode(model):
+        for sl in tqdm(list(_batches(n, batch_size)), desc=f"{basis} sweep", disable=None):
+            x, y = images[sl].to(device), labels[sl]
+            dec = bases.decompose(x, basis, wavelet, max_cutoff=max(checked))
+            for k in checked:
+                energy[k] += float(dec.energy_kept(k).sum())
+                for mode in modes:
+                    xt = dec.low(k, clamp=clamp) if mode == "low" else dec.high(k)
+                    correct[mode][k] += _count_correct(model, xt, y, device)
+    out = {m: {k: c / n for k, c in per_k.items()} for m, per_k in correct.items()}
+    out["energy"] = {k: e / n for k, e in energy.items()}
+    return out
+
+
+@dataclass
+class FourierHeatMap:
+    """Error rate per frequency: ``error[i, j]`` for (k_y, k_x) = (freqs[i], freqs[j])."""
+
+    freqs: list[int]
+    error: Tensor
+    eps: float
+    n_images: int
+
+
+@dataclass
+class RankHeatMap:
+    """Error rate per rank: ``error[i]`` when eps * u_k v_k^T is added, k = ranks[i]."""
+
+    ranks: list[int]
+    error: Tensor
+    eps: float
+    n_images: int
+
+
+def _signs(shape: Sequence[int], seed: int) -> Tensor:
+    """Random +-1 per image and channel, (N, C, 1, 1), seeded (the same for every cell)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 2, (*shape[:2], 1, 1), generator=gen).float() * 2 - 1
+
+
+def fourier_heat_map(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor | Sequence[int],
+    eps: float = 4.0,
+    size: int = 8,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> FourierHeatMap:
+    """Yin et al. 2019's Fourier heat map: the error rate when one Fourier basis image of L2
+    norm ``eps`` per channel, U = cos(2 pi (k_y y / H + k_x x / W)) / ||.||, is added to every
+    test image (sign +-1 at random per image and channel, then clamped to [0, 1]), for every
+    |k_y|, |k_x| <= ``size``. U(k) = U(-k), so (2 size + 1)^2 / 2 + 1 cells are evaluated:
+    that many forward passes per image.
+    """
+    labels = _check_data(images, labels, batch_size)
+    H, W = int(images.shape[-2]), int(images.shape[-1])
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= min(H, W) // 2:
+        raise ConfigError(f"size={size!r} must be an integer in [0, {min(H, W) // 2}]")
+    freqs = list(range(-size, size + 1))
+    signs = _signs(images.shape, seed).to(images.device, images.dtype)
+    device, n = _model_device(model), images.shape[0]
+    yy = torch.arange(H, dtype=torch.float64)[:, None] / H
+    xx = torch.arange(W, dtype=torch.float64)[None, :] / W
+    error = torch.zeros(len(freqs), len(freqs))
+    with eval_mode(model):
+        for i, ky in enumerate(tqdm(freqs, desc="Fourier heat map", disable=None)):
+            for j, kx in enumerate(freqs):
+                if (ky, kx) < (-ky, -kx):  # U(k) = U(-k): filled from its mirror below
+                    continue
+                u = torch.cos(2 * torch.pi * (ky * yy + kx * xx))
+                u = (eps * u / u.norm()).to(images.device, images.dtype)
+                wrong = 0
+                for sl in _batches(n, batch_size):
+                    x = (images[sl] + signs[sl] * u).clamp_(0.0, 1.0)
+                    wrong += len(x) - _count_correct(model, x, labels[sl], device)
+                error[i, j] = error[len(freqs) - 1 - i, len(freqs) - 1 - j] = wrong / n
+    return FourierHeatMap(freqs, error, float(eps), int(n))
+
+
+def rank_heat_map(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor | Sequence[int],
+    eps: float = 4.0,
+    ranks: Iterable[int] | None = None,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> RankHeatMap:
+    """The rank analogue of the Fourier heat map: the error rate when eps * u_k v_k^T (the
+    image's own k-th singular pair, per channel, unit Frobenius norm; sign +-1 at random per
+    image and channel) is added and the result clamped to [0, 1], for k in ``ranks`` (None:
+    every rank). One SVD per batch; one forward pass per image and rank.
+    """
+    labels = _check_data(images, labels, batch_size)
+    H, W = int(images.shape[-2]), int(images.shape[-1])
+    ranks = list(range(1, min(H, W) + 1)) if ranks is None else list(ranks)
+    ranks = [validate_rank(k, min(H, W), shape=(H, W)) for k in ranks]
+    if not ranks:
+        raise ConfigError("ranks is empty: give at least one rank")
+    signs = _signs(images.shape, seed)
+    device, n = _model_device(model), images.shape[0]
+    wrong = torch.zeros(len(ranks))
+    with eval_mode(model):
+        for sl in tqdm(list(_batches(n, batch_size)), desc="rank heat map", disable=None):
+            x, y = images[sl].to(device), labels[sl]
+            fac = factorize(x, max_rank=max(ranks))
+            s = signs[sl].to(device)
+            for i, k in enumerate(ranks):
+                pair = fac.U[..., :, k - 1 : k] @ fac.Vh[..., k - 1 : k, :]  # unit norm
+                xt = (x + eps * s * pair.to(x.dtype)).clamp_(0.0, 1.0)
+                wrong[i] += len(xt) - _count_correct(model, xt, y, device)
+    return RankHeatMap(ranks, wrong / n, float(eps), int(n))

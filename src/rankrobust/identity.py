@@ -22,6 +22,7 @@ IDENTITY_KEYS = (
     "attack",
     "rank",
     "transform_mode",
+    "transform_basis",
     "band",
     "apply_to",
     "seed",
@@ -95,6 +96,8 @@ def run_identity(cfg: dict, experiment: str | None = None) -> dict:
         "attack": _select(cfg, "attack.name"),
         "rank": cfg.get("rank"),
         "transform_mode": transform.get("mode"),
+        # None for the SVD (so runs from before transform.basis existed keep their identity)
+        "transform_basis": None if transform.get("basis") in (None, "svd") else transform["basis"],
         "band": transform.get("band") if transform.get("mode") == "band" else None,
         "apply_to": transform.get("apply_to"),
         "seed": cfg.get("seed"),

@@ -7,6 +7,9 @@ Keys (schema 1):
     resolved_config: the whole composed config, resolved (what reproduces the run),
     timings: {phase: seconds, ..., total},
     rank_sweep (optional): {mode: {rank: accuracy}},
+    basis_sweep (optional): {basis: {"low" | "high": {cutoff: accuracy}, "energy": {cutoff:
+        mean energy kept}}} and basis_sweep_n (images); heat_maps (optional): {"fourier":
+        {freqs, error, eps, n_images}, "rank": {ranks, error, eps, n_images}},
     rig (optional): {top4_share, median_rel_delta, ...} (rig.npz / rig.png: `FILES`),
     attribution (optional): {methods, metrics, n_images, steps, evaluations: {method: E},
         mean: {method: {metric: value}}, per_image: {method: {metric: [one per image]}},
@@ -169,8 +172,8 @@ def validate_metrics(metrics: Any) -> None:
 def read_metrics(path: str | Path) -> dict:
     """Read and validate a metrics.json (a file or the run directory holding it).
 
-    Rank-sweep keys come back as ints: {mode: {rank: acc}}. Raises OSError (unreadable) or
-    ValueError naming the file and the malformed field (see `validate_metrics`).
+    Rank-sweep and basis-sweep keys come back as ints: {mode: {rank: acc}}. Raises OSError
+    (unreadable) or ValueError naming the file and the malformed field (see `validate_metrics`).
     """
     path = Path(path)
     if path.is_dir():
@@ -184,6 +187,11 @@ def read_metrics(path: str | Path) -> dict:
         metrics["rank_sweep"] = {
             mode: {int(k): v for k, v in accs.items()}
             for mode, accs in metrics["rank_sweep"].items()
+        }
+    if metrics.get("basis_sweep"):
+        metrics["basis_sweep"] = {
+            basis: {part: {int(k): v for k, v in vals.items()} for part, vals in parts.items()}
+            for basis, parts in metrics["basis_sweep"].items()
         }
     return metrics
 
@@ -245,6 +253,10 @@ def closing_lines(metrics: dict, wandb_dir: str | None = None) -> list[str]:
         shown = [k for k in ks if int(k) in (1, 2, 4, 8, 16, 32, 64, 128, 224)] or ks
         glance = "  ".join(f"k={k}: {_pct(accs[k])}" for k in shown)
         lines.append(f"  rank sweep {mode:11s} {glance}")
+    for basis, parts in sorted((metrics.get("basis_sweep") or {}).items()):
+        low, energy = parts.get("low") or {}, parts.get("energy") or {}
+        glance = "  ".join(f"k={k}: {_pct(low[k])} (e {energy.get(k, 0):.3f})" for k in low)
+        lines.append(f"  {basis} low-pass {glance}")
     rig = metrics.get("rig")
     if rig:
         lines.append(

@@ -1,11 +1,12 @@
 """The paper's analyses of a trained model, run by the task after testing (global rank 0 only).
 
 Each is a plain function ``(model, datamodule, settings, ...) -> dict`` whose dict is merged
-into metrics.json (keys: rank_sweep + rank_sweep_n, perturbation_spectrum, rig, attribution); the
-files they write (rig.npz, rig.png, attribution.npz, attribution.png) are named in
-``results.FILES``; `run_all` runs the enabled ones. They always run in float32 (autocast off),
-whatever eval.precision says for the test accuracies. Settings are typed dataclasses built from
-conf/ (``_target_``) once, by the config check.
+into metrics.json (keys: rank_sweep + rank_sweep_n, basis_sweep + basis_sweep_n, heat_maps,
+perturbation_spectrum, rig, attribution); the files they write (rig.npz, rig.png,
+attribution.npz, attribution.png) are named in ``results.FILES``; `run_all` runs the enabled
+ones. They always run in float32 (autocast off), whatever eval.precision says for the test
+accuracies. Settings are typed dataclasses built from conf/ (``_target_``) once, by the config
+check.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from rankrobust import bases
 from rankrobust.attacks import Attack
 from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
-from rankrobust.evaluate import rank_sweep
+from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
+from rankrobust.pipeline.explain import run_attribution
 from rankrobust.results import FILES, RIG_TOP_RANKS, model_kind
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
 from rankrobust.svd import Factorization, factorize
@@ -51,6 +54,10 @@ class SweepSettings:
     n_images: int | None = None
     robust: bool = False
     n_robust: int | None = 500
+    # Other bases (metrics.json basis_sweep): low/high accuracy and energy kept per cutoff
+    bases: list[str] = field(default_factory=list)
+    cutoffs: dict[str, list[int] | None] = field(default_factory=dict)
+    wavelet: str = "haar"
 
 
 @dataclass
@@ -73,6 +80,12 @@ class SpectrumSettings:
 
     perturbation_spectrum: bool = True
     n_images: int = 256
+    # Fourier heat map (Yin et al.) and its rank analogue (metrics.json heat_maps)
+    heat_maps: bool = False
+    heat_map_eps: float = 4.0
+    heat_map_size: int = 8
+    heat_map_n_images: int = 200
+    heat_map_ranks: list[int] | None = None
 
 
 def run_rank_sweep(
@@ -209,6 +222,12 @@ def run_all(spec, module, datamodule, run_dir: str | Path) -> tuple[dict, dict, 
             (spec.analysis, attack, batch),
         ),
         "rig": (spec.rig.enabled, run_rig, (spec.rig, run_dir, title)),
+        "basis_sweep": (
+            bool(spec.sweep.enabled and spec.sweep.bases),
+            run_basis_sweep,
+            (spec.sweep, batch),
+        ),
+        "heat_maps": (spec.analysis.heat_maps, run_heat_maps, (spec.analysis, batch)),
         # gradient / IG / RIG / SIG maps and their metrics
         "attribution": (
             spec.attribution.enabled,
@@ -241,102 +260,6 @@ def run_all(spec, module, datamodule, run_dir: str | Path) -> tuple[dict, dict, 
         timings[name] = time.perf_counter() - tick
         log.info("[rankrobust] %s: done in %.0f s", name, timings[name])
     return out, errors, timings
-
-
-@dataclass
-class AttributionSettings:
-    """Gradient / IG / RIG / SIG maps on ``n_images`` seeded test images, every path method at
-    ``steps`` gradient evaluations per image, scored by ``metrics`` (attribution/metrics.py)."""
-
-    enabled: bool = False
-    methods: list[str] = field(default_factory=lambda: ["gradient", "ig", "rig", "sig"])
-    metrics: list[str] = field(
-        default_factory=lambda: ["diffid", "sparseness", "complexity", "mprt"]
-    )
-    n_images: int = 16
-    steps: int = 64
-    score: str = "softmax"
-    overlap: float = 0.5
-    mprt_layers: int | None = None
-    batch_size: int = 256
-    seed: int = 0
-
-
-def run_attribution(
-    model: nn.Module, datamodule, settings: AttributionSettings, run_dir: str | Path, title: str
-) -> dict:
-    """Maps of every method on the same seeded test images, explaining the model's top class,
-    and their per-image metrics: writes attribution.npz and attribution.png into run_dir.
-
-    Returns metrics.json's "attribution": per-method means and per-image values of each metric
-    (diffid, sparseness, complexity, mprt = Spearman correlation once every layer is
-    randomised), the mean insertion / deletion curves, the MPRT correlation per layer, the
-    gradient evaluations per image and the median relative completeness gap of each method.
-    """
-    from rankrobust.attribution import (
-        complexity,
-        explain,
-        insertion_deletion,
-        randomisation_test,
-        sparseness,
-    )
-    from rankrobust.attribution.methods import top_label
-    from rankrobust.attribution.plot import save_attribution_grid
-
-    run_dir = Path(run_dir)
-    net = getattr(model, "model", model)  # the bare network (MPRT deep-copies it)
-    x, y = datamodule.test_tensors(raw=True, n=settings.n_images, seed=settings.seed)
-    x = x.to(next(net.parameters()).device)
-    target = top_label(net, x, settings.batch_size)
-    kwargs = {"steps": settings.steps, "score": settings.score, "overlap": settings.overlap,
-              "batch_size": settings.batch_size}  # fmt: skip
-    out: dict = {"mean": {}, "per_image": {}, "curves": {}, "mprt_layers": {}, "evaluations": {},
-                 "median_rel_delta": {}}  # fmt: skip
-    arrays: dict = {"images": x.cpu().numpy(), "labels": y.cpu().numpy(),
-                    "targets": target.cpu().numpy()}  # fmt: skip
-    for method in settings.methods:
-        att = explain(net, x, method, target=target, **kwargs)
-        arrays[f"map_{method}"] = att.pixel.detach().cpu().numpy()
-        out["evaluations"][method] = att.evaluations
-        if att.relative_delta is not None:
-            out["median_rel_delta"][method] = float(att.relative_delta.median())
-        scores: dict[str, torch.Tensor] = {}
-        if "diffid" in settings.metrics:
-            curves = insertion_deletion(net, x, att.pixel, target, batch_size=settings.batch_size)
-            scores["diffid"] = curves.diffid
-            arrays[f"insertion_{method}"] = curves.insertion.cpu().numpy()
-            arrays[f"deletion_{method}"] = curves.deletion.cpu().numpy()
-            out["curves"][method] = {
-                "ratios": curves.ratios,
-                "insertion": curves.insertion.mean(0).tolist(),
-                "deletion": curves.deletion.mean(0).tolist(),
-            }
-        if "sparseness" in settings.metrics:
-            scores["sparseness"] = sparseness(att.pixel)
-        if "complexity" in settings.metrics:
-            scores["complexity"] = complexity(att.pixel)
-        if "mprt" in settings.metrics:
-            test = randomisation_test(
-                net, x, lambda m, inp, t, method=method: explain(m, inp, method, target=t,
-                                                                 **kwargs).pixel,
-                target, seed=42 + settings.seed, max_layers=settings.mprt_layers,
-            )  # fmt: skip
-            scores["mprt"] = test.last
-            out["mprt_layers"][method] = {
-                "layers": test.layers,
-                "mean_correlation": test.correlation.nanmean(dim=1).tolist(),
-            }
-        out["per_image"][method] = {
-            k: v.detach().cpu().double().tolist() for k, v in scores.items()
-        }
-        out["mean"][method] = {k: float(v.double().nanmean()) for k, v in scores.items()}
-    classes: Sequence[str] = datamodule.test_set.classes
-    np.savez_compressed(run_dir / FILES["attribution_npz"], classes=np.asarray(classes), **arrays)
-    save_attribution_grid(arrays, run_dir / FILES["attribution_png"], title, classes)
-    meta = {"methods": list(settings.methods), "metrics": list(settings.metrics),
-            "n_images": int(len(y)), "steps": settings.steps, "score": settings.score,
-            "overlap": settings.overlap, "target": "predicted class"}  # fmt: skip
-    return {"attribution": {**meta, **out}}
 
 
 def forward_seconds(model: nn.Module, datamodule, n: int = 8) -> float | None:
@@ -376,3 +299,39 @@ def estimate_line(name: str, work: int, per_image: float | None) -> str:
     """'[rankrobust] rank_sweep: 9000 forward passes, about 40 s' for the run's log."""
     about = f", about {work * per_image:.0f} s" if per_image else ""
     return f"[rankrobust] {name}: {work} forward passes{about} (started)"
+
+
+def run_basis_sweep(model: nn.Module, datamodule, settings: SweepSettings, batch_size: int) -> dict:
+    """basis_sweep: {basis: {"low": {k: acc}, "high": {k: acc}, "energy": {k: mean energy
+    kept}}} on the raw test images, for each basis in settings.bases at its cutoffs
+    (settings.cutoffs[basis], or bases.default_cutoffs); basis_sweep_n: images behind each."""
+    images, labels = datamodule.test_tensors(raw=True, n=settings.n_images)
+    H, W = int(images.shape[-2]), int(images.shape[-1])
+    out = {}
+    for basis in settings.bases:
+        cuts = (settings.cutoffs or {}).get(basis)
+        cuts = list(cuts) if cuts else bases.default_cutoffs(basis, H, W, settings.wavelet)
+        out[basis] = basis_sweep(
+            model, images, labels, basis, cuts, tuple(settings.modes), batch_size,
+            wavelet=settings.wavelet,
+        )  # fmt: skip
+    return {"basis_sweep": out, "basis_sweep_n": int(len(labels))}
+
+
+def run_heat_maps(
+    model: nn.Module, datamodule, settings: SpectrumSettings, batch_size: int
+) -> dict:
+    """heat_maps: {"fourier": {freqs, error (rows k_y, columns k_x), eps, n_images}, "rank":
+    {ranks, error, eps, n_images}} on the first heat_map_n_images raw test images."""
+    images, labels = datamodule.test_tensors(raw=True, n=settings.heat_map_n_images)
+    eps = settings.heat_map_eps
+    fourier = fourier_heat_map(model, images, labels, eps, settings.heat_map_size, batch_size)
+    rank = rank_heat_map(model, images, labels, eps, settings.heat_map_ranks, batch_size)
+    return {
+        "heat_maps": {
+            "fourier": {"freqs": fourier.freqs, "error": fourier.error.tolist(), "eps": eps,
+                        "n_images": fourier.n_images},
+            "rank": {"ranks": rank.ranks, "error": rank.error.tolist(), "eps": eps,
+                     "n_images": rank.n_images},
+        }
+    }  # fmt: skip

@@ -60,6 +60,9 @@ RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
     ("attribution.mprt_layers", int, 1, INF, True),
     ("attribution.batch_size", int, 1, INF, False),
     ("attribution.seed", int, 0, INF, False),
+    ("analysis.heat_map_eps", float, 1e-12, INF, False),
+    ("analysis.heat_map_size", int, 0, INF, False),
+    ("analysis.heat_map_n_images", int, 1, INF, False),
     ("seed", int, 0, 2**32 - 1, False),  # what pl.seed_everything accepts
     ("trainer.devices", int, 1, INF, False),
     ("trainer.num_nodes", int, 1, INF, False),
@@ -104,6 +107,14 @@ def check_transform(cfg: DictConfig) -> RankTransform:
             validate_band(band[0], band[1], full or 2**31)
         except ConfigError as err:
             raise ConfigError(f"transform.band: {err}") from None
+    elif cfg.rank is not None and _get(cfg, "transform.basis", "svd") not in (None, "svd"):
+        check_basis_cutoffs(
+            "rank",
+            [cfg.rank],
+            _get(cfg, "transform.basis"),
+            full,
+            _get(cfg, "transform.wavelet", "haar"),
+        )
     elif cfg.rank is not None:
         _check_rank("rank", cfg.rank, full)
     return _build(cfg.transform)
@@ -141,6 +152,54 @@ def check_analyses(cfg: DictConfig) -> dict[str, Any]:
     if _get(cfg, "rig.baseline", "zero") not in ("zero", "mean"):
         raise ConfigError(f"rig.baseline={_get(cfg, 'rig.baseline')!r}: use zero or mean.")
     return {key: _build(cfg[key]) for key in ("eval", "sweep", "rig", "analysis", "attribution")}
+
+
+def check_basis_cutoffs(key: str, cutoffs: Any, basis: Any, full: int | None, wavelet: Any) -> None:
+    """Each cutoff against bases.validate_cutoff (the one rule) where the image size is known;
+    else an integer >= 0."""
+    from rankrobust import bases
+
+    if basis not in bases.BASES:
+        raise ConfigError(f"{key}: basis {basis!r} is not valid: use {', '.join(bases.BASES)}.")
+    if basis == "wavelet" and wavelet not in bases.WAVELETS:
+        raise ConfigError(
+            f"wavelet={wavelet!r} is not valid: use one of {', '.join(bases.WAVELETS)}."
+        )
+    if not isinstance(cutoffs, list) or not cutoffs:
+        raise ConfigError(f"{key}={cutoffs!r} is not valid: give a non-empty list of cutoffs.")
+    for k in cutoffs:
+        if full is None:
+            check_range(key, k, int, 0 if basis != "svd" else 1, INF, False)
+        else:
+            bases.validate_cutoff(k, basis, full, full, wavelet, name=key)
+
+
+def check_basis_sweep(cfg: DictConfig) -> None:
+    """sweep.bases, sweep.cutoffs.<basis> and sweep.wavelet (rankrobust.bases)."""
+    from rankrobust import bases
+
+    chosen = _get(cfg, "sweep.bases", [])
+    wavelet = _get(cfg, "sweep.wavelet", "haar")
+    if not isinstance(chosen, list) or set(chosen) - set(bases.BASES):
+        raise ConfigError(
+            f"sweep.bases={chosen!r} is not valid: use a list of {', '.join(bases.BASES)} "
+            "(e.g. sweep.bases=[svd,fourier]; [] = off)."
+        )
+    if wavelet not in bases.WAVELETS:
+        raise ConfigError(
+            f"sweep.wavelet={wavelet!r} is not valid: use one of {', '.join(bases.WAVELETS)}."
+        )
+    cutoffs = _get(cfg, "sweep.cutoffs", {}) or {}
+    unknown = sorted(set(cutoffs) - set(bases.BASES))
+    if unknown:
+        raise ConfigError(
+            f"sweep.cutoffs.{unknown[0]} is not a basis: use sweep.cutoffs.<basis> for "
+            f"{', '.join(bases.BASES)}."
+        )
+    full = full_rank(cfg)
+    for basis, cuts in cutoffs.items():
+        if cuts is not None:
+            check_basis_cutoffs(f"sweep.cutoffs.{basis}", cuts, basis, full, wavelet)
 
 
 def check_attacks(cfg: DictConfig) -> dict[str, AttackSpec | None]:
@@ -272,6 +331,7 @@ def check_config(cfg: DictConfig) -> RunSpec:
     attacks = check_attacks(cfg)
     settings = check_analyses(cfg)
     check_attribution(cfg)
+    check_basis_sweep(cfg)
     check_checkpoint(cfg)
     check_model_kind(cfg)
     check_speed_options(cfg)

@@ -189,6 +189,7 @@ def log_results(loggers: list, metrics: dict, run_dir: Path) -> None:
         }
         table = wandb.Table(data=rows, columns=["mode", "rank", "accuracy"])
         run.log({"rank_sweep/table": table, **plots})
+    log_bases(run, metrics)
     rig = metrics.get("rig") or {}
     png = run_dir / FILES["rig_png"]
     if rig and png.is_file():
@@ -266,3 +267,41 @@ def setup_logging() -> None:
     for handler in handlers:
         if not any(isinstance(f, _DropNoise) for f in handler.filters):
             handler.addFilter(drop)
+
+
+def log_bases(run, metrics: dict) -> None:
+    """The basis sweep (C5) as tables: basis_sweep/table (basis, cutoff, energy, low, high) and
+    basis_sweep/<basis>_table (energy, accuracy on the low-pass) for the energy-axis lines; the
+    heat maps as heat_maps/fourier_table (k_y, k_x, error) and heat_maps/rank_table (rank,
+    error)."""
+    import wandb
+
+    sweep = metrics.get("basis_sweep") or {}
+    logged: dict = {}
+    if sweep:
+        rows = []
+        for basis, parts in sweep.items():
+            low, high, energy = (parts.get(m) or {} for m in ("low", "high", "energy"))
+            rows += [[basis, int(k), energy.get(k), low.get(k), high.get(k)] for k in low]
+            line = [[float(energy[k]), float(low[k])] for k in low if k in energy]
+            logged[f"basis_sweep/{basis}_table"] = wandb.Table(
+                data=sorted(line), columns=["energy", "accuracy"]
+            )
+        logged["basis_sweep/table"] = wandb.Table(
+            data=rows, columns=["basis", "cutoff", "energy", "low", "high"]
+        )
+    heat = metrics.get("heat_maps") or {}
+    if heat:
+        f, r = heat["fourier"], heat["rank"]
+        cells = [
+            [ky, kx, float(e)]
+            for ky, row in zip(f["freqs"], f["error"], strict=True)
+            for kx, e in zip(f["freqs"], row, strict=True)
+        ]
+        logged["heat_maps/fourier_table"] = wandb.Table(data=cells, columns=["k_y", "k_x", "error"])
+        logged["heat_maps/rank_table"] = wandb.Table(
+            data=[[k, float(e)] for k, e in zip(r["ranks"], r["error"], strict=True)],
+            columns=["rank", "error"],
+        )
+    if logged:
+        run.log(logged)

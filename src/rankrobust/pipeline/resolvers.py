@@ -16,11 +16,14 @@ FIRST = ("experiment", "rank", "attack", "transform", "model", "dataset", "seed"
 _ITEM = re.compile(r",(?=[+~]*[A-Za-z_][\w.]*=)")  # a comma that starts the next key=value
 
 
-def rank_tag(mode: str, rank: Any, band: Any = None) -> str:
-    """'full' (no transform), 'low8', 'high4' or 'band2-6': a run's rank transform in a name."""
+def rank_tag(mode: str, rank: Any, band: Any = None, basis: Any = "svd") -> str:
+    """'full' (no transform), 'low8', 'high4', 'band2-6' or, in another basis than the SVD,
+    'fourier-low4': a run's rank transform in a name."""
     if mode == "band" and band:
         return f"band{band[0]}-{band[1]}"
-    return "full" if rank is None else f"{mode}{rank}"
+    if rank is None:
+        return "full"
+    return f"{mode}{rank}" if basis in (None, "svd") else f"{basis}-{mode}{rank}"
 
 
 def job_name(override_dirname: str) -> str:

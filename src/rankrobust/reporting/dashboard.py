@@ -1,4 +1,4 @@
-"""The project's W&B dashboard as code: one saved workspace with a section per claim (C1-C4)
+"""The project's W&B dashboard as code: one saved workspace with a section per claim (C1-C5)
 and one for the runs, built with `wandb_workspaces` from what the runs and the report run log.
 
     python -m rankrobust.reporting.dashboard [--entity E] [--project rankrobust]
@@ -28,7 +28,7 @@ import wandb_workspaces.workspaces as ws
 from rankrobust.pipeline.loggers import has_api_key, offline_reason  # noqa: F401  (dashboard's API)
 from rankrobust.reporting.claims import FIGURES, STATEMENTS
 
-WORKSPACE_NAME = "rankrobust: claims C1-C4"
+WORKSPACE_NAME = "rankrobust: claims C1-C5"
 DEFAULT_PROJECT = "rankrobust"
 ATTACK = wr.Config("attack.name")  # natural runs have attack.name = none
 TRAIN_RANK = wr.Config("rank")  # null for full-image runs: absent from the C4 scatter
@@ -46,6 +46,7 @@ SECTION_NAMES = {
     "C2": "C2: accuracy on the high-rank residual H_k(x)",
     "C3": "C3: RIG rank attributions",
     "C4": "C4: models trained on rank-k data",
+    "C5": "C5: is it rank, or just frequency? (other bases, one energy axis)",
 }
 
 
@@ -63,6 +64,17 @@ def _table_line(table: str, y: str, title: str) -> wr.CustomChart:
         chart_strings={"title": f"{title}, one line per run"},
     )
     chart.chart_name = "wandb/line/v0"  # the Vega spec wandb.plot.line uses
+    return chart
+
+
+def _line(table: str, x: str, y: str, title: str) -> wr.CustomChart:
+    """y vs x from a run's table, one line per run (as _table_line, any x column)."""
+    chart = wr.CustomChart.from_table(
+        table,
+        chart_fields={"x": x, "y": y, "stroke": None},
+        chart_strings={"title": f"{title}, one line per run"},
+    )
+    chart.chart_name = "wandb/line/v0"
     return chart
 
 
@@ -96,7 +108,7 @@ def _report(claim: str, numbers: dict[str, str]) -> list:
 
 
 def sections() -> list[ws.Section]:
-    """The workspace's sections: C1-C4 (curves, per-attack numbers, verdicts, figures), Runs."""
+    """The workspace's sections: C1-C5 (curves, per-attack numbers, verdicts, figures), Runs."""
     c1 = [
         _table_line("rank_sweep/low_table", "accuracy", "Accuracy on L_k(x) vs k"),
         _by_attack("clean_acc", "Clean accuracy by attack"),
@@ -113,6 +125,18 @@ def sections() -> list[ws.Section]:
         wr.ScatterPlot(title="Clean accuracy vs training rank k", x=TRAIN_RANK, y="clean_acc"),
         wr.ScatterPlot(title="Robust accuracy vs training rank k", x=TRAIN_RANK, y="robust_acc"),
     ]
+    c5 = [
+        _line("basis_sweep/svd_table", "energy", "accuracy", "SVD low-pass: accuracy vs energy"),
+        _line(
+            "basis_sweep/fourier_table",
+            "energy",
+            "accuracy",
+            "Fourier low-pass: accuracy vs energy",
+        ),
+        wr.WeavePanelSummaryTable(table_name="basis_sweep/table"),
+        _line("heat_maps/rank_table", "rank", "error", "Rank heat map: error vs rank i"),
+        wr.WeavePanelSummaryTable(table_name="heat_maps/fourier_table"),
+    ]
     runs = [
         _by_attack("robust_acc", "Robust accuracy by attack"),
         wr.WeavePanelSummaryTable(table_name="runs"),  # the report run's run table
@@ -128,8 +152,13 @@ def sections() -> list[ws.Section]:
         },
         "C3": {"C3/0/share_difference": "C3 top-4 share: robust - natural"},
         "C4": {},
+        "C5": {
+            "C5/0/svd_difference": "C5 SVD gap at energy 0.95: robust - natural",
+            "C5/0/fourier_difference": "C5 Fourier gap at energy 0.95: robust - natural",
+            "C5/0/svd_minus_fourier_difference": "C5 SVD gap - Fourier gap",
+        },
     }
-    claims = {"C1": c1, "C2": c2, "C3": c3, "C4": c4}
+    claims = {"C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5}
     out = [
         ws.Section(
             name=SECTION_NAMES[claim],
@@ -225,7 +254,7 @@ def _say(reason: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Save the project's W&B workspace (C1-C4).")
+    parser = argparse.ArgumentParser(description="Save the project's W&B workspace (C1-C5).")
     parser.add_argument("--entity", default=None, help="W&B entity (default: your default)")
     parser.add_argument("--project", default=DEFAULT_PROJECT, help="W&B project")
     parser.add_argument("--dry-run", action="store_true", help="save nothing; write --out")

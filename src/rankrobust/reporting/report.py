@@ -1,4 +1,4 @@
-"""The claims report: each claim C1-C4, the rule that decides it, the numbers with 95% intervals
+"""The claims report: each claim C1-C5, the rule that decides it, the numbers with 95% intervals
 it rests on, and its verdict (report.md, report.json, optionally a W&B "report" run).
 
     python -m rankrobust.reporting.report outputs [more dirs] --out outputs/figures [--wandb]
@@ -57,7 +57,12 @@ HEADERS = {
     "natural_top_share": "natural top-rank share",
     "robust_top_share": "robust top-rank share",
     "share_difference": "share: robust - natural",
-}
+    "energy": "energy kept",
+    "svd_minus_fourier_difference": "SVD gap - Fourier gap",
+    **{f"{b}_{part}": f"{b} {label}" for b in ("svd", "fourier", "dct", "wavelet")
+       for part, label in (("natural", "natural"), ("robust", "robust"),
+                           ("difference", "gap: robust - natural"))},
+}  # fmt: skip
 
 
 def _cell(v: Any, key: str = "") -> str:
@@ -101,6 +106,11 @@ def _key_numbers(c: ClaimResult) -> str:
                 f"top-{TOP_RANKS_C3} share natural {fmt(x['natural_top_share'])} vs robust "
                 f"{fmt(x['robust_top_share'])}"
             )
+        elif c.claim == "C5":
+            parts.append(
+                f"energy {x['energy']:g}: gap SVD {fmt_change(x['svd_difference'])}, Fourier "
+                f"{fmt_change(x['fourier_difference'])}"
+            )
         else:
             parts.append(
                 f"{x['group']}: clean {_trend(x['clean_trend'])}, "
@@ -124,10 +134,16 @@ def _comparison_table(c: ClaimResult) -> list[str]:
     keys = [k for k in comps[0] if k not in ("natural", "robust", "verdict")]
     head = ["natural", "robust", *keys, "verdict"]
     image = "L_k(x)" if c.claim == "C1" else "H_k(x)"
+    keys = [k for k in keys if k != "energy"] if c.claim == "C5" else keys
+    head = ["natural", "robust", "energy", *keys, "verdict"] if c.claim == "C5" else head
     names = [HEADERS.get(h, h).replace("image_k", image) for h in head]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(head)]
     for x in comps:
-        cells = [str(x[h]) if h == "k" else _cell(x[h], h) for h in head]
+        cells = [
+            str(x.get(h, c.verdict if h == "verdict" else "")) if h in ("k", "energy")
+            else _cell(x.get(h, c.verdict if h == "verdict" else None), h)
+            for h in head
+        ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -140,6 +156,8 @@ def _needs(claim: str) -> str:
         "C3": "a natural and a robust full-image run of the same data and model with RIG "
         "(rig.enabled=true).",
         "C4": "a `-m rank=k1,k2,...` sweep (at least two ranks).",
+        "C5": "a natural and a robust full-image run of the same data and model with "
+        "sweep.bases=[svd,fourier,...] (make reproduce-demo runs them).",
     }[claim]
 
 

@@ -1,6 +1,6 @@
-"""The paper's claims C1-C4 decided on the run table: the thresholds, the rule of each claim and
-its verdict with 95% intervals. Which runs are averaged and compared: `grouping` (its public
-names are re-exported here).
+"""The paper's claims C1-C4 and our C5 (`bases`) decided on the run table: the thresholds, the
+rule of each claim and its verdict with 95% intervals. Which runs are averaged and compared:
+`grouping` (its public names are re-exported here).
 
 Data flows one way: results -> collect -> claims -> figures / report (both read this module).
 
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from rankrobust.reporting.claims.attribution import cleaner_maps
+from rankrobust.reporting.claims.bases import RULE_C5, STATEMENT_C5
+from rankrobust.reporting.claims.bases import claim_c5 as _c5_comparisons
 from rankrobust.reporting.claims.grouping import (
     USABLE,
     Group,
@@ -64,12 +66,14 @@ STATEMENTS = {
     "C3": "RIG attributes a robust model's prediction mostly to the top few ranks, a natural "
     "model's to more, higher ranks.",
     "C4": "Models trained on rank-k data: clean and robust accuracy as k grows.",
+    "C5": STATEMENT_C5,
 }
 FIGURES = {
     "C1": ["fig-rank-accuracy"],
     "C2": ["fig-high-rank"],
     "C3": ["fig-rig-spectrum", "fig-rig", "fig-attribution-maps", "fig-attribution-curves"],
     "C4": ["fig-train-rank"],
+    "C5": ["fig-bases-energy", "fig-bases-high", "fig-heat-maps"],
 }
 
 __all__ = [
@@ -347,6 +351,12 @@ def claim_c4(rows: Sequence[dict]) -> ClaimResult:
     return ClaimResult("C4", rule, verdict, comps, FIGURES["C4"])
 
 
+def claim_c5(rows: Sequence[dict]) -> ClaimResult:
+    """Is it rank, or just frequency? (claims/bases.py: the matching and the intervals)."""
+    verdict, comps = _c5_comparisons(rows)
+    return ClaimResult("C5", RULE_C5, REPORTED if comps else NOT_TESTABLE, comps, FIGURES["C5"])
+
+
 def claims(rows: Sequence[dict]) -> list[ClaimResult]:
-    """C1-C4 decided on the run table."""
-    return [claim_c1(rows), claim_c2(rows), claim_c3(rows), claim_c4(rows)]
+    """C1-C5 decided on the run table."""
+    return [claim_c1(rows), claim_c2(rows), claim_c3(rows), claim_c4(rows), claim_c5(rows)]

@@ -30,7 +30,8 @@ from rankrobust.results import IDENTITY_KEYS, row_kind, settings
 
 USABLE = ("ok", "partial")
 GROUP_KEYS = tuple(k for k in IDENTITY_KEYS if k not in ("seed", "name", "experiment"))
-PAIR_KEYS = ("dataset", "n_train", "arch", "rank", "transform_mode", "band", "apply_to", "train")
+PAIR_KEYS = ("dataset", "n_train", "arch", "rank", "transform_mode", "transform_basis", "band",
+             "apply_to", "train")  # fmt: skip
 DATASET_NAMES = {"cifar10": "CIFAR-10", "imagenet": "ImageNet", "synthetic": "synthetic"}
 
 
@@ -277,6 +278,13 @@ def rig_runs(rows: Sequence[dict]) -> dict[str, dict]:
     return found
 
 
+def _data_kind(identity: dict) -> str:
+    """'low-rank' for the SVD, 'low-pass fourier' etc. in another basis (transform.basis)."""
+    basis = identity.get("transform_basis")
+    mode = identity["transform_mode"]
+    return f"{mode}-rank" if basis in (None, "svd") else f"{mode}-pass {basis}"
+
+
 def train_rank_groups(rows: Sequence[dict]) -> list[dict]:
     """Runs trained on rank-k data: one series per training identity but the rank."""
     gs = groups(rows, lambda r: r.get("rank") is not None and r.get("clean_acc") is not None)
@@ -291,7 +299,7 @@ def train_rank_groups(rows: Sequence[dict]) -> list[dict]:
         label = first.label.replace(f", rank={first.identity['rank']}", "")
         out.append(
             {
-                "label": f"{label}, {first.identity['transform_mode']}-rank data",
+                "label": f"{label}, {_data_kind(first.identity)} data",
                 "kind": first.kind,
                 "ks": [int(g.identity["rank"]) for g in members],
                 "clean": [g.clean() for g in members],

@@ -13,6 +13,9 @@ Figures (each skipped with a printed note when its inputs are missing):
     perturbation-spectrum     singular values of adversarial perturbations vs clean images
     attribution-maps      C3  image | gradient | IG | RIG | SIG, natural and robust
     attribution-curves    C3  insertion / deletion curves per method (DiffID)
+    bases-energy          C5  accuracy on low-pass images vs energy kept, one line per basis
+    bases-high            C5  the same for the high-pass images
+    heat-maps             C5  Fourier heat map (natural, robust) and its rank analogue
 Runs, groups, pairs and 95% intervals come from rankrobust.reporting.claims (as in the report,
 which `python -m rankrobust.reporting.report` writes). The drawing lives in `curves` (C1-C4)
 and `images` (image grids, spectra); their shared look in `style`.
@@ -27,6 +30,7 @@ from typing import Any
 
 from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
 from rankrobust.reporting.figures.attribution import fig_attribution_curves, fig_attribution_maps
+from rankrobust.reporting.figures.bases import fig_bases_energy, fig_bases_high, fig_heat_maps
 from rankrobust.reporting.figures.curves import (
     fig_high_rank,
     fig_rank_accuracy,
@@ -50,6 +54,9 @@ DRAW: dict[str, Callable[..., list[Path]]] = {
     "perturbation-spectrum": fig_perturbation_spectrum,
     "attribution-maps": fig_attribution_maps,
     "attribution-curves": fig_attribution_curves,
+    "bases-energy": fig_bases_energy,
+    "bases-high": fig_bases_high,
+    "heat-maps": fig_heat_maps,
 }
 FIGURES = tuple(DRAW)
 
