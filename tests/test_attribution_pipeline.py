@@ -1,4 +1,4 @@
-"""Attribution science in a run: analyses.run_attribution, its metrics.json part, its checks."""
+"""Attribution science in a run: explain.run_attribution, its metrics.json part, its checks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from helpers import make_cfg
 
 from rankrobust.errors import ConfigError
 from rankrobust.models import small_cnn
-from rankrobust.pipeline import analyses, checks
+from rankrobust.pipeline import checks, explain
 from rankrobust.results import read_metrics, write_metrics
 
 
@@ -27,8 +27,8 @@ def test_run_attribution_writes_maps_metrics_and_figure(cifar_images, one_thread
     x, y = cifar_images
     torch.manual_seed(0)
     model = small_cnn(10, width=8).eval()
-    settings = analyses.AttributionSettings(enabled=True, n_images=4, steps=32, mprt_layers=2)
-    out = analyses.run_attribution(model, _datamodule(x, y), settings, tmp_path, "test")
+    settings = explain.AttributionSettings(enabled=True, n_images=4, steps=32, mprt_layers=2)
+    out = explain.run_attribution(model, _datamodule(x, y), settings, tmp_path, "test")
     att = out["attribution"]
     assert att["methods"] == ["gradient", "ig", "rig", "sig"] and att["n_images"] == 4
     # every path method at the same budget, said in metrics.json

@@ -93,7 +93,7 @@ def test_attribution_figures_from_real_run_files(cifar_images, one_thread, tmp_p
     import torch
 
     from rankrobust.models import small_cnn
-    from rankrobust.pipeline import analyses
+    from rankrobust.pipeline import explain
     from rankrobust.reporting.figures import draw
 
     x, y = cifar_images
@@ -102,13 +102,13 @@ def test_attribution_figures_from_real_run_files(cifar_images, one_thread, tmp_p
         test_set=SimpleNamespace(classes=[f"c{i}" for i in range(10)]),
     )
     flat = dict.fromkeys(RANKS, 0.5)
-    settings = analyses.AttributionSettings(
+    settings = explain.AttributionSettings(
         enabled=True, n_images=3, steps=32, metrics=["diffid", "sparseness", "complexity"]
     )
     for seed, (name, attack) in enumerate((("natural", "none"), ("robust", "fgsm_rs"))):
         run = write_run(tmp_path / name, attack, clean=0.8, low=flat, high=flat, robust_acc=0.3)
         torch.manual_seed(seed)
-        out = analyses.run_attribution(small_cnn(10, width=8).eval(), dm, settings, run, name)
+        out = explain.run_attribution(small_cnn(10, width=8).eval(), dm, settings, run, name)
         write_metrics(run, {**read_metrics(run), **out})
     done = draw(
         collect(tmp_path), tmp_path / "figs", only=["attribution-maps", "attribution-curves"]

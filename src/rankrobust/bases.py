@@ -335,14 +335,6 @@ class BasisTransform(RankTransform):
                 f"{self.basis}). Use transform=low or transform=high with another basis."
             )
 
-    @property
-    def tag(self) -> str:
-        """As RankTransform's, with the basis when it is not svd, e.g. "low-fourier-4"."""
-        tag = super().tag
-        if self.basis == "svd" or self.is_identity:
-            return tag
-        return f"{self.mode}-{self.basis}-{self.rank}"
-
     def validate(self, full_rank: int, shape: Sequence[int] | None = None) -> None:
         """Raise ConfigError unless the cutoff is valid for these images."""
         if self.basis == "svd" or self.is_identity:

@@ -15,12 +15,12 @@ from pathlib import Path
 from rankrobust import results
 from rankrobust.attacks import AttackSpec
 from rankrobust.pipeline.analyses import (
-    AttributionSettings,
     EvalSettings,
     RIGSettings,
     SpectrumSettings,
     SweepSettings,
 )
+from rankrobust.pipeline.explain import AttributionSettings
 from rankrobust.svd import RankTransform
 
 # Keys of a group's node that are not arguments of its class: read by other groups through
