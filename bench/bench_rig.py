@@ -159,14 +159,14 @@ def bench_methods(
     its convergence delta, the like-for-like output), interleaved rounds; median and min/max
     images/s; ``ratio_vs_captum_ig`` = median captum time / median method time (> 1: faster).
     Also the cost of the whole attribution analysis (maps + DiffID + Gini + entropy + MPRT of
-    every layer) as a run does it (``analyses.run_attribution``)."""
+    every layer) as a run does it (``explain.run_attribution``)."""
     import statistics
     from types import SimpleNamespace
 
     from captum.attr import IntegratedGradients
 
     from rankrobust.attribution import METHODS, explain
-    from rankrobust.pipeline import analyses
+    from rankrobust.pipeline import explain as run_explain
 
     torch.manual_seed(0)
     model = _model().to(device).eval()
@@ -209,9 +209,9 @@ def bench_methods(
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = analyses.AttributionSettings(enabled=True, n_images=images, steps=steps)
+        settings = run_explain.AttributionSettings(enabled=True, n_images=images, steps=steps)
         t0 = time.perf_counter()
-        analyses.run_attribution(model, dm, settings, tmp, "bench")
+        run_explain.run_attribution(model, dm, settings, tmp, "bench")
         out["analysis_seconds"] = time.perf_counter() - t0
     return out
 

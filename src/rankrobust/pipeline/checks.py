@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rankrobust.attacks import AttackSpec
 from rankrobust.errors import ConfigError, as_config_error
+from rankrobust.pipeline import resolvers  # noqa: F401  (registers ${rr_*:...}: the config resolves)
 from rankrobust.pipeline.config_values import INF, _get, check_choice, check_range, full_rank
 from rankrobust.pipeline.group_checks import (
     check_attribution,
