@@ -81,6 +81,9 @@ BAD = [
     (["attack=pgd_linf", "attack.eval.eps=nan"], "attack.eval"),
     (["attack=pgd_linf", "attack.eval.step_size=inf"], "attack.eval"),
     (["train=false"], "model.checkpoint"),
+    # issue 19, part 2
+    (["model.width=0"], "model.width"),
+    (["model.width=-3"], "model.width"),
 ]
 
 
