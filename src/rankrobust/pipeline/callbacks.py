@@ -184,7 +184,7 @@ class TimeEstimate(pl.Callback):
             return
         done = trainer.global_step - self._from
         # an epoch shorter than after_steps: say it at the first epoch's end, not never
-        per_epoch = trainer.num_training_batches
+        per_epoch = getattr(trainer, "num_training_batches", None)
         enough = self.after_steps
         if isinstance(per_epoch, int) and per_epoch > 0:
             enough = min(enough, max(1, per_epoch - self._from))
