@@ -14,6 +14,7 @@ import pytest
 import torch
 from helpers import FAST, ROOT, make_cfg, run_cli
 
+import rankrobust
 from rankrobust import attacks, evaluate, rig
 from rankrobust.errors import ConfigError
 from rankrobust.launch.summary import summarize_sweep
@@ -317,6 +318,8 @@ API_BAD = [
     ("rig tuple model", lambda: rig.rank_integrated_gradients(_TupleModel(), X), TypeError,
      "model"),
     ("rig float16", lambda: rig.rank_integrated_gradients(_api_model(), X.half()), TypeError, "x"),
+    ("load_run a file", lambda: rankrobust.load_run(__file__), ValueError, "run_dir"),
+    ("load_run missing", lambda: rankrobust.load_run("/nonexistent/run"), ValueError, "run_dir"),
 ]  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rankrobust.errors import ConfigError
 from rankrobust.launch.ddp import rank_zero
 from rankrobust.results import FILES, run_identity
 
@@ -124,8 +125,6 @@ def _run_id(run_dir: Path) -> str:
 def _check_wandb_folder(run_dir: Path) -> None:
     """<run dir>/wandb must be a folder W&B can use: a file of that name stops the run in one
     paragraph (W&B itself fails deep inside its start-up)."""
-    from rankrobust.errors import ConfigError
-
     path = Path(run_dir) / "wandb"
     if path.exists() and not path.is_dir():
         raise ConfigError(
@@ -286,8 +285,6 @@ def record_failure(err: BaseException, raw: BaseException) -> None:
     """Write why the run failed to the run's log files (run.log under Hydra) only: a
     ConfigError's one paragraph, else the traceback of `raw`. The console gets the same from
     the task's failure policy (stderr), so it is not repeated there."""
-    from rankrobust.errors import ConfigError
-
     files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     if not files:
         return
