@@ -252,6 +252,24 @@ class _DropNoise(logging.Filter):
         return not str(record.msg).startswith(NOISE)
 
 
+def record_failure(err: BaseException, raw: BaseException) -> None:
+    """Write why the run failed to the run's log files (run.log under Hydra) only: a
+    ConfigError's one paragraph, else the traceback of `raw`. The console gets the same from
+    the task's failure policy (stderr), so it is not repeated there."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        return
+    if isinstance(err, ConfigError):
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "[rankrobust] %s: %s",
+                                (type(err).__name__, err), None)  # fmt: skip
+    else:
+        info = (type(raw), raw, raw.__traceback__)
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "[rankrobust] run failed",
+                                (), info)  # fmt: skip
+    for handler in files:
+        handler.handle(record)
+
+
 def setup_logging() -> None:
     """Route Lightning's messages into the run's log and drop the noise.
 
@@ -279,21 +297,3 @@ def setup_logging() -> None:
     for handler in handlers:
         if not any(isinstance(f, _DropNoise) for f in handler.filters):
             handler.addFilter(drop)
-
-
-def record_failure(err: BaseException, raw: BaseException) -> None:
-    """Write why the run failed to the run's log files (run.log under Hydra) only: a
-    ConfigError's one paragraph, else the traceback of `raw`. The console gets the same from
-    the task's failure policy (stderr), so it is not repeated there."""
-    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    if not files:
-        return
-    if isinstance(err, ConfigError):
-        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "[rankrobust] %s: %s",
-                                (type(err).__name__, err), None)  # fmt: skip
-    else:
-        info = (type(raw), raw, raw.__traceback__)
-        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "[rankrobust] run failed",
-                                (), info)  # fmt: skip
-    for handler in files:
-        handler.handle(record)
