@@ -14,6 +14,7 @@ import pytest
 import torch
 from helpers import FAST, ROOT, make_cfg, run_cli
 
+import rankrobust
 from rankrobust import attacks, evaluate, rig
 from rankrobust.errors import ConfigError
 from rankrobust.launch.summary import summarize_sweep
@@ -81,6 +82,9 @@ BAD = [
     (["attack=pgd_linf", "attack.eval.eps=nan"], "attack.eval"),
     (["attack=pgd_linf", "attack.eval.step_size=inf"], "attack.eval"),
     (["train=false"], "model.checkpoint"),
+    # issue 19, part 2
+    (["model.width=0"], "model.width"),
+    (["model.width=-3"], "model.width"),
 ]
 
 
@@ -314,6 +318,8 @@ API_BAD = [
     ("rig tuple model", lambda: rig.rank_integrated_gradients(_TupleModel(), X), TypeError,
      "model"),
     ("rig float16", lambda: rig.rank_integrated_gradients(_api_model(), X.half()), TypeError, "x"),
+    ("load_run a file", lambda: rankrobust.load_run(__file__), ValueError, "run_dir"),
+    ("load_run missing", lambda: rankrobust.load_run("/nonexistent/run"), ValueError, "run_dir"),
 ]  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -89,3 +90,74 @@ def test_the_checkpoint_folder_comes_from_the_callbacks_config(tmp_path):
     torch.testing.assert_close(run.model.state_dict()[key.removeprefix("model.")], loaded[key])
     resumed = task.run(make_cfg(*over, "resume=true"), tmp_path)  # the finished epoch: no work
     assert resumed["status"] == "ok" and resumed["clean_acc"] == metrics["clean_acc"]
+
+
+# ---------------------------------------------------------------------------------------------
+# load_run's boundaries (issue 19, item 6): a bad folder or checkpoint is a ValueError naming
+# the file; an unfinished run is refused unless asked for.
+
+
+def _copy(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the finished run whose metrics.json points at the copy's own files."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    text = (copy / "metrics.json").read_text().replace(str(run_dir), str(copy))
+    (copy / "metrics.json").write_text(text)
+    return copy
+
+
+def _set_metrics(run_dir: Path, **fields) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.update(fields)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_load_run_names_a_missing_checkpoint(tmp_path, finished_run):
+    copy = _copy(finished_run[1], tmp_path)
+    (copy / "checkpoints" / "last.ckpt").unlink()
+    _set_metrics(copy, checkpoint=str(copy / "checkpoints" / "gone.ckpt"))
+    with pytest.raises(ValueError, match="gone.ckpt") as info:
+        rankrobust.load_run(copy)
+    assert type(info.value).__module__.split(".")[0] != "hydra"
+
+
+def test_load_run_names_a_truncated_checkpoint(tmp_path, finished_run):
+    copy = _copy(finished_run[1], tmp_path)
+    last = copy / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="last.ckpt"):
+        rankrobust.load_run(copy)
+
+
+def test_load_run_names_a_checkpoint_of_another_model(tmp_path, finished_run):
+    copy = _copy(finished_run[1], tmp_path)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics["resolved_config"]["model"]["width"] = 8  # the checkpoint holds width 32
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match="last.ckpt") as info:
+        rankrobust.load_run(copy)
+    assert "Traceback" not in str(info.value) and "shape mismatch" in str(info.value)
+
+
+def test_load_run_of_a_file_names_it(tmp_path, finished_run):
+    last = finished_run[1] / "checkpoints" / "last.ckpt"
+    for path in (last, tmp_path / "model.pt"):
+        if not path.exists():
+            path.write_bytes(b"\x80\x02 not a folder \xff")
+        with pytest.raises(ValueError, match="run_dir") as info:
+            rankrobust.load_run(path)
+        assert path.name in str(info.value)
+    with pytest.raises(ValueError, match="does not exist"):
+        rankrobust.load_run(tmp_path / "no_such_run")
+
+
+@pytest.mark.parametrize("status", ["running", "failed", "interrupted"])
+def test_load_run_refuses_an_unfinished_run_unless_asked(tmp_path, finished_run, status):
+    copy = _copy(finished_run[1], tmp_path)
+    _set_metrics(copy, status=status)
+    with pytest.raises(ValueError, match=status) as info:
+        rankrobust.load_run(copy)
+    assert "allow_unfinished=True" in str(info.value)
+    with pytest.warns(UserWarning, match=status):
+        run = rankrobust.load_run(copy, allow_unfinished=True)
+    assert not run.model.training

@@ -94,7 +94,8 @@ def run_identity(cfg: dict, experiment: str | None = None) -> dict:
         "dataset": _select(cfg, "dataset.name"),
         "model": _select(cfg, "model.name"),
         "attack": _select(cfg, "attack.name"),
-        "rank": cfg.get("rank"),
+        # a band run uses transform.band, not rank: a rank it ignores is not its identity
+        "rank": None if transform.get("mode") == "band" else cfg.get("rank"),
         "transform_mode": transform.get("mode"),
         # None for the SVD (so runs from before transform.basis existed keep their identity)
         "transform_basis": None if transform.get("basis") in (None, "svd") else transform["basis"],

@@ -24,7 +24,10 @@ otherwise): what the Makefile asks to skip finished stages.
     kind ("natural" | "robust" | "unknown"), threat ({norm, eps} | null): see `model_kind`
     (absent in older files: `row_kind` derives them from the training attack, as before),
     normalization (optional): {source, mean, std} of the evaluated model's input normaliser,
-    n_classes_evaluated (optional): how many classes the test set holds
+    n_classes_evaluated (optional): how many classes the test set holds,
+    precision (optional): the training precision that ran (Lightning's, e.g. bf16-mixed for
+    16-mixed on a CPU), n_train_used (optional): training images used (config.n_train is this
+    number when dataset.n_train asked for more than the data holds)
 """
 
 from __future__ import annotations

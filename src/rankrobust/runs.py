@@ -8,12 +8,16 @@ run.config["attack"]["name"], run.metrics["robust_acc"]
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from rankrobust.results import FILENAME, last_checkpoint, read_metrics
+
+# statuses of a run that tested its model (results.final_status); anything else is unfinished
+FINISHED = ("ok", "partial")
 
 
 @dataclass
@@ -48,15 +52,61 @@ def _locate(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
+def _run_folder(run_dir: str | Path) -> Path:
+    """run_dir as a Path to an existing folder holding metrics.json, else ValueError naming it."""
+    path = Path(run_dir).expanduser()
+    if not path.exists():
+        raise ValueError(f"run_dir='{path}' does not exist: give the folder of a run.")
+    if not path.is_dir():
+        raise ValueError(
+            f"run_dir='{path}' is a file, not a run folder: give the folder that holds "
+            f"{FILENAME} (to load a checkpoint file on its own use "
+            "rankrobust.models.build_model(name, checkpoint=...))."
+        )
+    if not (path / FILENAME).is_file():
+        raise ValueError(f"run_dir='{path}' holds no {FILENAME}: it is not a run folder.")
+    return path
+
+
+def _check_finished(run_dir: Path, metrics: dict, allow_unfinished: bool) -> None:
+    """Refuse (or, when allowed, warn about) a run whose status is not ok / partial."""
+    status = metrics.get("status")
+    if status in FINISHED:
+        return
+    why = f"'{run_dir / FILENAME}' says status={status!r}"
+    if metrics.get("error"):
+        why += f" ({metrics['error']})"
+    if not allow_unfinished:
+        raise ValueError(
+            f"run_dir='{run_dir}' is not a finished run: {why}, so its weights are those of "
+            "an unfinished training. Resume it (its metrics.json `command`), or pass "
+            "load_run(run_dir, allow_unfinished=True) to load them anyway."
+        )
+    warnings.warn(
+        f"loading an unfinished run: {why}; the weights are from its last checkpoint.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> LoadedRun:
     """Build the run's model from its config and load its trained weights (weights only).
 
     The weights are the run's last checkpoint (results.last_checkpoint: where
-    callbacks.last_checkpoint.dirpath put it) or the checkpoint it evaluated; a run
-    that trained nothing and names no checkpoint is an error, not random weights.
+    callbacks.last_checkpoint.dirpath put it, inside this folder even when it was copied) or
+    the checkpoint it evaluated; a run that trained nothing and names no checkpoint is an
+    error, not random weights. A run whose status is not ok / partial (running, failed,
+    interrupted) is refused unless `allow_unfinished=True` (then a UserWarning).
+
+    Raises ValueError naming the folder or file: run_dir missing, a file (a `.pt`), without
+    metrics.json; the weights missing, truncated or not those of the config's model.
     """
-    run_dir = Path(run_dir)
-    metrics = read_metrics(run_dir)
+    run_dir = _run_folder(run_dir)
+    try:
+        metrics = read_metrics(run_dir)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"run_dir='{run_dir}': {FILENAME} cannot be read ({err}).") from None
+    _check_finished(run_dir, metrics, allow_unfinished)
     config = run_config(run_dir)
     last = last_checkpoint(run_dir, config)  # inside this folder, even when it was copied
     weights = str(last) if last.is_file() else metrics.get("checkpoint")
@@ -69,5 +119,15 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             "are no trained weights to load."
         )
     build = _locate(model_cfg.pop("_target_", "rankrobust.models.build_model"))
-    model = build(**model_cfg)
+    try:
+        model = build(**model_cfg)
+    except Exception as err:  # noqa: BLE001 - torch / the builder raise many types
+        where = f"the weights '{weights}'" if weights else "the model"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if weights and str(weights) in first:
+            raise ValueError(f"run_dir='{run_dir}': {first}") from err
+        raise ValueError(
+            f"run_dir='{run_dir}': {where} could not be loaded into the model its config "
+            f"describes ({type(err).__name__}: {first})."
+        ) from err
     return LoadedRun(model=model.eval(), config=config, metrics=metrics, run_dir=run_dir)

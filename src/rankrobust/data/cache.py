@@ -3,7 +3,8 @@
 The key covers every file of a folder tree (relative path, size, mtime_ns) or an archive's own
 size and mtime_ns, so editing any image invalidates it. Writes go to a per-process temporary
 name and are published with an atomic `os.replace`, so concurrent first runs never clash; a
-damaged cache file is rebuilt with a one-line notice.
+damaged cache file is rebuilt with a one-line notice; a cache folder that cannot be written
+(RANKROBUST_CACHE a file, HOME unusable, a full disk) is said in one line and the run goes on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import os
 import secrets
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +24,15 @@ CACHE_VERSION = 2  # bump when the arrays' layout changes
 
 
 def cache_dir() -> Path:
-    """$RANKROBUST_CACHE, default ~/.cache/rankrobust."""
-    return Path(os.environ.get("RANKROBUST_CACHE", Path.home() / ".cache" / "rankrobust"))
+    """$RANKROBUST_CACHE, default ~/.cache/rankrobust (a temporary folder when no home folder
+    can be determined)."""
+    if os.environ.get("RANKROBUST_CACHE"):
+        return Path(os.environ["RANKROBUST_CACHE"])
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry
+        return Path(tempfile.gettempdir()) / "rankrobust-cache"
+    return home / ".cache" / "rankrobust"
 
 
 def source_fingerprint(root: Path) -> str:
@@ -88,5 +97,15 @@ def cached_arrays(
                 flush=True,
             )
     arrays = build()
-    _save(path, arrays)
+    try:
+        _save(path, arrays)
+    except OSError as err:  # the images are read; only the next run's head start is lost
+        reason = f"{type(err).__name__}: {err.strerror or err}"
+        print(
+            f"[rankrobust] the image cache folder {path.parent} cannot be written ({reason}): "
+            "the images are read without a cache, and read again by the next run. Set "
+            "RANKROBUST_CACHE to a writable folder (default ~/.cache/rankrobust) to keep them.",
+            file=sys.stderr,
+            flush=True,
+        )
     return arrays

@@ -205,6 +205,20 @@ def _build_arrays(root: Path, image_size: int | None) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _check_one_size(root: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Train and test images of one size (H, W, C), else a ConfigError naming
+    dataset.image_size: a model trained at one size and tested at another runs without a word
+    (global pooling accepts any size) and its accuracies mean nothing."""
+    train, test = arrays["train_x"].shape[1:], arrays["test_x"].shape[1:]
+    if train != test:
+        raise ConfigError(
+            f"'{root}' holds training images of {train[0]}x{train[1]} pixels and test images "
+            f"of {test[0]}x{test[1]}: a model must be trained and tested at one size. Set "
+            f"dataset.image_size={min(train[0], test[0])} (or another size) to resize and "
+            "centre-crop both splits to it."
+        )
+
+
 def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[ImageSet, ImageSet]:
     """An ImageFolder tree (`train/<class>/*`, `test/<class>/*` or `val/<class>/*`) held in memory.
 
@@ -225,6 +239,7 @@ def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[
     cache = cache_file(root, f"size={image_size},reader=2")
     arrays = cached_arrays(cache, lambda: _build_arrays(root, image_size), ARRAY_KEYS)
     classes = tuple(str(c) for c in arrays["classes"])
+    _check_one_size(root, arrays)
 
     def to_set(split: str) -> ImageSet:
         x = torch.from_numpy(arrays[f"{split}_x"]).permute(0, 3, 1, 2).float().div_(255)

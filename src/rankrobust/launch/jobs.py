@@ -42,9 +42,32 @@ def current_job(run_dir: str | Path | None = None) -> JobInfo:
     )
 
 
+# Hydra's options that choose the config itself: a resume must compose the same one.
+CONFIG_OPTIONS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def config_options(argv: list[str]) -> list[str]:
+    """The config-choosing options of a command line (`--config-dir DIR`, `-cn=NAME`, ...),
+    each with its value; a --config-dir / -cd folder made absolute (it is read from the
+    working directory, which a resume may not share)."""
+    kept: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if name not in CONFIG_OPTIONS:
+            continue
+        if not eq:
+            value = next(args, "")
+        if name in ("--config-dir", "-cd") and value:
+            value = str(Path(value).expanduser().resolve())
+        kept += [f"{name}={value}"] if eq else [name, value]
+    return kept
+
+
 def resume_command(job: JobInfo) -> str:
-    """`python run.py <this job's overrides> hydra.run.dir=<run_dir> resume=true`."""
+    """`python run.py [--config-dir ...] <this job's overrides> hydra.run.dir=<run_dir>
+    resume=true`."""
     given = job.overrides or tuple(a for a in sys.argv[1:] if "=" in a and not a.startswith("-"))
     keep = [o for o in given if not o.startswith(("resume=", "hydra.run.dir="))]
-    args = [*keep, f"hydra.run.dir={job.run_dir}", "resume=true"]
+    args = [*config_options(sys.argv[1:]), *keep, f"hydra.run.dir={job.run_dir}", "resume=true"]
     return " ".join(["python run.py", *(shlex.quote(a) for a in args)])

@@ -183,7 +183,12 @@ class TimeEstimate(pl.Callback):
         if self._said or self._start is None or not trainer.is_global_zero:
             return
         done = trainer.global_step - self._from
-        if done < self.after_steps:
+        # an epoch shorter than after_steps: say it at the first epoch's end, not never
+        per_epoch = getattr(trainer, "num_training_batches", None)
+        enough = self.after_steps
+        if isinstance(per_epoch, int) and per_epoch > 0:
+            enough = min(enough, max(1, per_epoch - self._from))
+        if done < enough:
             return
         self._said = True
         per_step = (time.perf_counter() - self._start) / done

@@ -42,6 +42,7 @@ RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
     ("dataset.num_classes", int, 2, INF, False),
     ("dataset.image_size", int, 8, INF, True),
     ("dataset.num_workers", int, 0, INF, True),  # null: the machine's cores (at most 8)
+    ("model.width", int, 1, INF, True),  # small_cnn's first layer: 0 channels cannot train
     ("optim.lr", float, 1e-12, INF, False),
     ("optim.momentum", float, 0, 1, False),
     ("optim.weight_decay", float, 0, INF, False),

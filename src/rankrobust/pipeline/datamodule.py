@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
@@ -17,6 +18,8 @@ from rankrobust.data.streaming import random_subset, stream_loader, stream_sets
 from rankrobust.errors import ConfigError
 from rankrobust.pipeline.seeding import step_seed
 from rankrobust.svd import RankTransform
+
+log = logging.getLogger("rankrobust")
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -66,6 +69,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_set: ImageSet | None = None
         self.test_set: ImageSet | None = None
         self._streams = None
+        self._eval_only = False
+        # images each split uses (set at setup): n_train / n_test, or fewer if the data is smaller
+        self.n_train_used: int | None = None
+        self.n_test_used: int | None = None
 
     # -- loading ---------------------------------------------------------------------------
     def check(self) -> None:
@@ -91,7 +98,24 @@ class ImageDataModule(pl.LightningDataModule):
             raise ConfigError(
                 f"Unknown dataset '{self.name}': use cifar10, image_folder, imagenet or synthetic."
             )
+        self._note_counts(len(train.labels), len(test.labels))
         return train.subset(self.n_train, self.seed), test.subset(self.n_test, self.seed + 1)
+
+    def _note_counts(self, n_train: int, n_test: int) -> None:
+        """Record how many images each split uses (`n_train_used`, `n_test_used`: the task
+        writes them to metrics.json and the run's identity) and say when dataset.n_train /
+        n_test asked for more than the data holds (then all of it is used)."""
+        used = {"train": n_train, "test": n_test}
+        for split, asked, have in (("train", self.n_train, n_train), ("test", self.n_test, n_test)):
+            if asked is not None and asked < have:
+                used[split] = asked
+            elif asked is not None and asked > have and not (split == "train" and self._eval_only):
+                log.warning(
+                    "[rankrobust] dataset.n_%s=%d but %s has only %d %s images: all %d are "
+                    "used (metrics.json and the run's identity record %d).",
+                    split, asked, self.root or self.name, have, split, have, have,
+                )  # fmt: skip
+        self.n_train_used, self.n_test_used = used["train"], used["test"]
 
     @property
     def cifar10_root(self) -> str:
@@ -105,6 +129,7 @@ class ImageDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
+        self._eval_only = stage == "test"  # train=false: the training split is not used
         if not self.in_memory:
             self._setup_streams()
             return
@@ -141,6 +166,7 @@ class ImageDataModule(pl.LightningDataModule):
             for ds in splits.values():
                 ds.target_transform = relabel.__getitem__  # picklable for DataLoader workers
             classes = readable_classes()
+        self._note_counts(len(splits.get("train", ())), len(splits["test"]))
         for split, n, offset in (("train", self.n_train, 0), ("test", self.n_test, 1)):
             if split in splits:
                 splits[split] = random_subset(splits[split], n, self.seed + offset)

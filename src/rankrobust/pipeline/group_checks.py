@@ -128,8 +128,9 @@ def check_model_kind(cfg: DictConfig) -> None:
 
 
 def check_speed_options(cfg: DictConfig) -> None:
-    """module.compile (false, true or a torch.compile backend) and the checkpoint cadence
-    (callbacks.last_checkpoint.every_minutes >= 0; 0 = every epoch)."""
+    """module.compile (false, true or a torch.compile backend), the checkpoint cadence
+    (callbacks.last_checkpoint.every_minutes >= 0; 0 = every epoch) and a note for a tiny
+    dataset.eval_batch_size."""
     from rankrobust.pipeline.lightning_module import compile_backend
 
     value = _get(cfg, "module.compile", False)
@@ -140,3 +141,22 @@ def check_speed_options(cfg: DictConfig) -> None:
     if _get(cfg, "callbacks.last_checkpoint", None) is not None:
         minutes = _get(cfg, "callbacks.last_checkpoint.every_minutes", 0.0)
         check_range("callbacks.last_checkpoint.every_minutes", minutes, float, 0, INF, True)
+    _note_small_eval_batches(_get(cfg, "dataset.eval_batch_size", None))
+
+
+# Below this many test images per batch the evaluation (attacks, sweeps) runs several times
+# slower than it need be (issue 19 reported eval_batch_size=1 about 5x slower).
+SLOW_EVAL_BATCH = 8
+
+
+def _note_small_eval_batches(size) -> None:
+    """A note (not an error: it is valid, only slow) for a tiny dataset.eval_batch_size."""
+    if isinstance(size, int) and not isinstance(size, bool) and 1 <= size < SLOW_EVAL_BATCH:
+        import logging
+
+        logging.getLogger("rankrobust").warning(
+            "[rankrobust] dataset.eval_batch_size=%d: testing, attacks and sweeps run one "
+            "small batch at a time, which is slow (issue 19 saw 5x slower at 1); a larger "
+            "value (e.g. 500, the default) runs faster if memory allows.",
+            size,
+        )

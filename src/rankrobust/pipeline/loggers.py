@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rankrobust.errors import ConfigError
 from rankrobust.launch.ddp import rank_zero
 from rankrobust.results import FILES, run_identity
 
@@ -121,6 +122,17 @@ def _run_id(run_dir: Path) -> str:
     return run_id
 
 
+def _check_wandb_folder(run_dir: Path) -> None:
+    """<run dir>/wandb must be a folder W&B can use: a file of that name stops the run in one
+    paragraph (W&B itself fails deep inside its start-up)."""
+    path = Path(run_dir) / "wandb"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"'{path}' is a file, but W&B keeps its offline run in a folder of that name. Move "
+            "or rename the file, or log without W&B (logger=csv or logger=none)."
+        )
+
+
 def build(cfg: DictConfig, run_dir: Path, group: str | None) -> list:
     """Instantiate every logger under cfg.logger with the run folder as its save_dir."""
     from pytorch_lightning.loggers import WandbLogger
@@ -130,6 +142,7 @@ def build(cfg: DictConfig, run_dir: Path, group: str | None) -> list:
         if node is None:
             continue
         if issubclass(get_class(node._target_), WandbLogger):
+            _check_wandb_folder(run_dir)
             if node.get("offline") is False:  # logger.wandb.offline=false: as WANDB_MODE=online
                 os.environ["WANDB_MODE"] = "online"
             offline = wandb_env() and node.get("offline", True)
@@ -238,6 +251,24 @@ NOISY_WARNINGS = (
 class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(NOISE)
+
+
+def record_failure(err: BaseException, raw: BaseException) -> None:
+    """Write why the run failed to the run's log files (run.log under Hydra) only: a
+    ConfigError's one paragraph, else the traceback of `raw`. The console gets the same from
+    the task's failure policy (stderr), so it is not repeated there."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        return
+    if isinstance(err, ConfigError):
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "[rankrobust] %s: %s",
+                                (type(err).__name__, err), None)  # fmt: skip
+    else:
+        info = (type(raw), raw, raw.__traceback__)
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "[rankrobust] run failed",
+                                (), info)  # fmt: skip
+    for handler in files:
+        handler.handle(record)
 
 
 def setup_logging() -> None:

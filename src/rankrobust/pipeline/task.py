@@ -10,6 +10,7 @@ code 2 (in a multirun the sweep goes on and sweep_summary.json names the job). O
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import signal
@@ -23,7 +24,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from rankrobust import results
-from rankrobust.errors import ConfigError, as_config_error
+from rankrobust.errors import ConfigError, StorageError, as_config_error, storage_error
 from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
@@ -99,10 +100,12 @@ def task_wrapper(fn):
             err = as_config_error(raw)
             error = f"{type(err).__name__}: {err}"
             _write(job.run_dir, {**base, "status": "failed", "error": error})
+            loggers.record_failure(err, raw)  # run.log: the paragraph, or the traceback
             if not job.hydra:
                 raise err from raw if err is not raw else raw
             if isinstance(err, ConfigError):
-                print(f"\nrankrobust: configuration error\n  {err}\n", file=sys.stderr)
+                what = "cannot write" if isinstance(err, StorageError) else "configuration error"
+                print(f"\nrankrobust: {what}\n  {err}\n", file=sys.stderr)
                 if not job.multirun:
                     sys.exit(2)
             elif job.multirun:  # the sweep goes on; sweep_summary.json names this job
@@ -141,6 +144,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     logs = loggers.build(cfg, job.run_dir, job.sweep_dir)
     trainer = build.trainer(cfg, job.run_dir, logs, build.callbacks(cfg))
     prepare_ddp_children(cfg, job.run_dir)  # DDP: the extra processes rerun this config
+    _note_precision(spec.config, trainer)
     _write(job.run_dir, {**base, "status": "running"})
     timings["setup"] = time.perf_counter() - start
     if spec.train:  # every DDP process trains; rank 0 says how to resume
@@ -162,7 +166,9 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
         "n_test": _count(tested.get("test/n_clean")),
         "n_robust": _count(tested.get("test/n_robust")),
         "eval_precision": spec.eval.precision,
+        "precision": str(trainer.precision),  # what ran (Lightning may replace what was asked)
         **_model_facts(module.model, dm),
+        **_data_used(base, dm, job),
     }
     if not trainer.is_global_zero:
         return {**metrics, "status": results.final_status(None)}
@@ -172,10 +178,24 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     if errors:
         metrics["analysis_errors"] = errors
     timings.update(spent, total=time.perf_counter() - start)
-    results.write_metrics(job.run_dir, metrics)
+    try:
+        results.write_metrics(job.run_dir, metrics)
+    except OSError as err:  # a full disk: show what was computed, then one paragraph
+        log.info("\n".join(results.closing_lines(metrics)))
+        raise _unsaved(err, job.run_dir) from err
     loggers.log_results(logs, metrics, job.run_dir)
     log.info("\n".join(results.closing_lines(metrics, loggers.wandb_dir(logs))))
     return metrics
+
+
+def _unsaved(err: OSError, run_dir: Path) -> ConfigError:
+    """The paragraph for results that were computed (and printed above) but cannot be saved."""
+    path = run_dir / results.FILENAME
+    unsaved = storage_error(err, f"'{path}'")
+    return StorageError(
+        f"{unsaved} The results printed above were computed but not saved: {path.name} still "
+        f"says {results.run_status(run_dir) or 'nothing'!r} (running = unfinished)."
+    )
 
 
 def _plain(cfg: DictConfig) -> dict:
@@ -218,6 +238,38 @@ def _model_facts(model, dm) -> dict:
     if evaluated is not None:
         facts["n_classes_evaluated"] = evaluated
     return facts
+
+
+def _data_used(base: dict, dm, job: JobInfo) -> dict:
+    """n_train_used, and the identity rewritten with it when dataset.n_train asked for more
+    images than the data holds (a run on 90 images is not recorded as one on 10,000)."""
+    used = getattr(dm, "n_train_used", None)
+    if used is None:
+        return {}
+    facts: dict = {"n_train_used": used}
+    asked = base["config"].get("n_train")
+    if asked is not None and used != asked:
+        config = copy.deepcopy(base["resolved_config"])
+        config["dataset"]["n_train"] = used
+        facts["config"] = results.run_identity(config, job.experiment)
+    return facts
+
+
+# Lightning's names for a precision it was given in short form: not a change worth a word.
+_PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
+
+
+def _note_precision(config: dict, trainer) -> None:
+    """Say when the trainer runs another precision than trainer.precision asked for (on a CPU,
+    Lightning runs 16-mixed as bf16-mixed); metrics.json's `precision` records what ran."""
+    asked = str((config.get("trainer") or {}).get("precision"))
+    ran = str(trainer.precision)
+    if asked != "auto" and _PRECISION_ALIASES.get(asked, asked) != ran:
+        log.warning(
+            "[rankrobust] trainer.precision=%s runs as %s on this %s; metrics.json records "
+            "precision=%s.",
+            asked, ran, trainer.strategy.root_device.type, ran,
+        )  # fmt: skip
 
 
 def _count(value) -> int | None:
