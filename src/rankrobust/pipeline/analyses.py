@@ -73,6 +73,7 @@ class SpectrumSettings:
 
     perturbation_spectrum: bool = True
     n_images: int = 256
+    for_rank_trained: str = "figures"  # the rule for rank=k runs: pipeline/scope.py
 
 
 def run_rank_sweep(

@@ -29,6 +29,7 @@ from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
 from rankrobust.pipeline import analyses, build, checks, loggers, run_folder
 from rankrobust.pipeline.loggers import log
+from rankrobust.pipeline.scope import skipped_line
 
 
 class Terminated(KeyboardInterrupt):
@@ -171,10 +172,16 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     metrics.update(found, status=results.final_status(errors))
     if errors:
         metrics["analysis_errors"] = errors
+    if spec.skipped:
+        metrics["skipped_analyses"] = list(spec.skipped)
     timings.update(spent, total=time.perf_counter() - start)
     results.write_metrics(job.run_dir, metrics)
     loggers.log_results(logs, metrics, job.run_dir)
-    log.info("\n".join(results.closing_lines(metrics, loggers.wandb_dir(logs))))
+    lines = results.closing_lines(metrics, loggers.wandb_dir(logs))
+    if spec.skipped:  # just before the "results:" line
+        at = next(i for i, line in enumerate(lines) if line.startswith("  results:"))
+        lines.insert(at, skipped_line(list(spec.skipped)))
+    log.info("\n".join(lines))
     return metrics
 
 
