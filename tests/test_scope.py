@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from helpers import FAST, make_cfg
 
@@ -50,3 +52,41 @@ def test_the_closing_line_says_what_was_skipped_and_how_to_turn_it_on():
     line = skipped_line(["rank sweep", "RIG"])
     assert "rank sweep, RIG" in line and TURN_ON in line
     assert skipped_line([]) is None
+
+
+def _drive(estimate, steps: int, per_epoch: int, total: int, batch) -> None:
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(
+        global_step=0, is_global_zero=True, estimated_stepping_batches=total,
+        num_training_batches=per_epoch,
+    )  # fmt: skip
+    module = SimpleNamespace(device=SimpleNamespace(type="cpu"))
+    estimate.on_train_start(trainer, module)
+    for step in range(steps):
+        trainer.global_step = step
+        estimate.on_train_batch_start(trainer, module, batch, step)
+        time.sleep(0.02)
+        trainer.global_step = step + 1
+        estimate.on_train_batch_end(trainer, module, None, batch, step)
+
+
+def test_the_estimate_counts_the_analyses_and_comes_within_a_short_first_epoch(caplog):
+    """A 2-step job (the card's command: 1,000 images, 1 epoch) whose time is in its analyses:
+    the estimate comes after the epoch's 2 steps, and the test + analyses make it long."""
+    import torch
+
+    from rankrobust.pipeline.callbacks import TimeEstimate
+
+    batch = (torch.zeros(4, 3, 8, 8), torch.zeros(4))
+    quiet = TimeEstimate(after_steps=5, warn_minutes=1)
+    with caplog.at_level("WARNING", logger="rankrobust"):
+        _drive(quiet, steps=2, per_epoch=2, total=2, batch=batch)
+    assert "will take about" not in caplog.text  # 2 steps of 0.02 s and nothing after them
+
+    # 0.02 s per step of 4 images = 2.7 ms per forward pass: 30,000 passes ~ 80 s > 1 minute
+    loud = TimeEstimate(after_steps=5, warn_minutes=1)
+    loud.work = lambda: 30_000
+    with caplog.at_level("WARNING", logger="rankrobust"):
+        _drive(loud, steps=2, per_epoch=2, total=2, batch=batch)
+    assert "30000 forward passes" in caplog.text and "make reproduce-demo" in caplog.text

@@ -72,3 +72,31 @@ def skipped_line(skipped: list[str]) -> str | None:
         f"  skipped (rank-trained run; no figure reads them): {', '.join(skipped)}; "
         f"compute them with {TURN_ON}"
     )
+
+
+def planned_work(spec, datamodule) -> int:
+    """Forward passes the test and the enabled analyses of `spec` will cost (a backward pass
+    counted as two forwards): clean test n_test, robust test n_robust x (attack steps + 1) x 3,
+    plus analyses.work_estimate of the rank sweep, perturbation spectrum and RIG. 0 when the
+    test set is not known yet (a streamed set before setup)."""
+    from rankrobust.pipeline.analyses import work_estimate
+
+    try:
+        n_test = len(datamodule.test_set.labels)
+    except Exception:
+        return 0
+    attack = spec.config["attack"].get("eval") or {}
+    n_robust = n_test if spec.eval.n_robust is None else min(spec.eval.n_robust, n_test)
+    work = n_test + (n_robust * ((attack.get("steps") or 1) + 1) * 3 if spec.eval_attack else 0)
+    todo = {
+        "rank_sweep": (spec.sweep.enabled, spec.sweep),
+        "perturbation_spectrum": (
+            spec.analysis.perturbation_spectrum and spec.eval_attack is not None,
+            spec.analysis,
+        ),
+        "rig": (spec.rig.enabled, spec.rig),
+    }
+    for name, (enabled, settings) in todo.items():
+        if enabled:
+            work += work_estimate(name, settings, datamodule, attack)
+    return int(work)

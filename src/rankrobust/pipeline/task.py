@@ -28,8 +28,9 @@ from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
 from rankrobust.pipeline import analyses, build, checks, loggers, run_folder
+from rankrobust.pipeline.callbacks import TimeEstimate
 from rankrobust.pipeline.loggers import log
-from rankrobust.pipeline.scope import skipped_line
+from rankrobust.pipeline.scope import planned_work, skipped_line
 
 
 class Terminated(KeyboardInterrupt):
@@ -140,7 +141,11 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     dm = build.datamodule(cfg, spec)
     module = build.module(cfg, spec, build.model(cfg))
     logs = loggers.build(cfg, job.run_dir, job.sweep_dir)
-    trainer = build.trainer(cfg, job.run_dir, logs, build.callbacks(cfg))
+    cbs = build.callbacks(cfg)
+    for cb in cbs:  # the job's estimate counts the test and analyses after training
+        if isinstance(cb, TimeEstimate):
+            cb.work = functools.partial(planned_work, spec, dm)
+    trainer = build.trainer(cfg, job.run_dir, logs, cbs)
     prepare_ddp_children(cfg, job.run_dir)  # DDP: the extra processes rerun this config
     _write(job.run_dir, {**base, "status": "running"})
     timings["setup"] = time.perf_counter() - start
