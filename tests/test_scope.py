@@ -90,3 +90,10 @@ def test_the_estimate_counts_the_analyses_and_comes_within_a_short_first_epoch(c
     with caplog.at_level("WARNING", logger="rankrobust"):
         _drive(loud, steps=2, per_epoch=2, total=2, batch=batch)
     assert "30000 forward passes" in caplog.text and "make reproduce-demo" in caplog.text
+
+    demo = TimeEstimate(after_steps=5, warn_minutes=1, advice=False)  # the demo's own runs
+    demo.work = 30_000
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rankrobust"):
+        _drive(demo, steps=2, per_epoch=2, total=2, batch=batch)
+    assert "30000 forward passes" in caplog.text and "make reproduce-demo" not in caplog.text

@@ -175,10 +175,11 @@ class TimeEstimate(pl.Callback):
 
     The test and analyses are counted in forward passes (`work`: set by the task from the
     spec, pipeline/scope.planned_work) at a third of a training step's cost per image (a step
-    is one forward and one backward pass, the backward counted as two forwards)."""
+    is one forward and one backward pass, the backward counted as two forwards). `advice`: name
+    the quicker alternatives on a CPU (the demo turns it off for its own runs)."""
 
-    def __init__(self, after_steps: int = 5, warn_minutes: float = 10.0):
-        self.after_steps, self.warn_minutes = after_steps, warn_minutes
+    def __init__(self, after_steps: int = 5, warn_minutes: float = 10.0, advice: bool = True):
+        self.after_steps, self.warn_minutes, self.advice = after_steps, warn_minutes, advice
         # forward passes after training (test + analyses), or a function giving them once the
         # data are set up (the task sets it: scope.planned_work)
         self.work: int | Callable[[], int] = 0
@@ -215,15 +216,15 @@ class TimeEstimate(pl.Callback):
             " On a CPU, `make reproduce-demo` (about 3.5 minutes on 2 cores) shows every claim "
             "quickly, and `python run.py experiment=smoke` the whole pipeline; this "
             "configuration is meant for a GPU (trainer=gpu)."
-            if where == "cpu"
+            if where == "cpu" and self.advice
             else ""
         )
         logging.getLogger("rankrobust").warning(
             f"[rankrobust] this job will take about {minutes:.0f} more minutes on this {where}: "
             f"training will take about {per_step * total / 60:.1f} more minutes "
             f"({per_step:.2f} s per step, {total} steps to go), the test and analyses after it "
-            f"about {after / 60:.1f} ({work} forward passes); a multirun takes this for "
-            f"each job.{advice}"
+            f"about {after / 60:.1f} ({work} forward passes); a multirun takes this for each "
+            f"job.{advice}"
         )
 
 
