@@ -174,13 +174,14 @@ class ResNetSmall(nn.Module):
         width: int = 32,
         logit_scale: float = 0.125,
         whiten: bool = False,
+        whiten_eps: float = 5e-4,
     ):
         super().__init__()
         if width < 1:
             raise ConfigError(f"resnet_small needs width >= 1; got width={width}.")
         w = width
         if whiten:  # a fixed 2 x 2 patch-whitening conv (24 channels for RGB) instead of a conv
-            self.stem = nn.Sequential(PatchWhitening(in_channels, 2), nn.ReLU())
+            self.stem = nn.Sequential(PatchWhitening(in_channels, 2, whiten_eps), nn.ReLU())
             first = 2 * in_channels * 4
         else:
             self.stem = nn.Sequential(
@@ -338,8 +339,9 @@ def resnet_small(
     width: int = 32,
     logit_scale: float = 0.125,
     whiten: bool = False,
+    whiten_eps: float = 5e-4,
 ) -> nn.Module:
-    return ResNetSmall(num_classes, in_channels, width, logit_scale, whiten)
+    return ResNetSmall(num_classes, in_channels, width, logit_scale, whiten, whiten_eps)
 
 
 def preact_resnet18(num_classes: int, in_channels: int = 3) -> nn.Module:
