@@ -26,7 +26,8 @@ DEMO_SEED  ?= 0
 CIFAR10_OUT ?= $(RUNS)/cifar10
 # The demo (issue 24): resnet_small (patch-whitening first layer, 3 residual pooling blocks,
 # channels_last on the CPU) on a subset of the CIFAR-10 copy; DEMO_SEED=N for another seed.
-DEMO_MODEL := model=resnet_small model.width=32 model.whiten=true module.channels_last=true
+DEMO_MODEL := model=resnet_small model.width=32 model.whiten=true model.whiten_eps=0.05 \
+	module.channels_last=true
 DEMO_ARGS := dataset=image_folder dataset.root=$(DATA) $(DEMO_MODEL) logger=$(DEMO_LOGGER) \
 	dataset.batch_size=128 optim.lr=0.1 optim.label_smoothing=0.1 seed=$(DEMO_SEED) \
 	trainer.enable_progress_bar=false callbacks.time_estimate.advice=false
