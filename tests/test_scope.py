@@ -84,16 +84,26 @@ def test_the_estimate_counts_the_analyses_and_comes_within_a_short_first_epoch(c
         _drive(quiet, steps=2, per_epoch=2, total=2, batch=batch)
     assert "will take about" not in caplog.text  # 2 steps of 0.02 s and nothing after them
 
-    # 0.02 s per step of 4 images = 2.7 ms per forward pass: 30,000 passes ~ 80 s > 1 minute
+    # 0.02 s per step of 4 images = 1.7 ms per forward pass: 60,000 passes ~ 100 s > 1 minute
     loud = TimeEstimate(after_steps=5, warn_minutes=1)
-    loud.work = lambda: 30_000
+    loud.work = lambda: 60_000
     with caplog.at_level("WARNING", logger="rankrobust"):
         _drive(loud, steps=2, per_epoch=2, total=2, batch=batch)
-    assert "30000 forward passes" in caplog.text and "make reproduce-demo" in caplog.text
+    assert "60000 forward passes" in caplog.text and "make reproduce-demo" in caplog.text
 
     demo = TimeEstimate(after_steps=5, warn_minutes=1, advice=False)  # the demo's own runs
-    demo.work = 30_000
+    demo.work = 60_000
     caplog.clear()
     with caplog.at_level("WARNING", logger="rankrobust"):
         _drive(demo, steps=2, per_epoch=2, total=2, batch=batch)
-    assert "30000 forward passes" in caplog.text and "make reproduce-demo" not in caplog.text
+    assert "60000 forward passes" in caplog.text and "make reproduce-demo" not in caplog.text
+
+
+def test_sweep_jobs_counts_a_multirun_command_line():
+    from rankrobust.pipeline.callbacks import sweep_jobs
+
+    card = ["-m", "rank=1,4,16,32", "trainer.max_epochs=1", "model=small_cnn"]
+    assert sweep_jobs(card) == 4
+    assert sweep_jobs(["-m", "rank=1,4", "seed=0,1,2", "'sweep.ranks=[1,2,4]'"]) == 6
+    assert sweep_jobs(["rank=1,4"]) == 1  # not a multirun
+    assert sweep_jobs(["-m", "hydra.sweep.subdir=a,b", "rank=2"]) == 1

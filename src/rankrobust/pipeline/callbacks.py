@@ -209,8 +209,14 @@ class TimeEstimate(pl.Callback):
         work = self.work() if callable(self.work) else self.work
         after = work * per_step / (3 * batch_size) if batch_size else 0.0
         minutes = (per_step * total + after) / 60
-        if minutes < self.warn_minutes:
+        jobs = sweep_jobs(sys.argv[1:])
+        if minutes * jobs < self.warn_minutes:
             return
+        sweep = (
+            f" This multirun has {jobs} jobs: about {minutes * jobs:.0f} minutes."
+            if jobs > 1
+            else ""
+        )
         where = pl_module.device.type
         advice = (
             " On a CPU, `make reproduce-demo` (about 3.5 minutes on 2 cores) shows every claim "
@@ -223,9 +229,23 @@ class TimeEstimate(pl.Callback):
             f"[rankrobust] this job will take about {minutes:.0f} more minutes on this {where}: "
             f"training will take about {per_step * total / 60:.1f} more minutes "
             f"({per_step:.2f} s per step, {total} steps to go), the test and analyses after it "
-            f"about {after / 60:.1f} ({work} forward passes); a multirun takes this for each "
-            f"job.{advice}"
+            f"about {after / 60:.1f} ({work} forward passes).{sweep}{advice}"
         )
+
+
+def sweep_jobs(argv: list[str]) -> int:
+    """Jobs a Hydra multirun command line starts (the product of the comma-separated values of
+    its sweep overrides, e.g. rank=1,4,16,32 -> 4); 1 without -m / --multirun. Lists in brackets
+    and hydra.* overrides are not sweeps."""
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return 1
+    jobs = 1
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key.lstrip("+~").startswith("hydra.") or value.startswith(("[", "{")):
+            continue
+        jobs *= len(value.split(",")) if "," in value else 1
+    return jobs
 
 
 def _batch_size(batch) -> int:
