@@ -58,6 +58,7 @@ def test_imagenet_folder_of_photos_trains_on_rank_k_and_sweeps(photo_folder, tmp
         "logger=none",
         "transform=low",
         "rank=4",
+        "analysis.for_rank_trained=all",  # a rank-trained run that still sweeps (issue 24)
         "eval.n_robust=2",
         "attack.eval.steps=1",
         "sweep.ranks=[1,4,32]",

@@ -23,12 +23,15 @@ from rankrobust.models.torchvision_arch import torchvision_model
 __all__ = [
     "MODEL_NAMES",
     "Normalize",
+    "PatchWhitening",
     "PreActResNet18",
+    "ResNetSmall",
     "SmallCNN",
     "WideResNet",
     "build_model",
     "preact_resnet18",
     "resnet50",
+    "resnet_small",
     "robustbench",
     "small_cnn",
     "torchvision",
@@ -98,6 +101,106 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
+
+
+# --------------------------------------------------------------------------- small ResNet
+
+
+class PatchWhitening(nn.Module):
+    """A fixed p x p conv that whitens image patches: its 2 C p^2 filters are +-e_i / sqrt(l_i +
+    eps) for the eigenpairs (l_i, e_i) of the (uncentred) covariance of the C p^2-dimensional
+    patches of the first training batch it sees (PCA whitening; the fast CIFAR-10 trainers' first
+    layer, Page 2018, Jordan's airbench). Directions of small variance (fine detail) get large
+    gains and the image-wide brightness direction (the largest variance) a small one. The filters
+    are a buffer (saved in checkpoints, never trained); the bias is trained. Until fitted, the
+    filters are zero. Input (N, C, H, W) -> (N, 2 C p^2, H - p + 1, W - p + 1)."""
+
+    def __init__(self, in_channels: int = 3, patch: int = 2, eps: float = 5e-4):
+        super().__init__()
+        self.patch, self.eps = patch, eps
+        dim = in_channels * patch * patch
+        self.register_buffer("weight", torch.zeros(2 * dim, in_channels, patch, patch))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.bias = nn.Parameter(torch.zeros(2 * dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """Set the filters from the patches of x (N, C, H, W), in float64 (eigh, C p^2 square)."""
+        p, c = self.patch, x.shape[1]
+        patches = x.detach().double().unfold(2, p, 1).unfold(3, p, 1)  # N, C, H', W', p, p
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * p * p)
+        cov = patches.T @ patches / len(patches)
+        values, vectors = torch.linalg.eigh(cov)  # ascending; vectors in columns
+        filters = (vectors / torch.sqrt(values.clamp_min(0) + self.eps)).T.flip(0)
+        filters = filters.reshape(-1, c, p, p)
+        self.weight.copy_(torch.cat([filters, -filters]).to(self.weight.dtype))
+        self.fitted.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not bool(self.fitted):  # the first training batch fits it
+            self.fit(x)
+        return F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
+
+
+class _PoolBlock(nn.Module):
+    """conv(cin -> cout) -> 2x2 max-pool -> BN -> ReLU, then a residual conv-BN-ReLU at the
+    pooled size: the second conv costs a quarter of a full-size one (why this is CPU-cheap)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(F.max_pool2d(self.conv1(x), 2)))
+        return x + F.relu(self.bn2(self.conv2(x)))
+
+
+class ResNetSmall(nn.Module):
+    """A CPU-efficient residual net for 32 x 32 images (the demo's model): a conv-BN-ReLU stem of
+    width w, then three pooling blocks of widths w, 2w, 4w (each: conv, 2x2 max-pool, BN, ReLU,
+    plus a residual conv-BN-ReLU at the pooled size), global max-pool and a linear layer whose
+    logits are scaled by ``logit_scale``. The layout follows the fast CIFAR-10 trainers
+    (Page 2018 "How to train your ResNet"; Jordan's cifar10-airbench): pooling straight after
+    the first conv of a stage keeps most of the compute at low resolution. At width 32: 298k
+    parameters and about 27M multiply-adds per 32 x 32 image (small_cnn: 95k, 10M); with
+    ``whiten`` (a PatchWhitening stem of 2 C 4 = 24 channels, no padding: 31 x 31) 295k and
+    about 20M. ``whiten_eps`` caps the whitening gain at 1 / sqrt(eps): FGSM-RS training of the
+    demo's net overfitted catastrophically at 5e-4 (PGD-20 1%) and not at 0.05 (28%)."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        width: int = 32,
+        logit_scale: float = 0.125,
+        whiten: bool = False,
+        whiten_eps: float = 5e-4,
+    ):
+        super().__init__()
+        if width < 1:
+            raise ConfigError(f"resnet_small needs width >= 1; got width={width}.")
+        w = width
+        if whiten:  # a fixed 2 x 2 patch-whitening conv (24 channels for RGB) instead of a conv
+            self.stem = nn.Sequential(PatchWhitening(in_channels, 2, whiten_eps), nn.ReLU())
+            first = 2 * in_channels * 4
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()
+            )
+            first = w
+        self.blocks = nn.Sequential(
+            _PoolBlock(first, w), _PoolBlock(w, 2 * w), _PoolBlock(2 * w, 4 * w)
+        )
+        self.fc = nn.Linear(4 * w, num_classes, bias=False)
+        self.logit_scale = float(logit_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks(self.stem(x))
+        out = F.adaptive_max_pool2d(out, 1).flatten(1)
+        return self.fc(out) * self.logit_scale
 
 
 # --------------------------------------------------------------------------- PreActResNet-18
@@ -233,6 +336,17 @@ def small_cnn(num_classes: int, in_channels: int = 3, width: int = 32) -> nn.Mod
     return SmallCNN(num_classes, in_channels, width)
 
 
+def resnet_small(
+    num_classes: int,
+    in_channels: int = 3,
+    width: int = 32,
+    logit_scale: float = 0.125,
+    whiten: bool = False,
+    whiten_eps: float = 5e-4,
+) -> nn.Module:
+    return ResNetSmall(num_classes, in_channels, width, logit_scale, whiten, whiten_eps)
+
+
 def preact_resnet18(num_classes: int, in_channels: int = 3) -> nn.Module:
     return PreActResNet18(num_classes, in_channels)
 
@@ -309,6 +423,7 @@ def robustbench(
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": small_cnn,
+    "resnet_small": resnet_small,
     "preact_resnet18": preact_resnet18,
     "wide_resnet": wide_resnet,
     "wrn28_10": wrn28_10,

@@ -86,6 +86,7 @@ class SpectrumSettings:
     heat_map_size: int = 8
     heat_map_n_images: int = 200
     heat_map_ranks: list[int] | None = None
+    for_rank_trained: str = "figures"  # the rule for rank=k runs: pipeline/scope.py
 
 
 def run_rank_sweep(

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -167,16 +168,29 @@ class LineProgress(pl.Callback):
 
 
 class TimeEstimate(pl.Callback):
-    """After `after_steps` training steps, say how long training will take when that is longer
-    than `warn_minutes`, and on a CPU how to get a result sooner (the demo, the smoke run)."""
+    """Early in training (after `after_steps` steps, or the last step of a shorter first epoch),
+    say how long the whole job will take when that is longer than `warn_minutes`: the training
+    still to go plus the test and the analyses after it, and on a CPU what is quicker (the demo,
+    the smoke run).
 
-    def __init__(self, after_steps: int = 5, warn_minutes: float = 10.0):
-        self.after_steps, self.warn_minutes = after_steps, warn_minutes
+    The test and analyses are counted in forward passes (`work`: set by the task from the
+    spec, pipeline/scope.planned_work) at a third of a training step's cost per image (a step
+    is one forward and one backward pass, the backward counted as two forwards). `advice`: name
+    the quicker alternatives on a CPU (the demo turns it off for its own runs)."""
+
+    def __init__(self, after_steps: int = 5, warn_minutes: float = 10.0, advice: bool = True):
+        self.after_steps, self.warn_minutes, self.advice = after_steps, warn_minutes, advice
+        # forward passes after training (test + analyses), or a function giving them once the
+        # data are set up (the task sets it: scope.planned_work)
+        self.work: int | Callable[[], int] = 0
         self._start: float | None = None
         self._said = False
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start, self._from = time.perf_counter(), trainer.global_step
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if self._start is None and trainer.global_step >= 1:  # the first step warms up
+        if self._start is None:
             self._start, self._from = time.perf_counter(), trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -191,25 +205,57 @@ class TimeEstimate(pl.Callback):
         if done < enough:
             return
         self._said = True
-        per_step = (time.perf_counter() - self._start) / done
+        per_step = (time.perf_counter() - self._start) / max(done, 1)
         total = trainer.estimated_stepping_batches - trainer.global_step
         if total == float("inf"):  # an unsized stream: no estimate to give
             return
-        minutes = per_step * total / 60
-        if minutes < self.warn_minutes:
+        batch_size = _batch_size(batch)
+        work = self.work() if callable(self.work) else self.work
+        after = work * per_step / (3 * batch_size) if batch_size else 0.0
+        minutes = (per_step * total + after) / 60
+        jobs = sweep_jobs(sys.argv[1:])
+        if minutes * jobs < self.warn_minutes:
             return
+        sweep = (
+            f" This multirun has {jobs} jobs: about {minutes * jobs:.0f} minutes."
+            if jobs > 1
+            else ""
+        )
         where = pl_module.device.type
         advice = (
-            " On a CPU, `make reproduce-demo` (small CNN, about 3 minutes) or "
-            "`python run.py experiment=smoke` shows the whole pipeline quickly; this "
+            " On a CPU, `make reproduce-demo` (about 3.5 minutes on 2 cores) shows every claim "
+            "quickly, and `python run.py experiment=smoke` the whole pipeline; this "
             "configuration is meant for a GPU (trainer=gpu)."
-            if where == "cpu"
+            if where == "cpu" and self.advice
             else ""
         )
         logging.getLogger("rankrobust").warning(
-            f"[rankrobust] training will take about {minutes:.0f} more minutes on this {where} "
-            f"({per_step:.2f} s per step, {total} steps to go).{advice}"
+            f"[rankrobust] this job will take about {minutes:.0f} more minutes on this {where}: "
+            f"training will take about {per_step * total / 60:.1f} more minutes "
+            f"({per_step:.2f} s per step, {total} steps to go), the test and analyses after it "
+            f"about {after / 60:.1f} ({work} forward passes).{sweep}{advice}"
         )
+
+
+def sweep_jobs(argv: list[str]) -> int:
+    """Jobs a Hydra multirun command line starts (the product of the comma-separated values of
+    its sweep overrides, e.g. rank=1,4,16,32 -> 4); 1 without -m / --multirun. Lists in brackets
+    and hydra.* overrides are not sweeps."""
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return 1
+    jobs = 1
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key.lstrip("+~").startswith("hydra.") or value.startswith(("[", "{")):
+            continue
+        jobs *= len(value.split(",")) if "," in value else 1
+    return jobs
+
+
+def _batch_size(batch) -> int:
+    """Images in a training batch ((x, y) or x), 0 when unknown."""
+    x = batch[0] if isinstance(batch, list | tuple) and batch else batch
+    return int(x.shape[0]) if isinstance(x, torch.Tensor) and x.ndim > 0 else 0
 
 
 class KillAtEpoch(pl.Callback):

@@ -26,6 +26,7 @@ from rankrobust.pipeline.group_checks import (
     check_model_kind,
     check_speed_options,
 )
+from rankrobust.pipeline.scope import is_rank_trained, scope_analyses
 from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
 from rankrobust.svd import RankTransform
 
@@ -332,6 +333,8 @@ def check_config(cfg: DictConfig) -> RunSpec:
     transform = check_transform(cfg)
     attacks = check_attacks(cfg)
     settings = check_analyses(cfg)
+    rank_trained = is_rank_trained(cfg.rank, _get(cfg, "transform.apply_to", None), cfg.train)
+    settings, skipped = scope_analyses(settings, rank_trained)
     check_attribution(cfg)
     check_basis_sweep(cfg)
     check_checkpoint(cfg)
@@ -349,4 +352,5 @@ def check_config(cfg: DictConfig) -> RunSpec:
         train_attack=attacks["train"],
         eval_attack=attacks["eval"],
         **settings,
+        skipped=tuple(skipped),
     )

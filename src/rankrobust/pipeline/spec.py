@@ -46,6 +46,7 @@ class RunSpec:
     rig: RIGSettings
     analysis: SpectrumSettings
     attribution: AttributionSettings
+    skipped: tuple[str, ...] = ()  # analyses switched off by pipeline/scope.py's rule
 
     @property
     def eval_budget(self) -> int | None:

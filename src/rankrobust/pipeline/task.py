@@ -29,7 +29,9 @@ from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
 from rankrobust.pipeline import analyses, build, checks, loggers, run_folder
+from rankrobust.pipeline.callbacks import TimeEstimate
 from rankrobust.pipeline.loggers import log
+from rankrobust.pipeline.scope import planned_work, skipped_line
 
 
 class Terminated(KeyboardInterrupt):
@@ -142,7 +144,11 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     dm = build.datamodule(cfg, spec)
     module = build.module(cfg, spec, build.model(cfg))
     logs = loggers.build(cfg, job.run_dir, job.sweep_dir)
-    trainer = build.trainer(cfg, job.run_dir, logs, build.callbacks(cfg))
+    cbs = build.callbacks(cfg)
+    for cb in cbs:  # the job's estimate counts the test and analyses after training
+        if isinstance(cb, TimeEstimate):
+            cb.work = functools.partial(planned_work, spec, dm)
+    trainer = build.trainer(cfg, job.run_dir, logs, cbs)
     prepare_ddp_children(cfg, job.run_dir)  # DDP: the extra processes rerun this config
     _note_precision(spec.config, trainer)
     _write(job.run_dir, {**base, "status": "running"})
@@ -177,6 +183,8 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     metrics.update(found, status=results.final_status(errors))
     if errors:
         metrics["analysis_errors"] = errors
+    if spec.skipped:
+        metrics["skipped_analyses"] = list(spec.skipped)
     timings.update(spent, total=time.perf_counter() - start)
     try:
         results.write_metrics(job.run_dir, metrics)
@@ -184,7 +192,11 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
         log.info("\n".join(results.closing_lines(metrics)))
         raise _unsaved(err, job.run_dir) from err
     loggers.log_results(logs, metrics, job.run_dir)
-    log.info("\n".join(results.closing_lines(metrics, loggers.wandb_dir(logs))))
+    lines = results.closing_lines(metrics, loggers.wandb_dir(logs))
+    if spec.skipped:  # just before the "results:" line
+        at = next(i for i, line in enumerate(lines) if line.startswith("  results:"))
+        lines.insert(at, skipped_line(list(spec.skipped)))
+    log.info("\n".join(lines))
     return metrics
 
 
