@@ -114,6 +114,7 @@ def test_cli_sweeps_every_basis_on_the_cifar_copy(tmp_path):
         "analysis.heat_maps=true", "analysis.heat_map_size=2", "analysis.heat_map_n_images=20",
         "analysis.heat_map_ranks=[1,8,32]", "rank=4", "transform.basis=fourier",
         "transform.apply_to=[train]", "trainer.enable_progress_bar=false", "hydra.run.dir=run",
+        "analysis.for_rank_trained=all",  # a rank-trained run: ask for its sweeps
     ]  # fmt: skip
     result = run_cli(*args, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
