@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from rankrobust import resolvers, task  # noqa: F401  (resolvers: ${rr_*:...} in conf/)
+from rankrobust.pipeline import resolvers, task  # noqa: F401  (resolvers: ${rr_*:...} in conf/)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -167,6 +167,30 @@ def test_old_module_names_still_import_and_run_as_the_new_ones():
     assert out.returncode == 0 and "--only" in out.stdout, out.stderr
 
 
+def test_the_project_itself_uses_no_moved_name():
+    """run.py, bench/, src/, tests/, conf/ and the Makefile name modules by their new paths: an
+    old name works but warns on every run (run.py once imported rankrobust.task and printed two
+    DeprecationWarnings at each job's start)."""
+    import re
+
+    import rankrobust
+
+    root = SRC.parent
+    old = "|".join(re.escape(k) for k in rankrobust.MOVED)
+    dotted = re.compile(rf"rankrobust\.({old})\b")
+    from_import = re.compile(rf"from rankrobust import [^\n]*\b({old})\b")
+    files = [root / "run.py", root / "Makefile", *(root / "bench").rglob("*.py")]
+    files += [*(root / "conf").rglob("*.yaml"), *PKG.rglob("*.py"), *(root / "tests").glob("*.py")]
+    allowed = {PKG / "__init__.py", Path(__file__).resolve(), root / "tests" / "test_runs.py"}
+    wrong = {
+        str(f.relative_to(root)): m.group(0)
+        for f in files
+        if f.resolve() not in allowed
+        for m in [*dotted.finditer(f.read_text()), *from_import.finditer(f.read_text())]
+    }
+    assert wrong == {}
+
+
 def test_nothing_below_the_task_imports_it():
     graph = import_graph()
     importers = {m for m, targets in graph.items() if "rankrobust.pipeline.task" in targets}
