@@ -29,6 +29,8 @@ BAD = [
     (["dataset.n_test=0"], "dataset.n_test"),
     (["dataset.batch_size=0"], "dataset.batch_size"),
     (["dataset.eval_batch_size=0"], "dataset.eval_batch_size"),
+    (["dataset.augment_contrast=1.5"], "dataset.augment_contrast"),
+    (["dataset.augment_brightness=-0.1"], "dataset.augment_brightness"),
     (["dataset.num_classes=1"], "dataset.num_classes"),
     (["dataset.image_size=2"], "dataset.image_size"),
     (["attack=pgd_linf", "attack.eval.eps=1e9"], "attack.eval.eps"),

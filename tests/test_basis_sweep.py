@@ -163,3 +163,55 @@ def test_bad_basis_settings_stop_before_training(override, message):
     cfg = make_cfg(*FAST, *override.split())
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         check_config(cfg)
+
+
+def test_the_basis_sweep_at_small_scale_takes_a_subset_of_the_rank_sweeps_images():
+    """sweep.basis_n_images: the demo sweeps four bases on fewer images than the rank sweep; they
+    are some of the rank sweep's own images, so the two stay comparable."""
+    from rankrobust.pipeline.analyses import SweepSettings, run_basis_sweep
+    from rankrobust.pipeline.datamodule import ImageDataModule
+
+    dm = ImageDataModule("synthetic", n_train=8, n_test=50, image_size=8, augment=False)
+    dm.setup("test")
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return x.flatten(1)[:, :10]
+
+    model = Spy()
+    model.p = nn.Parameter(torch.zeros(1))  # test_tensors' device comes from the parameters
+    settings = SweepSettings(n_images=40, bases=["fourier"], cutoffs={"fourier": [0, 2]},
+                             modes=["low"], basis_n_images=12)  # fmt: skip
+    out = run_basis_sweep(model, dm, settings, batch_size=1000)
+    assert out["basis_sweep_n"] == 12 and set(seen) == {12}
+    rank_sweep_images, _ = dm.test_tensors(raw=True, n=40)
+    basis_images, _ = dm.test_tensors(raw=True, n=12)
+    same = (basis_images.flatten(1)[:, None] == rank_sweep_images.flatten(1)[None]).all(-1)
+    assert same.any(1).all()  # every basis-sweep image is one of the rank sweep's
+    # never more than the rank sweep's images; None = the rank sweep's n_images
+    assert (
+        run_basis_sweep(
+            model,
+            dm,
+            SweepSettings(
+                n_images=40,
+                bases=["fourier"],
+                cutoffs={"fourier": [0]},
+                modes=["low"],
+                basis_n_images=500,
+            ),
+            1000,
+        )["basis_sweep_n"]
+        == 40
+    )
+    assert (
+        run_basis_sweep(
+            model,
+            dm,
+            SweepSettings(n_images=30, bases=["fourier"], cutoffs={"fourier": [0]}, modes=["low"]),
+            1000,
+        )["basis_sweep_n"]
+        == 30
+    )

@@ -10,6 +10,7 @@ from PIL import Image
 from rankrobust.data import (
     ShardedBatches,
     batch_loader,
+    random_brightness_contrast,
     random_crop_flip,
     synthetic_sets,
 )
@@ -127,6 +128,24 @@ def test_random_crop_flip_keeps_shape_and_content_range():
     )
 
 
+def test_random_brightness_contrast_scales_about_the_mean_and_shifts_within_its_ranges():
+    x = torch.rand(256, 3, 8, 8)
+    out = random_brightness_contrast(x, 0.4, 0.5, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    # x' = m + c (x - m) + b per image: the centred image scales by c, the mean moves by b
+    centred_in = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    centred_out = out - out.mean(dim=(1, 2, 3), keepdim=True)
+    c = (centred_out * centred_in).sum(dim=(1, 2, 3)) / centred_in.pow(2).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(centred_out, c[:, None, None, None] * centred_in)
+    b = out.mean(dim=(1, 2, 3)) - x.mean(dim=(1, 2, 3))
+    assert c.min() >= 0.5 - 1e-5 and c.max() <= 1.5 + 1e-5 and c.min() < 0.6 and c.max() > 1.4
+    assert b.abs().max() <= 0.4 + 1e-5 and b.min() < -0.3 and b.max() > 0.3
+    assert out.min() < 0 and out.max() > 1  # not clamped: like H_k(x), it leaves [0, 1]
+    again = random_brightness_contrast(x, 0.4, 0.5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # seeded: exact after a resume
+    assert random_brightness_contrast(x, 0.0, 0.0) is x
+
+
 def test_streamed_test_tensors_read_only_the_seeded_pick(tmp_path):
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
@@ -154,3 +173,58 @@ def test_streamed_test_tensors_read_only_the_seeded_pick(tmp_path):
     # n=None with a seed: every image, shuffled by the seed
     _, y_all = streamed.test_tensors(raw=True, seed=7)
     assert sorted(y_all.tolist()) == [0] * 4 + [1] * 4 + [2] * 4 and torch.equal(y_all[:5], y)
+
+
+def test_unseeded_test_tensors_are_a_random_subset_of_every_class_in_memory_or_streamed(tmp_path):
+    """A full ImageFolder test set lists class by class: `sweep.n_images=1000` on the whole
+    CIFAR-10 copy once swept 1,000 images of one class (the first n), with exit 0."""
+    rng = np.random.default_rng(1)
+    for cls in ("cat", "dog", "emu"):
+        (tmp_path / "test" / cls).mkdir(parents=True)
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+            tmp_path / "train" / cls / "0.png"
+        )
+        for i in range(10):
+            pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "test" / cls / f"{i}.png")
+    common = dict(root=str(tmp_path), image_size=32, num_classes=3, augment=False, seed=4)
+    in_memory = ImageDataModule("image_folder", in_memory=True, **common)
+    in_memory.setup("test")
+    assert in_memory.test_set.labels[:10].tolist() == [0] * 10  # the set is class-ordered
+    x, y = in_memory.test_tensors(raw=True, n=9)
+    assert len(set(y.tolist())) == 3  # not the first 9 (all cats)
+    pick = torch.randperm(30, generator=torch.Generator().manual_seed(4 + 2))[:9].sort().values
+    assert torch.equal(x, in_memory.raw_test_set.images[pick])
+    _, small = in_memory.test_tensors(raw=True, n=4)  # a smaller n: a subset of the same pick
+    assert set(small.tolist()) <= set(y.tolist())
+    streamed = ImageDataModule("image_folder", in_memory=False, **common)
+    streamed.setup("test")
+    xs, ys = streamed.test_tensors(raw=True, n=9)
+    assert torch.equal(ys, y) and torch.allclose(xs, x, atol=1e-6)  # one rule for both
+    x_all, _ = in_memory.test_tensors(raw=True)
+    assert torch.equal(x_all, in_memory.raw_test_set.images)
+
+
+def test_training_attacks_do_not_clamp_brightness_augmented_images():
+    """A brightness-shifted training image lies outside [0, 1]: FGSM-RS clamping it back would
+    add far more than eps (build._pixels); the test-time attack still clamps clean pixels."""
+    from helpers import make_cfg
+
+    from rankrobust.pipeline import build, checks
+
+    def attacks(*overrides):
+        cfg = make_cfg("experiment=smoke", "attack=fgsm_rs", *overrides)
+        module = build.module(cfg, checks.check_config(cfg), build.model(cfg))
+        return getattr(module.train_attack, "keywords", {}), getattr(
+            module.eval_attack, "keywords", {}
+        )
+
+    train, test = attacks("dataset.augment=true", "dataset.augment_brightness=0.4")
+    assert train.get("pixels") is False and "pixels" not in test
+    train, _ = attacks("dataset.augment=true", "dataset.augment_contrast=0.5")
+    assert train.get("pixels") is False
+    train, _ = attacks("dataset.augment=true")  # crop and flip keep pixels in [0, 1]
+    assert "pixels" not in train
+    train, _ = attacks("dataset.augment=false", "dataset.augment_brightness=0.4")  # no augment
+    assert "pixels" not in train

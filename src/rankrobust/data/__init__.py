@@ -14,7 +14,13 @@ arrays on disk), `batches` (in-memory batching, DDP shards, augmentation), `stre
 benchmarks). The LightningDataModule lives in `rankrobust.pipeline.datamodule`.
 """
 
-from rankrobust.data.batches import ShardedBatches, TensorBatches, batch_loader, random_crop_flip
+from rankrobust.data.batches import (
+    ShardedBatches,
+    TensorBatches,
+    batch_loader,
+    random_brightness_contrast,
+    random_crop_flip,
+)
 from rankrobust.data.cifar10 import cifar10_sets, find_cifar10, load_cifar10
 from rankrobust.data.folder import IMAGE_SUFFIXES, check_source, image_folder_sets, read_images
 from rankrobust.data.sets import CIFAR10_CLASSES, ImageSet, synthetic_sets
@@ -31,6 +37,7 @@ __all__ = [
     "find_cifar10",
     "load_cifar10",
     "image_folder_sets",
+    "random_brightness_contrast",
     "random_crop_flip",
     "read_images",
     "synthetic_sets",

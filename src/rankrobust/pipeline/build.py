@@ -35,11 +35,17 @@ def on_gpu(cfg: DictConfig) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def _pixels(spec: RunSpec, split: str) -> bool:
+def _pixels(spec: RunSpec, split: str, dataset: DictConfig | None = None) -> bool:
     """Whether `split`'s images are pixels in [0, 1]: H_k residuals and bands are not clamped
-    (svd.py), so attacks on them must neither reject nor clamp them."""
+    (svd.py), nor are training images after a brightness / contrast augmentation
+    (data.batches.random_brightness_contrast), so attacks on them must neither reject nor clamp
+    them."""
     t = spec.transform
-    return not (split in t.apply_to and t.mode in ("high", "band") and not t.is_identity)
+    if split in t.apply_to and t.mode in ("high", "band") and not t.is_identity:
+        return False
+    if split == "train" and dataset is not None and dataset.get("augment", False):
+        return not (dataset.get("augment_brightness", 0) or dataset.get("augment_contrast", 0))
+    return True
 
 
 def _attack_for(spec, pixels: bool):
@@ -73,7 +79,7 @@ def module(cfg: DictConfig, spec: RunSpec, net: nn.Module) -> RobustClassifier:
     make = instantiate(cfg.module, _partial_=True, _convert_="all")
     return make(
         model=net,
-        train_attack=_attack_for(train, _pixels(spec, "train")) if train else None,
+        train_attack=_attack_for(train, _pixels(spec, "train", cfg.dataset)) if train else None,
         eval_attack=(
             _attack_for(evaluate.replace(n_examples=None), _pixels(spec, "test"))
             if evaluate

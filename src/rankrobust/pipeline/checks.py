@@ -43,6 +43,8 @@ RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
     ("dataset.num_classes", int, 2, INF, False),
     ("dataset.image_size", int, 8, INF, True),
     ("dataset.num_workers", int, 0, INF, True),  # null: the machine's cores (at most 8)
+    ("dataset.augment_brightness", float, 0, INF, False),
+    ("dataset.augment_contrast", float, 0, 1, False),  # above 1 would invert some images
     ("model.width", int, 1, INF, True),  # small_cnn's first layer: 0 channels cannot train
     ("optim.lr", float, 1e-12, INF, False),
     ("optim.momentum", float, 0, 1, False),
@@ -51,6 +53,7 @@ RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
     ("eval.n_robust", int, 0, INF, True),
     ("sweep.n_images", int, 1, INF, True),
     ("sweep.n_robust", int, 1, INF, True),
+    ("sweep.basis_n_images", int, 1, INF, True),
     ("rig.n_images", int, 1, INF, False),
     ("rig.steps_per_rank", int, 1, INF, False),
     ("rig.baseline_steps", int, 1, INF, True),

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from rankrobust.data.batches import batch_loader, random_crop_flip
+from rankrobust.data.batches import batch_loader, random_brightness_contrast, random_crop_flip
 from rankrobust.data.cifar10 import cifar10_sets, locate_cifar10
 from rankrobust.data.folder import check_source, image_folder_sets
 from rankrobust.data.imagenet import class_index, readable_classes
@@ -27,7 +27,9 @@ class ImageDataModule(pl.LightningDataModule):
 
     `transform` (a RankTransform) is applied to the splits named in its `apply_to`: for in-memory
     sets once at setup (the SVD of each set computed once and cached), for streamed sets per
-    batch on the device.
+    batch on the device. With `augment`, training batches get a random crop and flip and, when
+    `augment_brightness` or `augment_contrast` > 0, a random brightness shift and contrast
+    change, not clamped (data.batches.random_brightness_contrast), seeded per step.
     """
 
     def __init__(
@@ -42,6 +44,8 @@ class ImageDataModule(pl.LightningDataModule):
         n_train: int | None = None,
         n_test: int | None = None,
         augment: bool = True,
+        augment_brightness: float = 0.0,
+        augment_contrast: float = 0.0,
         in_memory: bool = True,
         on_device: bool = True,
         num_workers: int | None = 0,
@@ -57,6 +61,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_classes = num_classes
         self.n_train, self.n_test = n_train, n_test
         self.augment, self.in_memory, self.on_device = augment, in_memory, on_device
+        self.augment_brightness, self.augment_contrast = augment_brightness, augment_contrast
         self.num_workers = default_workers() if num_workers is None else num_workers
         self.classes_evaluated: int | None = None  # class folders in the test set (wnid subsets)
         self.synthetic = dict(synthetic or {})
@@ -230,6 +235,9 @@ class ImageDataModule(pl.LightningDataModule):
             t = self.trainer
             g.manual_seed(step_seed(self.seed, t.global_step, t.global_rank))
             x = random_crop_flip(x, generator=g)
+            x = random_brightness_contrast(
+                x, self.augment_brightness, self.augment_contrast, generator=g
+            )
         return x, y
 
     def test_tensors(
@@ -238,8 +246,8 @@ class ImageDataModule(pl.LightningDataModule):
         """n test images and their labels as tensors on the data's device (raw: before the
         rank transform); all of them when n is None.
 
-        seed None: the first n of the test set (in memory), or for a streamed set a seeded
-        random subset of n (ImageFolder lists images class by class), in file order.
+        seed None: a seeded random subset of n (`random_subset`, seed dataset seed + 2), in set
+        order, in memory or streamed; a smaller n picks a subset of a larger n's images.
         seed given: a seeded pick, `randperm(len(test set), seed)[:n]` in that order; the same
         pick whether the set is in memory or streamed (analyses such as RIG use it).
         Streamed sets read only the images returned, never the whole validation set.
@@ -247,8 +255,15 @@ class ImageDataModule(pl.LightningDataModule):
         if self._streams is None:
             data = self.raw_test_set if raw else self.test_set
             if seed is None:
-                return data.images[:n], data.labels[:n]
-            pick = _pick(len(data.labels), n, seed).to(data.labels.device)
+                if n is None or n >= len(data.labels):
+                    return data.images, data.labels
+                # the streamed rule (random_subset): n at random, seeded, in set order. Not the
+                # first n: a full ImageFolder test set lists class by class, and its first 1,000
+                # CIFAR-10 images are all one class.
+                pick = _pick(len(data.labels), n, self.seed + 2).sort().values
+            else:
+                pick = _pick(len(data.labels), n, seed)
+            pick = pick.to(data.labels.device)
             return data.images[pick], data.labels[pick]
         ds = self._streams["test"]
         if seed is None:
