@@ -107,3 +107,10 @@ def test_sweep_jobs_counts_a_multirun_command_line():
     assert sweep_jobs(["-m", "rank=1,4", "seed=0,1,2", "'sweep.ranks=[1,2,4]'"]) == 6
     assert sweep_jobs(["rank=1,4"]) == 1  # not a multirun
     assert sweep_jobs(["-m", "hydra.sweep.subdir=a,b", "rank=2"]) == 1
+
+
+def test_time_estimates_read_in_seconds_under_two_minutes():
+    from rankrobust.pipeline.callbacks import _span
+
+    assert _span(0.3) == "18 s"  # once "about 0 more minutes"
+    assert _span(1.99) == "119 s" and _span(2.0) == "2 minutes" and _span(15.4) == "15 minutes"

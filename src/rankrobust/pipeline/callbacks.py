@@ -216,11 +216,7 @@ class TimeEstimate(pl.Callback):
         jobs = sweep_jobs(sys.argv[1:])
         if minutes * jobs < self.warn_minutes:
             return
-        sweep = (
-            f" This multirun has {jobs} jobs: about {minutes * jobs:.0f} minutes."
-            if jobs > 1
-            else ""
-        )
+        sweep = f" This multirun has {jobs} jobs: about {_span(minutes * jobs)}." if jobs > 1 else ""
         where = pl_module.device.type
         advice = (
             " On a CPU, `make reproduce-demo` (about 3.5 minutes on 2 cores) shows every claim "
@@ -230,11 +226,16 @@ class TimeEstimate(pl.Callback):
             else ""
         )
         logging.getLogger("rankrobust").warning(
-            f"[rankrobust] this job will take about {minutes:.0f} more minutes on this {where}: "
-            f"training will take about {per_step * total / 60:.1f} more minutes "
-            f"({per_step:.2f} s per step, {total} steps to go), the test and analyses after it "
-            f"about {after / 60:.1f} ({work} forward passes).{sweep}{advice}"
+            f"[rankrobust] this job will take about {_span(minutes)} more on this {where}: "
+            f"training about {_span(per_step * total / 60)} ({per_step:.2f} s per step, {total} "
+            f"steps to go), the test and analyses after it about {_span(after / 60)} ({work} "
+            f"forward passes).{sweep}{advice}"
         )
+
+
+def _span(minutes: float) -> str:
+    """'40 s' under two minutes, else '7 minutes' (a job of 0.3 minutes once read '0 minutes')."""
+    return f"{minutes * 60:.0f} s" if minutes < 2 else f"{minutes:.0f} minutes"
 
 
 def sweep_jobs(argv: list[str]) -> int:
