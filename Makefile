@@ -38,8 +38,8 @@ DEMO_MAIN := dataset.n_train=16000 dataset.n_test=1000 eval.n_robust=200 \
 	rig.n_images=16 'sweep.bases=[svd,fourier,dct,wavelet]' sweep.basis_n_images=250 \
 	analysis.heat_maps=true analysis.heat_map_n_images=50 attribution.enabled=true \
 	attribution.n_images=16 attribution.steps=32 attribution.mprt_layers=2
-# FGSM-RS adversarial training (Linf 8/255, Wong et al. 2020) for 4 epochs, evaluated with PGD-20
-DEMO_ROBUST := attack=fgsm_rs trainer.max_epochs=4
+# FGSM-RS adversarial training (Linf 8/255, Wong et al. 2020) for 5 epochs, evaluated with PGD-20
+DEMO_ROBUST := attack=fgsm_rs trainer.max_epochs=5
 # reproduce-cifar10 uses torchvision CIFAR-10 unless DATA is given on the command line.
 CIFAR10_DATA_OPTS := $(if $(filter command line,$(origin DATA)),dataset=image_folder dataset.root=$(DATA),)
 SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank$${rank}'
@@ -67,11 +67,11 @@ reproduce-demo: install  ## the demo: natural + FGSM-RS robust resnet_small on C
 	@if $(call DONE,$(DEMO)/natural); then echo "  done before: $(DEMO)/natural"; else \
 		$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) attack=none trainer.max_epochs=2 \
 			hydra.run.dir=$(DEMO)/natural; fi
-	@echo "[demo 2/4] FGSM-RS adversarially trained resnet_small (Linf 8/255), same data, 4 epochs"
+	@echo "[demo 2/4] FGSM-RS adversarially trained resnet_small (Linf 8/255), same data, 5 epochs"
 	@if $(call DONE,$(DEMO)/robust); then echo "  done before: $(DEMO)/robust"; else \
 		$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) $(DEMO_ROBUST) hydra.run.dir=$(DEMO)/robust; fi
 	@echo "[demo 3/4] models trained on rank-k images, k = 2, 8, 32 (test accuracies only; finished jobs skipped)"
-	$(PY) run.py -m $(DEMO_ARGS) attack=none rank=2,8,32 dataset.n_train=4000 \
+	$(PY) run.py -m $(DEMO_ARGS) attack=none rank=2,8,32 dataset.n_train=2500 \
 		dataset.n_test=500 trainer.max_epochs=2 eval.n_robust=100 \
 		hydra.sweep.dir=$(DEMO)/rank_sweep $(SUBDIR)
 	@echo "[demo 4/4] figures and the claims report"
