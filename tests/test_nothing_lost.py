@@ -253,4 +253,4 @@ def test_the_time_estimate_fires_with_fewer_than_5_steps_per_epoch(caplog):
     with caplog.at_level(logging.WARNING, logger="rankrobust"):
         trainer.fit(Tiny(), loader)
     assert "this job will take about" in caplog.text and "training about" in caplog.text
-    assert "3 steps to go" in caplog.text  # said after the first epoch, while it helps
+    assert "5 steps to go" in caplog.text  # a 6-step job: said after its first step

@@ -73,7 +73,7 @@ def _drive(estimate, steps: int, per_epoch: int, total: int, batch) -> None:
 
 def test_the_estimate_counts_the_analyses_and_comes_within_a_short_first_epoch(caplog):
     """A 2-step job (the card's command: 1,000 images, 1 epoch) whose time is in its analyses:
-    the estimate comes after the epoch's 2 steps, and the test + analyses make it long."""
+    the estimate comes after its first step, and the test + analyses make it long."""
     import torch
 
     from rankrobust.pipeline.callbacks import TimeEstimate
@@ -90,6 +90,7 @@ def test_the_estimate_counts_the_analyses_and_comes_within_a_short_first_epoch(c
     with caplog.at_level("WARNING", logger="rankrobust"):
         _drive(loud, steps=2, per_epoch=2, total=2, batch=batch)
     assert "60000 forward passes" in caplog.text and "make reproduce-demo" in caplog.text
+    assert "1 steps to go" in caplog.text  # after the first of the 2 steps, not at the end
 
     demo = TimeEstimate(after_steps=5, warn_minutes=1, advice=False)  # the demo's own runs
     demo.work = 60_000

@@ -168,7 +168,7 @@ class LineProgress(pl.Callback):
 
 
 class TimeEstimate(pl.Callback):
-    """Early in training (after `after_steps` steps, or the last step of a shorter first epoch),
+    """Early in training (after `after_steps` steps, or a quarter of a shorter job, at least one),
     say how long the whole job will take when that is longer than `warn_minutes`: the training
     still to go plus the test and the analyses after it, and on a CPU what is quicker (the demo,
     the smoke run).
@@ -197,11 +197,12 @@ class TimeEstimate(pl.Callback):
         if self._said or self._start is None or not trainer.is_global_zero:
             return
         done = trainer.global_step - self._from
-        # an epoch shorter than after_steps: say it at the first epoch's end, not never
-        per_epoch = getattr(trainer, "num_training_batches", None)
+        # a short job (the card's command at 1,000 images: 2 steps of 512) is said after its
+        # first quarter, at least one step, not at its end
+        left = trainer.estimated_stepping_batches - self._from
         enough = self.after_steps
-        if isinstance(per_epoch, int) and per_epoch > 0:
-            enough = min(enough, max(1, per_epoch - self._from))
+        if left != float("inf"):
+            enough = min(enough, max(1, int(left) // 4))
         if done < enough:
             return
         self._said = True
