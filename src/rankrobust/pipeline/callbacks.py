@@ -217,7 +217,9 @@ class TimeEstimate(pl.Callback):
         jobs = sweep_jobs(sys.argv[1:])
         if minutes * jobs < self.warn_minutes:
             return
-        sweep = f" This multirun has {jobs} jobs: about {_span(minutes * jobs)}." if jobs > 1 else ""
+        sweep = ""
+        if jobs > 1:
+            sweep = f" This multirun has {jobs} jobs: about {_span(minutes * jobs)}."
         where = pl_module.device.type
         advice = (
             " On a CPU, `make reproduce-demo` (about 3.5 minutes on 2 cores) shows every claim "
