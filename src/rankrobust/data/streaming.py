@@ -10,12 +10,18 @@ from torch.utils.data import DataLoader, Dataset
 from rankrobust.errors import ConfigError
 
 
+def subset_indices(size: int, n: int, seed: int) -> list[int]:
+    """n of range(size) drawn at random (seeded), in order: randperm(size, seed)[:n], sorted
+    (so a smaller n picks a subset of a larger n's indices)."""
+    idx = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
+    return sorted(idx.tolist())
+
+
 def random_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
     """n images of ds drawn at random (seeded), in file order; all of ds when n is None."""
     if n is None or n >= len(ds):
         return ds
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
-    return torch.utils.data.Subset(ds, sorted(idx.tolist()))
+    return torch.utils.data.Subset(ds, subset_indices(len(ds), n, seed))
 
 
 def stream_sets(root: str | Path, image_size: int) -> dict[str, Dataset]:

@@ -306,11 +306,11 @@ def estimate_line(name: str, work: int, per_image: float | None) -> str:
 def run_basis_sweep(model: nn.Module, datamodule, settings: SweepSettings, batch_size: int) -> dict:
     """basis_sweep: {basis: {"low": {k: acc}, "high": {k: acc}, "energy": {k: mean energy
     kept}}} on the raw test images, for each basis in settings.bases at its cutoffs
-    (settings.cutoffs[basis], or bases.default_cutoffs); basis_sweep_n: images behind each (the
-    first basis_n_images of the rank sweep's test images)."""
+    (settings.cutoffs[basis], or bases.default_cutoffs); basis_sweep_n: images behind each
+    (basis_n_images of the rank sweep's own test images: test_tensors nests its picks)."""
     n = settings.n_images if settings.basis_n_images is None else settings.basis_n_images
     if settings.n_images is not None:
-        n = min(n, settings.n_images)  # the first of the rank sweep's images, never others
+        n = min(n, settings.n_images)  # some of the rank sweep's images, never others
     images, labels = datamodule.test_tensors(raw=True, n=n)
     H, W = int(images.shape[-2]), int(images.shape[-1])
     out = {}

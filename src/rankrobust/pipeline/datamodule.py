@@ -14,7 +14,7 @@ from rankrobust.data.cifar10 import cifar10_sets, locate_cifar10
 from rankrobust.data.folder import check_source, image_folder_sets
 from rankrobust.data.imagenet import class_index, readable_classes
 from rankrobust.data.sets import ImageSet, synthetic_sets
-from rankrobust.data.streaming import random_subset, stream_loader, stream_sets
+from rankrobust.data.streaming import random_subset, stream_loader, stream_sets, subset_indices
 from rankrobust.errors import ConfigError
 from rankrobust.pipeline.seeding import step_seed
 from rankrobust.svd import RankTransform
@@ -260,7 +260,7 @@ class ImageDataModule(pl.LightningDataModule):
                 # the streamed rule (random_subset): n at random, seeded, in set order. Not the
                 # first n: a full ImageFolder test set lists class by class, and its first 1,000
                 # CIFAR-10 images are all one class.
-                pick = _pick(len(data.labels), n, self.seed + 2).sort().values
+                pick = torch.tensor(subset_indices(len(data.labels), n, self.seed + 2))
             else:
                 pick = _pick(len(data.labels), n, seed)
             pick = pick.to(data.labels.device)
