@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+import reach
 import torch
 
 from rankrobust.data import CIFAR10_CLASSES, read_images
@@ -37,3 +41,32 @@ def cifar_images() -> tuple[torch.Tensor, torch.Tensor]:
     if not CIFAR_TARBALL.is_file():
         pytest.skip(f"CIFAR-10 JPEG copy not found at {CIFAR_TARBALL} (see shared/data/README.md)")
     return load_cifar_test_images(64)
+
+
+def pytest_configure(config):
+    """Record every file this session and its subprocesses open outside the clone, the temporary
+    folder, ../shared and the installed software (tests/reach.py)."""
+    folder = tempfile.mkdtemp(prefix="rankrobust-reach-")
+    log = os.path.join(folder, "outside.log")
+    os.environ[reach.REACH_LOG_ENV] = log
+    config.stash[_REACH] = (folder, log)
+    reach.install(log)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    folder, log = session.config.stash[_REACH]
+    seen = sorted(set(Path(log).read_text().split("\n")) - {""}) if os.path.isfile(log) else []
+    shutil.rmtree(folder, ignore_errors=True)
+    if seen:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = [
+            f"tests reached {len(seen)} path(s) outside the clone, the temporary folder and "
+            f"../shared; a clean machine does not have them (tests/reach.py):",
+            *(f"  {path}" for path in seen[:50]),
+        ]
+        if reporter is not None:
+            reporter.write_line("\n".join(lines), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_REACH = pytest.StashKey[tuple]()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from reach import SITE_DIR
 
 import rankrobust.pipeline.resolvers  # noqa: F401  (${rr_*:...} in conf/)
 
@@ -29,9 +30,16 @@ def make_cfg(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a Python subprocess of a test: this checkout's source first, and the
+    reach audit (tests/reach.py) on."""
+    path = os.pathsep.join([str(ROOT / "src"), str(SITE_DIR)])
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python run.py ARGS` in `cwd` (outputs land there), W&B offline."""
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
+    env = child_env(WANDB_MODE="offline")
     return subprocess.run(
         [sys.executable, str(ROOT / "run.py"), *args],
         cwd=cwd,

@@ -4,7 +4,6 @@ one paragraph naming the key; run folders are never shared or overwritten (issue
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 
 import pytest
 import torch
-from helpers import FAST, ROOT, make_cfg, run_cli
+from helpers import FAST, ROOT, child_env, make_cfg, run_cli
 
 import rankrobust
 from rankrobust import attacks, evaluate, rig
@@ -114,7 +113,7 @@ QUICK += ["sweep.enabled=false", "analysis.perturbation_spectrum=false", "eval.n
 
 
 def test_two_runs_started_together_keep_both_results(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = child_env()
     procs = [
         subprocess.Popen(
             [sys.executable, str(ROOT / "run.py"), *QUICK, f"seed={s}"],
@@ -147,7 +146,7 @@ def test_finished_folder_is_not_overwritten_and_resume_needs_a_checkpoint(tmp_pa
 
 
 def test_ctrl_c_leaves_an_interrupted_run_with_its_resume_command(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = child_env()
     args = [*FAST, "trainer.max_epochs=50", "hydra.run.dir=run"]
     args.append("callbacks.last_checkpoint.every_minutes=0")  # a checkpoint every epoch
     proc = subprocess.Popen(

@@ -15,7 +15,8 @@ from rankrobust.data import synthetic_sets
 from rankrobust.pipeline import build, checks, task
 from rankrobust.reporting.wandb_offline import read_offline_run
 
-OLD_RUN = Path(__file__).parent / "data" / "run-v0.1"  # written by rankrobust 0.1 (35c69c7)
+# written by rankrobust 0.1 (35c69c7); its absolute paths are the placeholder @WRITER@
+OLD_RUN = Path(__file__).parent / "data" / "run-v0.1"
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +60,30 @@ def test_offline_wandb_run_gives_back_the_hydra_config(finished_run):
     assert run["hydra_config"]["trainer"]["max_epochs"] == 1
 
 
+def _copy_old_run(dest: Path, writer: Path) -> None:
+    """The fixture as copied from the machine that wrote it: its absolute paths (the
+    placeholder @WRITER@ in the committed files) name `writer`."""
+    shutil.copytree(OLD_RUN, dest)
+    for path in dest.rglob("*"):
+        if path.suffix in (".json", ".yaml"):
+            path.write_text(path.read_text().replace("@WRITER@", str(writer)))
+
+
 def test_a_run_folder_written_by_version_0_1_still_loads(tmp_path):
     """Its config names the old module paths (rankrobust.module..., rankrobust.data.Image...)
-    and its metrics.json the checkpoint where it was first written: the copy's own is used."""
+    and its metrics.json the checkpoint where it was first written: the copy's own is used,
+    even when the writer's folder still exists and holds other weights."""
+    writer = tmp_path / "writer-machine"
     run_dir = tmp_path / "copied"
-    shutil.copytree(OLD_RUN, run_dir)
+    _copy_old_run(run_dir, writer)
+    own = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    other = {**own, "state_dict": {k: v + 1 for k, v in own["state_dict"].items()}}
+    (writer / "old-run" / "checkpoints").mkdir(parents=True)
+    torch.save(other, writer / "old-run" / "checkpoints" / "last.ckpt")
+    assert json.loads((run_dir / "metrics.json").read_text())["checkpoint"].startswith(str(writer))
     run = rankrobust.load_run(run_dir)
+    for key, value in run.model.state_dict().items():
+        torch.testing.assert_close(value, own["state_dict"]["model." + key])
     old = run.config["dataset"]
     _, test = synthetic_sets(
         old["n_train"], old["n_test"], num_classes=old["num_classes"], image_size=32, seed=0,
