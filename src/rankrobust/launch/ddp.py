@@ -56,16 +56,22 @@ def rank_zero() -> bool:
 
 
 def end_ddp() -> None:
-    """After a job that started DDP children: destroy its process group and restore the launch
-    environment, so the next job of a multirun in this process starts its own children (with
-    LOCAL_RANK left set, Lightning would think it is a child and reuse a dead group)."""
+    """After a job, in every process of it: destroy the process group, and in the process that
+    started DDP children restore the launch environment.
+
+    A process that exits with its group alive leaves Gloo's worker threads to the interpreter's
+    finalisation, which aborts it ("terminate called without an active exception",
+    pytorch/pytorch#190489); Lightning's launcher then kills the whole job. In the launching
+    process, the restored environment lets a multirun's next job start its own children (with
+    LOCAL_RANK left set, Lightning would think it is a child and reuse a dead group).
+    """
     global _ENV_BEFORE
-    if _ENV_BEFORE is None:
-        return
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    if _ENV_BEFORE is None:
+        return
     for key, value in _ENV_BEFORE.items():
         if value is None:
             os.environ.pop(key, None)
