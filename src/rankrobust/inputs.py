@@ -221,10 +221,10 @@ def check_int(value: object, name: str, low: int | None = 1, high: int | None = 
     if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point():
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r}: expected {what}, got {type(value).__name__}")
+        raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{name}={value}: expected {what}")
+        raise ConfigError(f"{name} must be {what}, got {value}")
     return value
 
 
@@ -285,11 +285,12 @@ def check_target(
         ) from None
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{name}: expected integer class indices, got {_dtype_name(t.dtype)}")
-    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != n):
+    if t.ndim > 1:
         raise ConfigError(
-            f"{name}: expected one class index or {n} (one per image), got shape "
-            f"{tuple(t.shape)}"
+            f"{name}: expected one class index or {n} (one per image), got shape {tuple(t.shape)}"
         )
+    if t.ndim == 1 and t.shape[0] != n:
+        raise ConfigError(f"{name} has {t.shape[0]} entries but the batch has {n} images")
     return t.long().expand(n) if t.ndim == 0 else t.long()
 
 

@@ -18,7 +18,6 @@ is plain PyTorch (no Lightning, no captum at run time).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,7 +35,6 @@ from rankrobust.attribution._path import (
     _score,
     path_integral,
 )
-from rankrobust.errors import ConfigError
 from rankrobust.inputs import check_baseline, check_images, check_model, check_target
 from rankrobust.inputs import logits as checked_logits
 from rankrobust.models import eval_mode
