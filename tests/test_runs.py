@@ -180,3 +180,47 @@ def test_load_run_refuses_an_unfinished_run_unless_asked(tmp_path, finished_run,
     with pytest.warns(UserWarning, match=status):
         run = rankrobust.load_run(copy, allow_unfinished=True)
     assert not run.model.training
+
+
+# ---------------------------------------------------------------------------------------------
+# load_run's ways of naming a run: str, Path, relative, the metrics.json itself, a link, and a
+# run copied from another machine (its absolute paths point nowhere here).
+
+
+def test_load_run_takes_every_way_of_naming_the_folder(tmp_path, finished_run, monkeypatch):
+    run_dir = finished_run[1]
+    link = tmp_path / "link to run"
+    link.symlink_to(run_dir, target_is_directory=True)
+    monkeypatch.chdir(run_dir.parent)
+    expected = rankrobust.load_run(run_dir).model.state_dict()
+    ways = [str(run_dir), Path(run_dir.name), run_dir.name, run_dir / "metrics.json",
+            str(run_dir / "metrics.json"), link]  # fmt: skip
+    for way in ways:
+        run = rankrobust.load_run(way)
+        assert run.metrics["status"] == "ok", way
+        for key, value in expected.items():
+            torch.testing.assert_close(run.model.state_dict()[key], value)
+    with pytest.raises(TypeError, match="run_dir"):
+        rankrobust.load_run(None)
+
+
+def test_a_run_copied_from_another_machine_loads_from_its_own_folder(tmp_path, finished_run):
+    """metrics.json and the config name /another/machine/... (checkpoint, run_dir, an absolute
+    checkpoint folder): the copy's own files are used."""
+    run_dir = finished_run[1]
+    copy = tmp_path / "copied run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("wandb"))
+    old = "/another/machine/outputs/run"
+    metrics = json.loads((copy / "metrics.json").read_text().replace(str(run_dir), old))
+    metrics["resolved_config"]["callbacks"]["last_checkpoint"]["dirpath"] = f"{old}/checkpoints"
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    run = rankrobust.load_run(copy)
+    saved = torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    key = next(k for k in saved["state_dict"] if k.startswith("model."))
+    torch.testing.assert_close(
+        run.model.state_dict()[key.removeprefix("model.")], saved["state_dict"][key]
+    )
+    (copy / "checkpoints" / "last.ckpt").rename(copy / "checkpoints" / "other.ckpt")
+    metrics["checkpoint"] = f"{old}/checkpoints/other.ckpt"  # only the named checkpoint left
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    assert rankrobust.load_run(copy).metrics["checkpoint"].startswith(old)

@@ -177,7 +177,7 @@ def test_bad_ranks_raise(rand_images: torch.Tensor, k: object) -> None:
         fac.low_rank(k)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"1 <= rank <= 32"):
         fac.high_rank(k)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"1 <= rank <= 32"):
+    with pytest.raises(ConfigError, match=r"1 <= k <= 32"):  # low_rank's argument is k
         low_rank(rand_images, k)  # type: ignore[arg-type]
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -39,7 +38,7 @@ from rankrobust._autoattack import (
     _set_n_iter,
 )
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_eps, check_images, check_labels, logits
+from rankrobust.inputs import check_eps, check_images, check_int, check_labels, check_number, logits
 from rankrobust.models import eval_mode
 
 __all__ = [
@@ -81,10 +80,10 @@ def _check(
 ) -> float:
     """The budget (finite, >= 0, within the norm's bound: inputs.check_eps), step and steps."""
     eps = check_eps(eps, norm or "any", "eps", x)
-    if step_size is not None and not (math.isfinite(step_size) and step_size >= 0):
-        raise ConfigError(f"step_size={step_size!r}: expected a finite number >= 0.")
-    if steps is not None and steps < 1:
-        raise ConfigError(f"steps={steps!r}: expected an integer >= 1.")
+    if step_size is not None:
+        check_number(step_size, "step_size", low=0)
+    if steps is not None:
+        check_int(steps, "steps", 1)
     return eps
 
 

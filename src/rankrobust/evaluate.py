@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from rankrobust import bases
 from rankrobust.attacks import Attack
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images, logits
+from rankrobust.inputs import check_images, check_int, check_model, check_number, logits
 from rankrobust.models import eval_mode
 from rankrobust.svd import Factorization, at_full_rank, factorize, validate_rank
 
@@ -40,6 +40,8 @@ _SWEEP_MODES = ("low", "high")
 
 
 def _model_device(model: nn.Module) -> torch.device:
+    if not isinstance(check_model(model), nn.Module):
+        return torch.device("cpu")
     for t in model.parameters():
         return t.device
     for t in model.buffers():
@@ -49,14 +51,19 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def _check_data(images: Tensor, labels: Tensor | Sequence[int], batch_size: int) -> Tensor:
     check_images(images, "images")
-    labels = torch.as_tensor(labels)
+    try:
+        labels = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"labels: expected a tensor or sequence of {images.shape[0]} class indices, got "
+            f"{type(labels).__name__}"
+        ) from None
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise ConfigError(
             f"labels must have shape (N,) with N = {images.shape[0]} images, "
             f"got {tuple(labels.shape)}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
+    check_int(batch_size, "batch_size", 1)
     return labels
 
 
@@ -192,7 +199,7 @@ def rank_sweep(
     full = min(H, W)
     checked: list[int] = []
     for k in ranks:
-        k = validate_rank(k, full, shape=(H, W))
+        k = validate_rank(k, full, name="ranks", shape=(H, W))
         if k not in checked:
             checked.append(k)
     if not checked:
@@ -328,8 +335,8 @@ def fourier_heat_map(
     """
     labels = _check_data(images, labels, batch_size)
     H, W = int(images.shape[-2]), int(images.shape[-1])
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= min(H, W) // 2:
-        raise ConfigError(f"size={size!r} must be an integer in [0, {min(H, W) // 2}]")
+    size = check_int(size, "size", 0, min(H, W) // 2)
+    eps = check_number(eps, "eps", low=0)
     freqs = list(range(-size, size + 1))
     signs = _signs(images.shape, seed).to(images.device, images.dtype)
     device, n = _model_device(model), images.shape[0]
@@ -366,9 +373,10 @@ def rank_heat_map(
     every rank). One SVD per batch; one forward pass per image and rank.
     """
     labels = _check_data(images, labels, batch_size)
+    eps = check_number(eps, "eps", low=0)
     H, W = int(images.shape[-2]), int(images.shape[-1])
     ranks = list(range(1, min(H, W) + 1)) if ranks is None else list(ranks)
-    ranks = [validate_rank(k, min(H, W), shape=(H, W)) for k in ranks]
+    ranks = [validate_rank(k, min(H, W), name="ranks", shape=(H, W)) for k in ranks]
     if not ranks:
         raise ConfigError("ranks is empty: give at least one rank")
     signs = _signs(images.shape, seed)

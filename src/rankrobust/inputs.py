@@ -10,13 +10,27 @@ turn into plausible-looking numbers further down.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from rankrobust.errors import ConfigError
 
-__all__ = ["UNIT_RANGE_TOL", "check_eps", "check_images", "check_labels", "check_logits", "logits"]
+__all__ = [
+    "UNIT_RANGE_TOL",
+    "check_baseline",
+    "check_eps",
+    "check_images",
+    "check_int",
+    "check_labels",
+    "check_logits",
+    "check_model",
+    "check_number",
+    "check_target",
+    "logits",
+]
 
 # Pixels may leave [0, 1] by this much (float rounding of resizing, low-precision dtypes)
 # before check_images calls them out of range.
@@ -28,7 +42,11 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def check_images(
-    x: object, name: str = "images", batched: bool = True, unit_range: bool = True
+    x: object,
+    name: str = "images",
+    batched: bool = True,
+    unit_range: bool = True,
+    values: bool = True,
 ) -> Tensor:
     """Return ``x`` if it is a finite floating-point image tensor, else raise naming ``name``.
 
@@ -37,6 +55,8 @@ def check_images(
         name: the caller's argument name, used in every message.
         batched: require shape (N, C, H, W) with N >= 1; else any (..., H, W) with ndim >= 2.
         unit_range: require pixels in [0, 1] (up to :data:`UNIT_RANGE_TOL`).
+        values: look at the values (finite, range): one pass over ``x``; False checks the
+            type, dtype and shape only (per-batch augmentations on a GPU, no sync).
 
     Raises:
         TypeError: ``x`` is not a tensor, not floating point (uint8 pixels: divide by 255), or
@@ -67,7 +87,7 @@ def check_images(
         raise ConfigError(f"{name}: expected at least one image, got an empty batch {got}")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
         raise ConfigError(f"{name}: expected images with H, W >= 1, got shape {got}")
-    if x.numel() == 0:  # e.g. (0, H, W) for the per-matrix maths
+    if x.numel() == 0 or not values:  # e.g. (0, H, W) for the per-matrix maths
         return x
     # one pass: min and max propagate NaN and show +-inf
     lo, hi = (float(v) for v in torch.stack(torch.aminmax(x)).float().cpu())
@@ -180,3 +200,129 @@ def logits(model: object, x: Tensor, name: str = "model", x_name: str = "x") -> 
             f"torch.{_dtype_name(weights.dtype)}) or model.to(torch.{_dtype_name(x.dtype)}))"
         )
     return check_logits(model(x), x.shape[0], name)
+
+
+def _range(low: float | None, high: float | None, high_open: bool = False) -> str:
+    if low is not None and high is not None:
+        return f" in [{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f" >= {low:g}"
+    return f" <= {high:g}" if high is not None else ""
+
+
+def check_int(value: object, name: str, low: int | None = 1, high: int | None = None) -> int:
+    """An integer (Python, numpy, or a one-element integer tensor) in [low, high] as an int.
+
+    Raises:
+        TypeError: a bool, float (even 2.0), string or anything else, naming ``name``.
+        ConfigError: (a ValueError) outside [low, high].
+    """
+    what = "an integer" + _range(low, high)
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{name} must be {what}, got {value}")
+    return value
+
+
+def check_number(
+    value: object,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    high_open: bool = False,
+) -> float:
+    """A finite real number (not a bool or string) in [low, high] (or [low, high)) as a float.
+
+    Raises TypeError (not a number) or ConfigError (NaN, infinite, out of range) naming it.
+    """
+    value = _number(value, name)
+    above = high is not None and (value >= high if high_open else value > high)
+    if (low is not None and value < low) or above:
+        raise ConfigError(f"{name}={value:g}: expected a number{_range(low, high, high_open)}")
+    return value
+
+
+def check_model(model: object, name: str = "model") -> Callable:
+    """A callable model (an nn.Module or a function of images), else TypeError naming it."""
+    if not callable(model):
+        raise TypeError(
+            f"{name}: expected a callable model (an nn.Module or a function of images), got "
+            f"{type(model).__name__}"
+        )
+    return model
+
+
+def check_target(
+    target: object, n: int, name: str = "target", device: torch.device | None = None
+) -> Tensor | None:
+    """The class attributed per image: None (the caller picks the top class), an int for every
+    image, or n integers (a sequence or a tensor of shape (n,)); returned as a LongTensor (n,).
+
+    Whether the indices exist in the model's output is the caller's check (it knows the
+    number of classes).
+
+    Raises:
+        TypeError: a bool, float, string or non-integer tensor, naming ``name``.
+        ConfigError: (a ValueError) more than one dimension or not n entries.
+    """
+    if target is None:
+        return None
+    if isinstance(target, bool | str | bytes | float) or isinstance(target, dict | set):
+        raise TypeError(
+            f"{name}={target!r}: expected None, a class index or {n} class indices, got "
+            f"{type(target).__name__}"
+        )
+    try:
+        t = torch.as_tensor(target, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"{name}: expected None, a class index or {n} class indices, got "
+            f"{type(target).__name__} ({err})"
+        ) from None
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name}: expected integer class indices, got {_dtype_name(t.dtype)}")
+    if t.ndim > 1:
+        raise ConfigError(
+            f"{name}: expected one class index or {n} (one per image), got shape {tuple(t.shape)}"
+        )
+    if t.ndim == 1 and t.shape[0] != n:
+        raise ConfigError(f"{name} has {t.shape[0]} entries but the batch has {n} images")
+    return t.long().expand(n) if t.ndim == 0 else t.long()
+
+
+def check_baseline(
+    baseline: object, x: Tensor, name: str = "baseline", named: tuple[str, ...] = ()
+) -> str | Tensor:
+    """A path's start for images x (N, C, H, W): one of the ``named`` baselines (returned as
+    is), a finite number or a finite tensor broadcastable to x (returned as a tensor shaped
+    like x, on x's device and dtype).
+
+    Raises:
+        TypeError: another type (a list, an array), naming ``name``.
+        ConfigError: (a ValueError) an unknown name, a shape that does not broadcast to x,
+            NaN or infinite values.
+    """
+    choices = ", ".join(repr(v) for v in named)
+    what = (f"one of {choices}, " if named else "") + "a number or a tensor"
+    if isinstance(baseline, str):
+        if baseline in named:
+            return baseline
+        raise ConfigError(f"{name}={baseline!r}: unknown baseline; expected {what}")
+    if isinstance(baseline, int | float) and not isinstance(baseline, bool):
+        return torch.full_like(x, check_number(baseline, name))
+    if not isinstance(baseline, Tensor):
+        raise TypeError(f"{name}: expected {what}, got {type(baseline).__name__}")
+    try:
+        b = torch.broadcast_to(baseline.to(device=x.device, dtype=x.dtype), x.shape)
+    except RuntimeError:
+        raise ConfigError(
+            f"{name}: shape {tuple(baseline.shape)} does not broadcast to the images' shape "
+            f"{tuple(x.shape)}"
+        ) from None
+    if not bool(torch.isfinite(b).all()):
+        raise ConfigError(f"{name} contains NaN or infinite values")
+    return b.detach().clone()

@@ -75,6 +75,13 @@ FILES = {
 RIG_TOP_RANKS = 4
 
 
+def run_folder_of(path: str | Path) -> Path:
+    """The run folder a path names: the folder itself, or the folder of its metrics.json
+    (``~`` expanded; a relative path stays relative to the current directory)."""
+    path = Path(path).expanduser()
+    return path.parent if path.name == FILENAME and path.is_file() else path
+
+
 def run_status(run_dir: str | Path) -> str | None:
     """The status a run folder's metrics.json states (None: none there or unreadable).
 
@@ -82,7 +89,7 @@ def run_status(run_dir: str | Path) -> str | None:
     finished run is recognised even if another field is malformed.
     """
     try:
-        return json.loads((Path(run_dir) / FILENAME).read_text()).get("status")
+        return json.loads((run_folder_of(run_dir) / FILENAME).read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return None
 

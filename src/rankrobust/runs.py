@@ -8,13 +8,14 @@ run.config["attack"]["name"], run.metrics["robust_acc"]
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
-from rankrobust.results import FILENAME, last_checkpoint, read_metrics
+from rankrobust.results import FILENAME, last_checkpoint, read_metrics, run_folder_of
 
 # statuses of a run that tested its model (results.final_status); anything else is unfinished
 FINISHED = ("ok", "partial")
@@ -53,8 +54,13 @@ def _locate(target: str):
 
 
 def _run_folder(run_dir: str | Path) -> Path:
-    """run_dir as a Path to an existing folder holding metrics.json, else ValueError naming it."""
-    path = Path(run_dir).expanduser()
+    """run_dir (a str or Path, relative or not, or the run's metrics.json) as a Path to an
+    existing folder holding metrics.json, else TypeError / ValueError naming it."""
+    if not isinstance(run_dir, str | os.PathLike):
+        raise TypeError(
+            f"run_dir: expected a folder path (str or Path), got {type(run_dir).__name__}"
+        )
+    path = run_folder_of(run_dir)
     if not path.exists():
         raise ValueError(f"run_dir='{path}' does not exist: give the folder of a run.")
     if not path.is_dir():
@@ -89,6 +95,20 @@ def _check_finished(run_dir: Path, metrics: dict, allow_unfinished: bool) -> Non
     )
 
 
+def _here(path: Path, metrics: dict, run_dir: Path) -> Path:
+    """A path the run recorded, found in this folder: a run copied from another machine (or
+    moved) names its files by their old absolute paths, under metrics.json's old `run_dir`;
+    those that no longer exist are taken at the same place relative to this folder."""
+    old = metrics.get("run_dir")
+    if path.exists() or not old or not path.is_absolute():
+        return path
+    try:
+        moved = run_dir / path.relative_to(old)
+    except ValueError:  # not inside the old run folder: nothing to relocate
+        return path
+    return moved if moved.exists() else path
+
+
 def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> LoadedRun:
     """Build the run's model from its config and load its trained weights (weights only).
 
@@ -98,8 +118,13 @@ def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> LoadedRun:
     error, not random weights. A run whose status is not ok / partial (running, failed,
     interrupted) is refused unless `allow_unfinished=True` (then a UserWarning).
 
-    Raises ValueError naming the folder or file: run_dir missing, a file (a `.pt`), without
-    metrics.json; the weights missing, truncated or not those of the config's model.
+    ``run_dir`` may be a str or Path, relative or absolute, or the run's metrics.json itself. A
+    run copied from another machine loads: files recorded under its old absolute folder are
+    found at the same place in this one.
+
+    Raises TypeError (run_dir not a path) or ValueError naming the folder or file: run_dir
+    missing, a file (a `.pt`), without metrics.json; the weights missing, truncated or not
+    those of the config's model.
     """
     run_dir = _run_folder(run_dir)
     try:
@@ -108,8 +133,12 @@ def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> LoadedRun:
         raise ValueError(f"run_dir='{run_dir}': {FILENAME} cannot be read ({err}).") from None
     _check_finished(run_dir, metrics, allow_unfinished)
     config = run_config(run_dir)
-    last = last_checkpoint(run_dir, config)  # inside this folder, even when it was copied
-    weights = str(last) if last.is_file() else metrics.get("checkpoint")
+    last = _here(last_checkpoint(run_dir, config), metrics, run_dir)
+    named = metrics.get("checkpoint")
+    if last.is_file():
+        weights = str(last)
+    else:
+        weights = str(_here(Path(named), metrics, run_dir)) if named else None
     model_cfg = dict(config["model"])
     if weights:
         model_cfg["checkpoint"] = weights

@@ -250,14 +250,14 @@ def factorize(
 def low_rank(x: Tensor, k: int, clamp: bool = True, method: Method = "auto") -> Tensor:
     """L_k(x) = sum_{i<=k} s_i u_i v_i^T per channel, clamped to [0, 1] by default."""
     x = _check_input(x)
-    k = validate_rank(k, min(x.shape[-2:]), shape=tuple(x.shape[-2:]))
+    k = validate_rank(k, min(x.shape[-2:]), name="k", shape=tuple(x.shape[-2:]))
     return factorize(x, method).low_rank(k, clamp=clamp)
 
 
 def high_rank(x: Tensor, k: int, method: Method = "auto") -> Tensor:
     """H_k(x) = x - L_k(x) = sum_{i>k} s_i u_i v_i^T per channel (not clamped)."""
     x = _check_input(x)
-    k = validate_rank(k, min(x.shape[-2:]), shape=tuple(x.shape[-2:]))
+    k = validate_rank(k, min(x.shape[-2:]), name="k", shape=tuple(x.shape[-2:]))
     return factorize(x, method).high_rank(k)
 
 

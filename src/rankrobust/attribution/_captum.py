@@ -26,6 +26,7 @@ from rankrobust.attribution._rig import (
 )
 from rankrobust.attribution.sig import spectral_integrated_gradients
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_baseline, check_images, check_int, check_target
 from rankrobust.svd import validate_rank_path
 
 __all__ = [
@@ -113,10 +114,12 @@ class RankIntegratedGradients(GradientAttribution):
             tuple), or ``(attributions, delta)`` when ``return_convergence_delta``.
         """
         is_tuple = isinstance(inputs, tuple)
-        x = _single(inputs, "inputs")
-        base = _single(baselines, "baselines")
-        extra = _format_additional_forward_args(additional_forward_args) or ()
+        x, base, extra, batch = _unpack(
+            inputs, baselines, additional_forward_args, internal_batch_size, target
+        )
+        check_int(n_steps_per_rank, "n_steps_per_rank")
         if n_steps is not None:
+            check_int(n_steps, "n_steps")
             from rankrobust.attribution.methods import rig_schedule
 
             full = min(x.shape[-2], x.shape[-1])
@@ -129,8 +132,8 @@ class RankIntegratedGradients(GradientAttribution):
             target=target,
             steps_per_rank=n_steps_per_rank,
             ranks=ranks,
-            baseline="zero" if base is None else base,
-            batch_size=sys.maxsize if internal_batch_size is None else internal_batch_size,
+            baseline=base,
+            batch_size=batch,
             method=method,
             baseline_steps=baseline_steps,
             additional_forward_args=extra,
@@ -150,11 +153,20 @@ class RankIntegratedGradients(GradientAttribution):
         return True
 
 
-def _unpack(inputs, baselines, additional_forward_args, internal_batch_size):
+def _unpack(inputs, baselines, additional_forward_args, internal_batch_size, target=None):
+    """captum's arguments checked under captum's names (inputs.py), then unwrapped for the
+    engine: (x, baseline, extra args, batch size)."""
+    x = check_images(_single(inputs, "inputs"), "inputs", unit_range=False)
     extra = _format_additional_forward_args(additional_forward_args) or ()
-    batch = sys.maxsize if internal_batch_size is None else internal_batch_size
+    batch = (
+        sys.maxsize
+        if internal_batch_size is None
+        else check_int(internal_batch_size, "internal_batch_size")
+    )
     base = _single(baselines, "baselines")
-    return _single(inputs, "inputs"), "zero" if base is None else base, extra, batch
+    base = "zero" if base is None else check_baseline(base, x, "baselines")
+    check_target(target, x.shape[0], "target")
+    return x, base, extra, batch
 
 
 def _pack(pixel: Tensor, is_tuple: bool, delta: Tensor | None):
@@ -177,7 +189,7 @@ class VanillaGradient(GradientAttribution):
         internal_batch_size: int | None = None,
     ) -> Tensor | tuple[Tensor]:
         """``d F_target / d inputs``, shaped like ``inputs``; ``target`` None: the top class."""
-        x, _, _, batch = _unpack(inputs, None, None, internal_batch_size)
+        x, _, _, batch = _unpack(inputs, None, None, internal_batch_size, target)
         pixel = vanilla_gradient(self.forward_func, x, target=target, batch_size=batch)
         return _pack(pixel, isinstance(inputs, tuple), None)
 
@@ -208,8 +220,9 @@ class IntegratedGradients(GradientAttribution):
     ):
         """As captum's ``IntegratedGradients.attribute`` (n_steps gradient evaluations)."""
         x, base, extra, batch = _unpack(
-            inputs, baselines, additional_forward_args, internal_batch_size
+            inputs, baselines, additional_forward_args, internal_batch_size, target
         )
+        check_int(n_steps, "n_steps")
         res = integrated_gradients(
             self.forward_func, x, target=target, steps=n_steps, baseline=base,
             batch_size=batch, method=method, additional_forward_args=extra,
@@ -266,8 +279,9 @@ class SpectralIntegratedGradients(GradientAttribution):
             schedule: "strength" (SIG) or "rank_uniform" (RIG's rank path).
         """
         x, base, extra, batch = _unpack(
-            inputs, baselines, additional_forward_args, internal_batch_size
+            inputs, baselines, additional_forward_args, internal_batch_size, target
         )
+        check_int(n_steps, "n_steps")
         res = spectral_integrated_gradients(
             self.forward_func, x, target=target, n_steps=n_steps, overlap=overlap,
             baseline=base, method=method, schedule=schedule, batch_size=batch,

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images, check_logits, logits
+from rankrobust.inputs import check_images, check_int, check_logits, check_target, logits
 from rankrobust.models import eval_mode
 
 # canonical rule name -> accepted aliases (captum's names included)
@@ -80,9 +80,7 @@ def _canonical_method(method: str) -> str:
 
 
 def _check_steps(steps: int, name: str = "steps") -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {steps!r}")
-    return int(steps)
+    return check_int(steps, name, 1)
 
 
 def _resolve_steps(steps, k_seg: int) -> list[int]:
@@ -94,12 +92,8 @@ def _resolve_steps(steps, k_seg: int) -> list[int]:
     return [_check_steps(steps)] * k_seg
 
 
-def _check_batch_size(batch_size: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    return int(batch_size)
+def _check_batch_size(batch_size: int, name: str = "batch_size") -> int:
+    return check_int(batch_size, name, 1)
 
 
 def _check_score(score: str) -> str:
@@ -196,19 +190,9 @@ def _forward_chunked(forward: Forward, x: Tensor, rows: Tensor, batch_size: int)
 
 def _resolve_target(target, logits: Tensor) -> Tensor:
     n, num_classes = logits.shape
-    if target is None:
+    t = check_target(target, n, "target", logits.device)
+    if t is None:
         return logits.argmax(dim=1)
-    if isinstance(target, bool):
-        raise ConfigError(f"target must be a class index or one index per image, got {target!r}")
-    t = torch.as_tensor(target, device=logits.device)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise ConfigError(f"target must be integer class indices, got dtype {t.dtype}")
-    t = t.long()
-    if t.dim() == 0:
-        t = t.expand(n)
-    t = t.reshape(-1)
-    if t.numel() != n:
-        raise ConfigError(f"target has {t.numel()} entries but the batch has {n} images")
     if bool(((t < 0) | (t >= num_classes)).any()):
         raise ConfigError(f"target indices must lie in [0, {num_classes}), got {t.tolist()}")
     return t.clone()

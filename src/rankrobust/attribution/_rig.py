@@ -18,7 +18,6 @@ is plain PyTorch (no Lightning, no captum at run time).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,8 +35,7 @@ from rankrobust.attribution._path import (
     _score,
     path_integral,
 )
-from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images
+from rankrobust.inputs import check_baseline, check_images, check_model, check_target
 from rankrobust.inputs import logits as checked_logits
 from rankrobust.models import eval_mode
 from rankrobust.svd import factorize, validate_rank_path
@@ -95,31 +93,15 @@ class RIGResult:
 # --------------------------------------------------------------------------------------------
 # public attribution methods
 # --------------------------------------------------------------------------------------------
-def _resolve_baseline(baseline, x: Tensor) -> Tensor:
-    if isinstance(baseline, str):
-        if baseline == "zero":
-            return torch.zeros_like(x)
-        if baseline == "mean":
-            return x.mean(dim=(-2, -1), keepdim=True).expand_as(x).clone()
-        raise ConfigError(f"unknown baseline {baseline!r}; use 'zero', 'mean' or a tensor")
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        if not math.isfinite(baseline):
-            raise ConfigError(f"baseline must be finite, got {baseline!r}")
-        return torch.full_like(x, float(baseline))
-    if not isinstance(baseline, Tensor):
-        raise ConfigError(
-            f"baseline must be 'zero', 'mean', a number or a tensor, got {baseline!r}"
-        )
-    try:
-        b = torch.broadcast_to(baseline.to(device=x.device, dtype=x.dtype), x.shape)
-    except RuntimeError as err:
-        raise ConfigError(
-            f"baseline of shape {tuple(baseline.shape)} does not broadcast to the input "
-            f"shape {tuple(x.shape)}"
-        ) from err
-    if not bool(torch.isfinite(b).all()):
-        raise ConfigError("baseline contains NaN or infinite values")
-    return b.detach().clone()
+def _resolve_baseline(baseline, x: Tensor, name: str = "baseline") -> Tensor:
+    """The path's start shaped like x: "zero", "mean" (per image and channel), a number or a
+    tensor broadcastable to x (inputs.check_baseline)."""
+    b = check_baseline(baseline, x, name, named=("zero", "mean"))
+    if b == "zero":
+        return torch.zeros_like(x)
+    if b == "mean":
+        return x.mean(dim=(-2, -1), keepdim=True).expand_as(x).clone()
+    return b
 
 
 def rank_integrated_gradients(
@@ -260,9 +242,11 @@ def vanilla_gradient(
     its previous mode is restored and no ``.grad`` is left on its parameters.  Returns a
     tensor shaped like x.
     """
+    check_model(model)
     x = _check_images(x)
     batch_size = _check_batch_size(batch_size)
     score = _check_score(score)
+    check_target(target, x.shape[0])
     grads = []
     with eval_mode(model):
         for lo in range(0, x.shape[0], batch_size):
@@ -279,12 +263,4 @@ def vanilla_gradient(
 
 
 def _slice_target(target, lo: int, count: int, x: Tensor):
-    if isinstance(target, bool):
-        raise ConfigError(f"target must be a class index or one index per image, got {target!r}")
-    t = torch.as_tensor(target)
-    if t.dim() == 0:
-        return t
-    t = t.reshape(-1)
-    if t.numel() != x.shape[0]:
-        raise ConfigError(f"target has {t.numel()} entries but the batch has {x.shape[0]} images")
-    return t[lo : lo + count]
+    return check_target(target, x.shape[0], "target")[lo : lo + count]

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_images, check_int, check_model, check_target
 from rankrobust.models import eval_mode
 
 __all__ = [
@@ -72,12 +73,12 @@ class InsertionDeletion:
 
 
 def _check_pair(inputs: Tensor, attributions: Tensor) -> None:
-    if not isinstance(inputs, Tensor) or inputs.dim() != 4:
-        raise ConfigError(f"inputs must be an (N, C, H, W) tensor, got {type(inputs).__name__}")
-    if not isinstance(attributions, Tensor) or attributions.shape != inputs.shape:
-        shape = getattr(attributions, "shape", None)
+    check_images(inputs, "inputs", unit_range=False)
+    check_images(attributions, "attributions", unit_range=False)
+    if attributions.shape != inputs.shape:
         raise ConfigError(
-            f"attributions must have the inputs' shape {tuple(inputs.shape)}, got {shape}"
+            f"attributions must have the inputs' shape {tuple(inputs.shape)}, got "
+            f"{tuple(attributions.shape)}"
         )
 
 
@@ -89,12 +90,9 @@ def _check_ratios(ratios: Sequence[float]) -> list[float]:
 
 
 def _labels(target, n: int, device: torch.device) -> Tensor:
-    t = torch.as_tensor(target, device=device).long().reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ConfigError(f"target has {t.numel()} entries but there are {n} images")
-    return t
+    if target is None:
+        raise TypeError(f"target: expected a class index or {n} class indices, got None")
+    return check_target(target, n, "target", device)
 
 
 def _replace(flat: Tensor, index: Tensor) -> Tensor:
@@ -123,8 +121,10 @@ def insertion_deletion(
         ratios: fractions q of the elements replaced, each in (0, 1).
         batch_size: most perturbed images per forward pass.
     """
+    check_model(forward_func, "forward_func")
     _check_pair(inputs, attributions)
     qs = _check_ratios(ratios)
+    batch_size = check_int(batch_size, "batch_size")
     n = inputs.shape[0]
     labels = _labels(target, n, inputs.device)
     flat = inputs.detach().reshape(n, -1)
@@ -171,7 +171,8 @@ def diffid(
 def _normalised_magnitude(attributions: Tensor) -> Tensor:
     """(N, C, H, W) or (N, H, W) -> (N, H*W) float64: sum_c |a_c|, divided by its max per image
     (an all-zero map stays zero)."""
-    a = attributions.detach().to(torch.float64)
+    a = check_images(attributions, "attributions", batched=False, unit_range=False)
+    a = a.detach().to(torch.float64)
     if a.dim() == 4:
         a = a.abs().sum(dim=1)
     elif a.dim() != 3:

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from rankrobust.data.sets import ImageSet
+from rankrobust.inputs import check_images, check_int, check_number
 
 
 class TensorBatches(Dataset):
@@ -130,7 +131,12 @@ def batch_loader(
 
 
 def random_crop_flip(x: torch.Tensor, padding: int = 4, generator=None) -> torch.Tensor:
-    """Batched augmentation on the device: reflect-pad, random crop back to size, random flip."""
+    """Batched augmentation on the device: reflect-pad, random crop back to size, random flip.
+
+    x: (N, C, H, W) floats (type, dtype and shape checked, not the values: no device sync);
+    padding: an integer >= 0."""
+    check_images(x, "x", unit_range=False, values=False)
+    padding = check_int(padding, "padding", 0)
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4, mode="reflect")
     dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
@@ -156,6 +162,9 @@ def random_brightness_contrast(
     additive shift that can go below 0 is what lets a natural model see H_k(x) as a dark image
     with the same fine detail rather than a new kind of input. x: (N, C, H, W); brightness >= 0,
     contrast in [0, 1]; both 0: x itself."""
+    check_images(x, "x", unit_range=False, values=False)
+    brightness = check_number(brightness, "brightness", low=0)
+    contrast = check_number(contrast, "contrast", low=0, high=1)
     if brightness == 0 and contrast == 0:
         return x
     n, ones = x.shape[0], (1, 1, 1)

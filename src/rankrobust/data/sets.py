@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rankrobust.inputs import check_int
+
 CIFAR10_CLASSES = (
     "airplane",
     "automobile",
@@ -59,6 +61,9 @@ def synthetic_sets(
     feature, smaller than a typical eps). Natural training can lean on Q; adversarial training
     with eps > a_n cannot, which mirrors the paper's story at toy scale.
     """
+    for name, value in {"n_train": n_train, "n_test": n_test, "num_classes": num_classes,
+                        "image_size": image_size, "channels": channels}.items():  # fmt: skip
+        check_int(value, name, 1)
     g = torch.Generator().manual_seed(seed)
     grid = torch.linspace(0, 1, image_size)
     freq = torch.randint(1, 3, (num_classes, 2), generator=g).float()

@@ -1,7 +1,8 @@
 """Sweep summaries: which jobs of a multirun finished, which failed and why (sweep_summary.json).
 
-Jobs are found by their `.hydra/overrides.yaml` at any depth below the sweep folder, so a job
-folder nested by a '/' in an override value (older runs) is still listed.
+Jobs are the run folders below the sweep folder (run_folders.find_run_dirs: any depth, links
+followed once), so a job folder nested by a '/' in an override value (older runs) or written
+without `.hydra/` (hydra.output_subdir=null) is still listed.
 """
 
 from __future__ import annotations
@@ -12,28 +13,41 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rankrobust.results import FILENAME
+from rankrobust.run_folders import find_run_dirs
 
 SUMMARY = "sweep_summary.json"
 
 
+def _overrides(job_dir: Path) -> list[str]:
+    """The job's command-line overrides (.hydra/overrides.yaml; [] when absent or unreadable)."""
+    try:
+        overrides = OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
+    except Exception:  # noqa: BLE001 - absent, empty or broken: the job is still listed
+        return []
+    return [str(o) for o in overrides] if isinstance(overrides, ListConfig) else []
+
+
 def summarize_sweep(sweep_dir: str | Path) -> dict:
-    """Read every job folder of a sweep (those with .hydra/overrides.yaml) into one summary."""
+    """Read every job folder of a sweep (run_folders.find_run_dirs: a .hydra/ folder or a
+    metrics.json at any depth) into one summary."""
     sweep_dir = Path(sweep_dir)
     jobs = []
-    for job_dir in sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")):
-        overrides = [str(o) for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")]
+    for job_dir in find_run_dirs([sweep_dir]):
         entry: dict[str, Any] = {
-            "job": str(job_dir.relative_to(sweep_dir)),
+            "job": job_dir.relative_to(sweep_dir).as_posix(),
             "dir": str(job_dir),
-            "overrides": overrides,
+            "overrides": _overrides(job_dir),
         }
         try:
             m = json.loads((job_dir / FILENAME).read_text())
         except (OSError, ValueError):
             m = {"status": "missing", "error": "no metrics.json: the job died before it started"}
+        if not isinstance(m, dict):
+            what = type(m).__name__
+            m = {"status": "invalid", "error": f"{FILENAME} holds {what}, not an object"}
         if m.get("status") == "running":
             m["error"] = m.get("error") or "still running, or killed before it finished"
         entry.update(

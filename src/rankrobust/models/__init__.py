@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_int, check_model
 from rankrobust.models.architectures import (  # noqa: F401  (the public names stay here)
     PatchWhitening,
     PreActBlock,
@@ -73,7 +74,14 @@ class Normalize(nn.Module):
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every module of ``model`` in eval mode; restore each module's own mode afterwards."""
+    """Put every module of ``model`` in eval mode; restore each module's own mode afterwards.
+
+    A plain function of images has no modes (left as is); anything not callable is a TypeError
+    naming ``model``."""
+    check_model(model)
+    if not isinstance(model, nn.Module):
+        yield model
+        return
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -86,7 +94,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 # --------------------------------------------------------------------------- factories
 
 
+def _sizes(**sizes: object) -> None:
+    """The architectures' integer sizes (num_classes, in_channels, width, ...) are >= 1."""
+    for name, value in sizes.items():
+        check_int(value, name, 1)
+
+
 def small_cnn(num_classes: int, in_channels: int = 3, width: int = 32) -> nn.Module:
+    _sizes(num_classes=num_classes, in_channels=in_channels, width=width)
     return SmallCNN(num_classes, in_channels, width)
 
 
@@ -98,10 +113,12 @@ def resnet_small(
     whiten: bool = False,
     whiten_eps: float = 5e-4,
 ) -> nn.Module:
+    _sizes(num_classes=num_classes, in_channels=in_channels, width=width)
     return ResNetSmall(num_classes, in_channels, width, logit_scale, whiten, whiten_eps)
 
 
 def preact_resnet18(num_classes: int, in_channels: int = 3) -> nn.Module:
+    _sizes(num_classes=num_classes, in_channels=in_channels)
     return PreActResNet18(num_classes, in_channels)
 
 
@@ -112,6 +129,7 @@ def wide_resnet(
     widen_factor: int = 10,
     drop_rate: float = 0.0,
 ) -> nn.Module:
+    _sizes(num_classes=num_classes, in_channels=in_channels, widen_factor=widen_factor)
     return WideResNet(num_classes, in_channels, depth, widen_factor, drop_rate)
 
 

@@ -1,7 +1,8 @@
 """Many runs -> one table: `python -m rankrobust.reporting.collect <runs dir> [--out DIR]`.
 
 Every `metrics.json` under the given folders (single runs under outputs/runs/..., multirun jobs
-under outputs/multirun/..., searched recursively) becomes one row; a Hydra job folder (one with
+under outputs/multirun/..., searched recursively by run_folders.find_run_dirs: links followed,
+each run once) becomes one row; a Hydra job folder (one with
 a `.hydra/` folder) without a metrics.json becomes a row with status "missing", so failed,
 unfinished and never-started jobs stay visible. Statuses: ok, partial (some
 analyses missing, accuracies present), interrupted, failed, running, missing, invalid (an
@@ -15,34 +16,27 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rankrobust.results import FILENAME, IDENTITY_KEYS, read_metrics, row_kind, run_identity
+from rankrobust.results import (
+    FILENAME,
+    IDENTITY_KEYS,
+    read_metrics,
+    row_kind,
+    run_folder_of,
+    run_identity,
+)
+from rankrobust.run_folders import find_run_dirs
 
 __all__ = ["collect", "collect_for_cli", "find_run_dirs", "main", "read_run", "write_table"]
 
-# Folders never holding a run (skipped while walking; big and slow to walk).
-_SKIP = {"wandb", "checkpoints", "csv", "lightning_logs", ".hydra", "__pycache__", "figures"}
+# Row fields the reader sets from where the run is, never from the file (a copied run's or a
+# newer version's metrics.json may hold keys of these names).
+_READER_KEYS = ("run_dir", "group", "rig_npz", "schema", "command")
 BASE_COLUMNS = ("run_dir", "group", "status", "error", "kind", "clean_acc", "robust_acc")
-
-
-def find_run_dirs(roots: Iterable[str | Path]) -> list[Path]:
-    """Folders under `roots` that hold a metrics.json or a `.hydra/` folder (sorted, unique)."""
-    found: set[Path] = set()
-    for root in roots:
-        root = Path(root)
-        if not root.exists():
-            continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath)
-            if FILENAME in filenames or ".hydra" in dirnames:
-                found.add(here)
-            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP)
-    return sorted(found)
 
 
 def _hydra_plain(run_dir: Path) -> dict | None:
@@ -112,11 +106,7 @@ def read_run(run_dir: str | Path) -> dict:
         row["config"] = _hydra_config(run_dir)
         return _finish(row)
     row.update(
-        {
-            k: v
-            for k, v in metrics.items()
-            if k not in ("run_dir", "schema", "command") and not k.startswith("_")
-        }
+        {k: v for k, v in metrics.items() if k not in _READER_KEYS and not k.startswith("_")}
     )
     row["status"] = metrics.get("status", "ok")
     row["rig_npz"] = str(run_dir / "rig.npz") if (run_dir / "rig.npz").is_file() else None
@@ -207,7 +197,7 @@ def collect_for_cli(roots: Sequence[str | Path], out: str | Path, prog: str) -> 
     replaced by an empty table): every runs folder exists, `out` is not a file, and at least
     one run folder was found.
     """
-    missing = [str(r) for r in roots if not Path(r).exists()]
+    missing = [str(r) for r in roots if not run_folder_of(r).exists()]
     if missing:
         _refuse(
             prog,
