@@ -192,3 +192,12 @@ def test_unknown_counts_are_said_and_no_point_is_cut_off(tmp_path, monkeypatch):
     assert "n unknown" in fig.legends[0].get_texts()[0].get_text()
     assert fig.axes[1].get_ylim()[1] > 0.9 / 0.7
     plt.close(fig)
+
+
+def test_figures_with_images_that_do_not_exist_is_exit_2_naming_them(tmp_path, capsys):
+    missing = tmp_path / "no-such.tar.gz"
+    with pytest.raises(SystemExit) as stop:
+        figures.main([str(tmp_path), "--out", str(tmp_path / "figs"), "--images", str(missing)])
+    assert stop.value.code == 2
+    assert f"--images {missing}: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "figs").exists()  # refused before any work

@@ -86,6 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=FIGURES, help="draw only these figures")
     parser.add_argument("--images", default=None, help="tarball/ImageFolder for rank-examples")
     args = parser.parse_args(argv)
+    if args.images is not None and not Path(args.images).exists():
+        parser.error(  # exit 2, before any figure is drawn
+            f"--images {args.images}: no such file or folder. Give a tarball or an image-folder "
+            "root (the CIFAR-10 copy: ../shared/data/cifar10-jpeg.tar.gz), or leave --images out "
+            "to draw the image figures from synthetic images."
+        )
     out = Path(args.out)
     rows = collect_for_cli(args.runs, out, "figures")
     write_table(rows, out)
