@@ -55,7 +55,7 @@ def pytest_configure(config):
 
 def pytest_sessionfinish(session, exitstatus):
     folder, log = session.config.stash[_REACH]
-    seen = sorted(set(Path(log).read_text().split("\n")) - {""}) if os.path.isfile(log) else []
+    seen = sorted(set(Path(log).read_text().splitlines()) - {""}) if os.path.isfile(log) else []
     shutil.rmtree(folder, ignore_errors=True)
     if seen:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

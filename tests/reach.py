@@ -26,9 +26,21 @@ SITE_DIR = Path(__file__).resolve().parent / "reach_site"
 _SYSTEM = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev",
            "/run", "/var/cache/fontconfig", "/var/lib/dpkg")  # fmt: skip
 # Per-user settings the libraries look up for themselves; their absence changes no result.
-_USER_SETTINGS = (".config/matplotlib", ".cache/matplotlib", ".matplotlib", ".cache/fontconfig",
-                  ".fontconfig", ".config/wandb", ".netrc", ".config/pip", ".pydistutils.cfg",
-                  ".cache/torch/kernels", ".triton", ".nv")  # fmt: skip
+_USER_SETTINGS = (
+    ".config/matplotlib",
+    ".cache/matplotlib",
+    ".matplotlib",
+    ".cache/fontconfig",
+    ".fontconfig",
+    ".config/wandb",
+    ".netrc",
+    ".config/pip",
+    ".pydistutils.cfg",
+    ".cache/torch/kernels",
+    ".triton",
+    ".nv",
+    ".cache/wandb/logs",
+)  # fmt: skip (W&B links each run's debug-core.log there)
 
 
 def allowed_roots() -> tuple[str, ...]:
@@ -78,8 +90,9 @@ class Recorder:
             if path not in self.seen and os.path.exists(path) and outside(path, self.roots):
                 self.seen.add(path)
                 if self.log:
+                    real = os.path.realpath(path)
                     with open(self.log, "a", encoding="utf-8") as out:
-                        out.write(path + "\n")
+                        out.write(path + ("" if real == path else f" -> {real}") + "\n")
         finally:
             self._busy = False
 
