@@ -16,6 +16,7 @@ import pytest
 import torch
 from helpers import FAST, make_cfg, run_cli
 
+from rankrobust import results
 from rankrobust.errors import ConfigError
 from rankrobust.models import build_model
 from rankrobust.models.checkpoints import LAYOUTS, load_weights, read_checkpoint
@@ -290,3 +291,49 @@ def test_lightning_module_state_dict_through_the_cli(tmp_path):
                    "dataset.n_test=32", "eval.n_robust=8", "attack.eval.steps=1",
                    "sweep.enabled=false")  # fmt: skip
     assert task.run(cfg, tmp_path / "run")["status"] == "ok"
+
+
+# --------------------------------------------------------------------------- closing lines
+
+
+def _model_line(output: str) -> str:
+    return next(ln for ln in output.splitlines() if ln.strip().startswith("model: "))
+
+
+def test_closing_line_says_loaded_weights_only_for_weights_from_a_file(tmp_path):
+    quick = [*FAST, "trainer.max_epochs=1", "dataset.n_train=200", "dataset.n_test=64",
+             "eval.n_robust=8", "attack.eval.steps=1", "sweep.enabled=false"]  # fmt: skip
+    trained = run_cli(*quick, "hydra.run.dir=trained", cwd=tmp_path, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    line = _model_line(trained.stdout + trained.stderr)
+    assert "loaded weights" not in line and "natural training" in line, line
+
+    ckpt = tmp_path / "trained" / "checkpoints" / "last.ckpt"
+    evaluated = run_cli(*quick, "train=false", f"model.checkpoint={ckpt}", "model.kind=natural",
+                        "hydra.run.dir=eval", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "loaded weights (natural)" in _model_line(evaluated.stdout + evaluated.stderr)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "said"),
+    [
+        ({"train": True, "attack": {"name": "pgd_linf", "train": {"name": "pgd_linf",
+          "eps": 8 / 255}}, "model": {"name": "small_cnn"}},
+         "adversarial training (Linf 8/255)"),
+        ({"train": True, "attack": {"name": "none", "train": None},
+          "model": {"name": "resnet50", "pretrained": "imagenet"}},
+         "natural training, from loaded weights"),
+        ({"train": False, "model": {"name": "small_cnn", "checkpoint": "random"}},
+         "random weights (model.checkpoint=random)"),
+        ({"train": False, "model": {"name": "small_cnn", "checkpoint": "x.pt", "kind": "robust",
+          "threat": {"norm": "l2", "eps": 3.0}}}, "loaded weights (robust, L2 3)"),
+    ],
+)  # fmt: skip
+def test_the_model_line_says_where_the_weights_came_from(cfg, said):
+    metrics = results.base_record(cfg, "run", None, "run.py")
+    assert results.model_line(metrics).split(", ", 1)[1] == said
+    assert results.model_kind(cfg).description == said
+    older = {**metrics, "config": {k: v for k, v in metrics["config"].items()
+                                   if k not in ("train", "weights")}}  # fmt: skip
+    assert results.model_line(older).split(", ", 1)[1] == said  # from resolved_config

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.identity import RANDOM_WEIGHTS  # noqa: F401  (model.checkpoint=random)
 from rankrobust.inputs import check_int, check_model
 from rankrobust.models.architectures import (  # noqa: F401  (the public names stay here)
     PatchWhitening,
@@ -211,9 +212,6 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 # Models that take [0, 1] pixels and normalise inside (RobustBench): no Normalize in front.
 NORMALIZES_INSIDE: frozenset[str] = frozenset({"robustbench"})
-
-
-RANDOM_WEIGHTS = "random"  # model.checkpoint=random: evaluate untrained weights on purpose
 
 
 def build_model(
