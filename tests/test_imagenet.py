@@ -8,6 +8,7 @@ written from (MadryLab: behind the file's own normaliser, as robustness' model d
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -244,7 +245,7 @@ def test_robustbench_extra_imports_offline_and_loads_a_local_file(tmp_path):
     assert "inside the model" in model.normalization["source"]
 
 
-def test_robustbench_wrong_cached_file_error_is_whole_and_gives_no_download_advice(tmp_path):
+def test_robustbench_wrong_cached_file_error_names_keys_and_gives_no_download_advice(tmp_path):
     _robustbench()
     cached = tmp_path / "cifar10" / "Linf" / "Wong2020Fast.pt"
     cached.parent.mkdir(parents=True)
@@ -253,5 +254,6 @@ def test_robustbench_wrong_cached_file_error_is_whole_and_gives_no_download_advi
         build_model("robustbench", 10, MEAN, STD, name_rb="Wong2020Fast", model_dir=str(tmp_path))
     text = str(err.value)
     assert str(cached) in text and "does not fit" in text
-    assert "Missing key(s)" in text and "size mismatch for conv1.weight" in text  # all of it
+    assert re.search(r"missing keys \[.*\] \(\d+ in all\)", text)  # a few of each, counted
+    assert "shape mismatch at conv1.weight: checkpoint (64, 3, 7, 7)" in text
     assert "fetch" not in text and "network" not in text

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 # A run's identity: what it trained and evaluated. The one definition, read by the task (which
@@ -68,6 +68,9 @@ def _select(cfg: dict, dotted: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+RANDOM_WEIGHTS = "random"  # model.checkpoint=random: evaluate untrained weights on purpose
 
 
 def model_weights(cfg: dict) -> str | None:
@@ -187,11 +190,18 @@ ROBUSTBENCH_EPS = {
 @dataclass(frozen=True)
 class Kind:
     """What kind of model a run evaluated: "natural", "robust" (with its threat model) or
-    "unknown" (loaded weights nobody declared), and where that came from (`source`)."""
+    "unknown" (loaded weights nobody declared), and where that came from (`source`).
+
+    trained: whether the run trained the model (None: not known, older rows); weights: where
+    weights were loaded from before that (`model_weights`: "checkpoint:<path>", "robustbench:…",
+    "torchvision:…"; None: none loaded, the network starts from its random initialisation).
+    """
 
     kind: str
     threat: dict | None = None  # {"norm": "linf" | "l2", "eps": float} for robust models
     source: str = ""  # "training attack", "model.kind", "RobustBench entry", "attack name"
+    trained: bool | None = None
+    weights: str | None = None
 
     @property
     def threat_label(self) -> str | None:
@@ -200,11 +210,20 @@ class Kind:
 
     @property
     def description(self) -> str:
-        """'natural training', 'adversarial training (Linf 8/255)', 'loaded weights (robust,
-        Linf 4/255)', 'loaded weights (kind unknown: set model.kind)'."""
-        if self.source == "training attack" or self.source == "attack name":
+        """'natural training', 'adversarial training (Linf 8/255)' (', from loaded weights' when
+        training started from a file's), 'loaded weights (robust, Linf 4/255)', 'loaded weights
+        (kind unknown: set model.kind)', 'random weights (model.checkpoint=random)'. "loaded
+        weights" is said only of weights read from a file (or RobustBench's, torchvision's)."""
+        random = self.weights == f"checkpoint:{RANDOM_WEIGHTS}"
+        trained = self.trained
+        if trained is None:  # rows without the train flag: as their kind's source says
+            trained = self.source in ("training attack", "attack name")
+        if trained:
             how = f" ({self.threat_label})" if self.threat_label else ""
-            return "natural training" if self.kind == "natural" else f"adversarial training{how}"
+            line = "natural training" if self.kind == "natural" else f"adversarial training{how}"
+            return line + (", from loaded weights" if self.weights and not random else "")
+        if random:
+            return f"random weights (model.checkpoint={RANDOM_WEIGHTS})"
         if self.kind == "unknown":
             return "loaded weights (kind unknown: set model.kind=natural|robust)"
         how = f", {self.threat_label}" if self.threat_label else ""
@@ -231,6 +250,14 @@ def _threat(norm: Any, eps: Any) -> dict | None:
 
 
 def model_kind(cfg: dict) -> Kind:
+    """The one rule for "what kind of model is this run" (`_declared_kind`), with whether the
+    run trained it and where its weights were loaded from (`model_weights`)."""
+    train = cfg.get("train", True)
+    trained = bool(train or train is None)
+    return replace(_declared_kind(cfg), trained=trained, weights=model_weights(cfg))
+
+
+def _declared_kind(cfg: dict) -> Kind:
     """The one rule for "what kind of model is this run" from its resolved config (plain dict).
 
     - Trained in the run (``train`` true): robust when trained with an attack
@@ -281,6 +308,15 @@ def arch_family(cfg: dict) -> str | None:
 
 
 def row_kind(row: dict) -> Kind:
+    """`_row_kind`, with the run's train flag and weights from its identity (else from its
+    resolved config; unknown for rows with neither)."""
+    config, resolved = row.get("config") or {}, row.get("resolved_config") or {}
+    train = config.get("train", resolved.get("train"))
+    weights = config["weights"] if "weights" in config else model_weights(resolved)
+    return replace(_row_kind(row), trained=None if train is None else bool(train), weights=weights)
+
+
+def _row_kind(row: dict) -> Kind:
     """A metrics.json (or collect row)'s kind: its own fields (written since `model_kind`),
     else, for older files, the attack name as before: robust unless none."""
     if row.get("kind"):

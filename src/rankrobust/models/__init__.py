@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.identity import RANDOM_WEIGHTS  # noqa: F401  (model.checkpoint=random)
 from rankrobust.inputs import check_int, check_model
 from rankrobust.models.architectures import (  # noqa: F401  (the public names stay here)
     PatchWhitening,
@@ -174,13 +175,15 @@ def robustbench(
     model_dir: str = "models",
     arch: str | None = None,
     architecture_only: bool = False,
+    checkpoint: str | None = None,
 ) -> nn.Module:
     """A RobustBench model zoo model (optional extra); it normalises its inputs itself.
 
     ``arch`` only names the architecture family for reports (e.g. resnet50 for
     Salman2020Do_R50, so it pairs with torchvision's natural ResNet-50); it does not change the
-    network. ``architecture_only`` builds the zoo entry's network without its weights (they
-    come from ``model.checkpoint``)."""
+    network. ``checkpoint``: a file of the entry's weights, read as RobustBench reads its cache
+    (strictly: `rankrobust.models.external.robustbench_model`). ``architecture_only`` builds
+    the zoo entry's network with random weights (``model.checkpoint=random``)."""
     from rankrobust.models.external import ROBUSTBENCH_CLASSES, robustbench_model
 
     expected = ROBUSTBENCH_CLASSES.get(rb_dataset)
@@ -190,7 +193,9 @@ def robustbench(
             f"{num_classes}: pick the dataset that matches model.rb_dataset (dataset=cifar10 or "
             "image_folder for cifar10, dataset=imagenet for imagenet)."
         )
-    return robustbench_model(name_rb, rb_dataset, threat_model, model_dir, architecture_only)
+    return robustbench_model(
+        name_rb, rb_dataset, threat_model, model_dir, architecture_only, checkpoint
+    )
 
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
@@ -207,9 +212,6 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 # Models that take [0, 1] pixels and normalise inside (RobustBench): no Normalize in front.
 NORMALIZES_INSIDE: frozenset[str] = frozenset({"robustbench"})
-
-
-RANDOM_WEIGHTS = "random"  # model.checkpoint=random: evaluate untrained weights on purpose
 
 
 def build_model(
@@ -246,7 +248,8 @@ def build_model(
     normalize = Normalize(mean, std)
     factory = _REGISTRY[name]
     params = inspect.signature(factory).parameters
-    accepted = [p for p in params if p not in ("num_classes", "in_channels", "architecture_only")]
+    internal = ("num_classes", "in_channels", "architecture_only", "checkpoint")
+    accepted = [p for p in params if p not in internal]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ConfigError(
@@ -255,8 +258,11 @@ def build_model(
         )
     if kind not in (None, "natural", "robust", "unknown"):
         raise ConfigError(f"model.kind={kind!r}: use natural, robust or unknown.")
-    if name == "robustbench" and checkpoint:  # the zoo's network; the weights from the file
+    own_loader = "checkpoint" in params  # the factory reads the file its own way (RobustBench)
+    if own_loader and checkpoint == RANDOM_WEIGHTS:
         kwargs["architecture_only"] = True
+    elif own_loader and checkpoint:
+        kwargs["checkpoint"] = checkpoint
     net = factory(num_classes=num_classes, in_channels=normalize.mean.shape[1], **kwargs)
     source = {
         "source": "dataset.mean / dataset.std",
@@ -268,7 +274,7 @@ def build_model(
         source = {"source": "inside the model (RobustBench's own)", "mean": None, "std": None}
     model = nn.Sequential(OrderedDict(normalize=normalize, net=net))
     model.normalization = source
-    if checkpoint and checkpoint != RANDOM_WEIGHTS:
+    if checkpoint and checkpoint != RANDOM_WEIGHTS and not own_loader:
         from rankrobust.models.checkpoints import load_weights
 
         load_weights(model, checkpoint)

@@ -8,6 +8,8 @@ cannot place is named in a ConfigError; a duplicate copy is checked equal before
     state_dict    a plain state dict of the network, e.g. torchvision's resnet50-*.pth
     dataparallel  the same with nn.DataParallel / DDP's "module." prefix
     lightning     a Lightning checkpoint of another module: {"state_dict": {"model.*"|"net.*"}}
+    module_state  this project's LightningModule saved bare, torch.save(module.state_dict()):
+                  {"model.normalize.*", "model.net.*"} with no "state_dict" around it
     wrapped       {"state_dict" | "model_state_dict": ...} without those prefixes (RobustBench
                   files and most research code)
     madrylab      MadryLab `robustness` files: {"model": {"module.model.*",
@@ -37,6 +39,7 @@ LAYOUTS = {
     "state_dict": "a plain state dict of the network (torchvision layout)",
     "dataparallel": "a DataParallel / DDP state dict ('module.' prefix)",
     "lightning": "a Lightning checkpoint ('state_dict' with a 'model.' or 'net.' prefix)",
+    "module_state": "this project's LightningModule state dict ('model.' prefix, unwrapped)",
     "wrapped": "a checkpoint dict holding 'state_dict' / 'model_state_dict' (RobustBench style)",
     "madrylab": "a MadryLab robustness checkpoint (module.model.*, its own normaliser)",
 }
@@ -72,7 +75,7 @@ _UNSAFE_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNO
 _TORCH_ADVICE = ("weights only load failed", "weights_only", "check the documentation")
 
 
-def _reason(err: Exception) -> str:
+def load_error_reason(err: Exception) -> str:
     """The first line of torch's message that gives the reason, not its generic advice."""
     text = str(err)
     if "WeightsUnpickler error:" in text:
@@ -82,7 +85,7 @@ def _reason(err: Exception) -> str:
 
 
 def _corrupt(p: Path, err: Exception) -> ConfigError:
-    first = _reason(err)[:200]
+    first = load_error_reason(err)[:200]
     return ConfigError(
         f"model.checkpoint '{p}' is corrupt, truncated or not a file written by torch.save "
         f"({type(err).__name__}: {first}). Re-copy it, or re-run training to write a fresh "
@@ -146,6 +149,52 @@ def _unplaced(p: Path, keys: list[str], layout: str) -> ConfigError:
     )
 
 
+@dataclass(frozen=True)
+class KeyFit:
+    """How a state dict fits a model's: the model's keys the file lacks (`missing`), the file's
+    keys the model has no place for (`unexpected`), and (key, file shape, model shape) for each
+    key whose shapes differ (`shapes`)."""
+
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    shapes: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.shapes)
+
+    def describe(self, shown: int = 5) -> str:
+        """'missing keys [...] (320 in all); unexpected keys [...] (2 in all); shape mismatch at
+        fc.weight: checkpoint (5, 128) vs model (10, 128) (1 in all)': a few of each, counted."""
+        parts = []
+        for what, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if keys:
+                parts.append(f"{what} keys {list(keys[:shown])} ({len(keys)} in all)")
+        if self.shapes:
+            shapes = [f"{k}: checkpoint {f} vs model {m}" for k, f, m in self.shapes[:3]]
+            parts.append(f"shape mismatch at {'; '.join(shapes)} ({len(self.shapes)} in all)")
+        return "; ".join(parts)
+
+
+def key_fit(own: dict[str, torch.Tensor], state: dict, optional: tuple[str, ...] = ()) -> KeyFit:
+    """The one rule for "these weights fit this model": every key of `own` (a model's state
+    dict) comes from `state` with its shape, and every key of `state` has a place in `own`.
+
+    Not counted as missing: BatchNorm's step counter (num_batches_tracked, absent from old files
+    and unused at evaluation) and the keys in `optional` (constants the model's constructor sets).
+    A value of `state` that is not a tensor counts as unexpected.
+    """
+    missing = tuple(k for k in own if k not in state
+                    and not k.endswith("num_batches_tracked") and k not in optional)  # fmt: skip
+    unexpected = tuple(k for k in state if k not in own or not isinstance(state[k], torch.Tensor))
+    shapes = tuple(
+        (k, tuple(state[k].shape), tuple(own[k].shape))
+        for k in own
+        if isinstance(state.get(k), torch.Tensor) and state[k].shape != own[k].shape
+    )
+    return KeyFit(missing, unexpected, shapes)
+
+
 def _strip(state: dict, prefix: str) -> dict:
     return {k[len(prefix) :]: v for k, v in state.items()}
 
@@ -185,6 +234,14 @@ def _madrylab(p: Path, state: dict) -> Checkpoint:
     )  # fmt: skip
 
 
+def _module_state(state: dict) -> bool:
+    """RobustClassifier.state_dict(): every key under its "model." (build_model's model:
+    model.net.*, and model.normalize.* unless the network normalises inside)."""
+    return any(k.startswith("model.net.") for k in state) and all(
+        k.startswith("model.") for k in state
+    )
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint of any layout of `LAYOUTS` (weights only, never pickled code).
 
@@ -206,6 +263,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     layout = "state_dict"
     if all(k.startswith("module.") for k in state):
         state, layout = _strip(state, "module."), "dataparallel"
+    if container is None and _module_state(state):
+        return Checkpoint(_strip(state, "model."), "module_state", str(p))
     if container is not None:
         layout = "wrapped"
         for prefix in ("model.", "net."):  # RobustClassifier.model / a module's self.net
@@ -242,25 +301,11 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     own = model.state_dict()
     if not set(state) & set(own) and isinstance(model, nn.Sequential) and len(model) == 2:
         target, own = model[1], model[1].state_dict()
-    # BatchNorm's step counter is absent from old checkpoints (and unused at evaluation).
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}")
-        if shapes:
-            k = shapes[0]
-            parts.append(
-                f"shape mismatch at {k}: checkpoint {tuple(state[k].shape)} vs model "
-                f"{tuple(own[k].shape)}"
-            )
+    fit = key_fit(own, state)
+    if not fit.ok:
         raise ConfigError(
             f"model.checkpoint '{path}' ({ckpt.description}) does not fit the model: "
-            f"{'; '.join(parts)}. Check that model=… (and model.arch) and dataset.num_classes "
+            f"{fit.describe()}. Check that model=… (and model.arch) and dataset.num_classes "
             "match the network that wrote the checkpoint."
         )
     target.load_state_dict(state, strict=False)
