@@ -178,7 +178,8 @@ SAVED = {"seed": 0, "optim": {"lr": 0.1, "momentum": 0.9}, "model": {"_target_":
 
 
 def test_compare_keeps_the_runs_values_for_settings_not_given():
-    now = {"seed": 0, "optim": {"lr": 0.1, "momentum": 0.8, "new": 1}, "model": {"_target_": "a.C", "w": 4}}  # fmt: skip
+    now = {"seed": 0, "optim": {"lr": 0.1, "momentum": 0.8, "new": 1}}
+    now["model"] = {"_target_": "a.C", "w": 4}
     changes = resume.compare(SAVED, now, given=lambda key: False)
     assert changes.refused == [] and changes.kept == {"optim.momentum": 0.9}
     assert changes.added == ["optim.new"] and changes.removed == []  # _target_: the current one

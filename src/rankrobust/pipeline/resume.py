@@ -185,12 +185,12 @@ def check(job: JobInfo, config: dict, last: Path) -> Changes:
     changes = compare(saved.config, config, given)
     if changes.refused:
         shown = "; ".join(changes.refused[:6]) + (" ..." if len(changes.refused) > 6 else "")
-        keep = f"run its stored command: {saved.command}" if saved.command else "drop them"
+        keep = f" (or run its stored command: {saved.command})" if saved.command else ""
         raise ConfigError(
             f"resume=true in '{job.run_dir}' changes settings of the run it holds (saved -> "
             f"now): {shown}. A resumed run continues the same training with its own settings "
             f"(saved in {saved.source.name}), and nothing in the folder was changed. To continue "
-            f"it, drop those overrides or {keep}; to train with the new settings (a longer "
+            f"it, drop those overrides{keep}; to train with the new settings (a longer "
             f"schedule too), start a new run in another folder: {fresh}"
         )
     return changes
