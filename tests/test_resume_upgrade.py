@@ -194,6 +194,12 @@ def test_compare_refuses_settings_given_and_names_removed_ones():
     assert strict.refused == ["model.w: 4 -> 8", "seed: 0 -> 3"]
 
 
+def test_an_int_and_a_float_of_one_value_differ():
+    saved = {"trainer": {"limit_train_batches": 1, "ranks": [1, 2]}}
+    now = {"trainer": {"limit_train_batches": 1.0, "ranks": [1, 2]}}  # a batch vs the epoch
+    assert resume.compare(saved, now, None).refused == ["trainer.limit_train_batches: 1 -> 1.0"]
+
+
 def test_a_value_that_became_a_group_is_a_difference_not_an_addition():
     changes = resume.compare({"attack": {"train": None}}, {"attack": {"train": {"eps": 1}}}, None)
     assert changes.refused == ["attack.train: None -> {'eps': 1}"] and changes.added == []

@@ -63,6 +63,16 @@ def _left_out(key: str) -> bool:
     return any(key == p or key.startswith(p + ".") for p in LEAVE_OUT)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of one type: 1 and 1.0 differ (Lightning reads limit_train_batches=1 as one
+    batch, 1.0 as the whole epoch), so do True and 1."""
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
 def compare(saved: dict, now: dict, given: Callable[[str], bool] | None) -> Changes:
     """Apply the module's rule to two resolved configs (nested dicts). `given(key)` says whether
     this command line set a dotted key; None: every key counts as given."""
@@ -85,7 +95,7 @@ def compare(saved: dict, now: dict, given: Callable[[str], bool] | None) -> Chan
                     out.added.append(key)
             elif isinstance(old[name], dict) and isinstance(new[name], dict):
                 walk(old[name], new[name], key + ".")
-            elif old[name] != new[name]:
+            elif not _same(old[name], new[name]):
                 if is_given(key):
                     out.refused.append(f"{key}: {old[name]!r} -> {new[name]!r}")
                 elif name != "_target_":
