@@ -1,9 +1,11 @@
-"""Resume never loses a finished record (issue 19.1): every refused or failed resume, and a kill
-during one, leaves the folder's ok record and its accuracies as they were."""
+"""Resume never loses a record: every refused or failed resume, and a kill during one, leaves the
+folder's ok / partial / interrupted record and its accuracies as they were; an ok run is not
+resumed (nothing left to run)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import pytorch_lightning as pl
@@ -24,6 +26,15 @@ def finished(tmp_path_factory):
     return run_dir, (run_dir / "metrics.json").read_text()
 
 
+def _as(finished, tmp_path, status: str):
+    """A copy of the finished run whose metrics.json says `status`, and that text."""
+    run_dir = tmp_path / status
+    shutil.copytree(finished[0], run_dir)
+    record = json.loads(finished[1])
+    (run_dir / "metrics.json").write_text(json.dumps({**record, "status": status}))
+    return run_dir, (run_dir / "metrics.json").read_text()
+
+
 @pytest.mark.parametrize(
     ("override", "named"),
     [
@@ -33,25 +44,33 @@ def finished(tmp_path_factory):
         ("seed=3", "seed"),
     ],
 )
-def test_resume_with_other_settings_is_refused_and_keeps_the_record(finished, override, named):
-    run_dir, before = finished
+def test_resume_with_other_settings_is_refused_and_keeps_the_record(
+    finished, tmp_path, override, named
+):
+    run_dir, before = _as(finished, tmp_path, "interrupted")
     with pytest.raises(ConfigError, match=rf"{named}: .* -> "):
         task.run(make_cfg(*BASE, "rank=8", override, "resume=true"), run_dir)
     assert (run_dir / "metrics.json").read_text() == before
 
 
-def test_a_truncated_checkpoint_is_refused_before_any_work(tmp_path):
-    metrics = task.run(make_cfg(*BASE), tmp_path)
-    last = tmp_path / "checkpoints" / "last.ckpt"
-    last.write_bytes(last.read_bytes()[:1000])
-    before = (tmp_path / "metrics.json").read_text()
-    with pytest.raises(ConfigError, match="cannot be read.*truncated"):
-        task.run(make_cfg(*BASE, "resume=true"), tmp_path)
-    assert (tmp_path / "metrics.json").read_text() == before and metrics["status"] == "ok"
-
-
-def test_a_resumed_run_that_dies_leaves_the_finished_record(finished, monkeypatch):
+def test_an_ok_run_is_not_resumed_and_keeps_the_record(finished):
     run_dir, before = finished
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        task.run(make_cfg(*BASE, "rank=8", "resume=true"), run_dir)
+    assert (run_dir / "metrics.json").read_text() == before
+
+
+def test_a_truncated_checkpoint_is_refused_before_any_work(finished, tmp_path):
+    run_dir, before = _as(finished, tmp_path, "interrupted")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match="cannot be read.*truncated"):
+        task.run(make_cfg(*BASE, "rank=8", "resume=true"), run_dir)
+    assert (run_dir / "metrics.json").read_text() == before
+
+
+def test_a_resumed_run_that_dies_leaves_the_finished_record(finished, tmp_path, monkeypatch):
+    run_dir, before = _as(finished, tmp_path, "partial")  # an analysis failed: rerun them
     seen = {}
 
     def dies(self, *args, **kwargs):
@@ -61,7 +80,7 @@ def test_a_resumed_run_that_dies_leaves_the_finished_record(finished, monkeypatc
     monkeypatch.setattr(pl.Trainer, "fit", dies)
     with pytest.raises(RuntimeError, match="killed"):
         task.run(make_cfg(*BASE, "rank=8", "resume=true"), run_dir)
-    assert seen["status"] == "ok"  # no "running" record over it while it ran (a kill -9)
+    assert seen["status"] == "partial"  # no "running" record over it while it ran (a kill -9)
     assert (run_dir / "metrics.json").read_text() == before  # nor "failed" after
 
 

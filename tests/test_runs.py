@@ -107,6 +107,7 @@ def test_the_checkpoint_folder_comes_from_the_callbacks_config(tmp_path):
     loaded = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
     key = next(k for k in loaded if k.startswith("model."))
     torch.testing.assert_close(run.model.state_dict()[key.removeprefix("model.")], loaded[key])
+    _set_metrics(tmp_path, status="interrupted")  # stopped after its last epoch (an ok run: no)
     resumed = task.run(make_cfg(*over, "resume=true"), tmp_path)  # the finished epoch: no work
     assert resumed["status"] == "ok" and resumed["clean_acc"] == metrics["clean_acc"]
 

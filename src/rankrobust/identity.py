@@ -3,8 +3,7 @@
 - `run_identity(cfg)`: the `IDENTITY_KEYS` of a run from its resolved config, with `setup`, a
   fingerprint of every setting but the seed and `PLUMBING`; runs are seeds of one identity only
   when all of it matches (reporting/claims/grouping.py);
-- `model_kind(cfg)`: the one rule for "natural", "robust" (and its threat model) or "unknown";
-- `resume_differences`: what a resumed run may not change.
+- `model_kind(cfg)`: the one rule for "natural", "robust" (and its threat model) or "unknown".
 """
 
 from __future__ import annotations
@@ -150,19 +149,6 @@ def settings(cfg: dict, leave_out: tuple[str, ...] = PLUMBING) -> dict[str, Any]
 
     walk(cfg, "")
     return flat
-
-
-def resume_differences(saved: dict, new: dict) -> list[str]:
-    """'key: saved -> new' for every setting in which a resumed run's config differs from the one
-    its folder was started with (plumbing aside; seed and rank count): resume refuses them."""
-    keep = ("seed", "rank", "transform.rank", "transform.band", "name")
-    leave_out = tuple(p for p in PLUMBING if p not in keep)
-    old, now = settings(saved, leave_out), settings(new, leave_out)
-    return [
-        f"{k}: {old.get(k)!r} -> {now.get(k)!r}"
-        for k in sorted(set(old) | set(now))
-        if old.get(k) != now.get(k) and k != "name"  # the name follows from the rest
-    ]
 
 
 def setup_fingerprint(cfg: dict) -> str | None:

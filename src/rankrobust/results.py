@@ -52,7 +52,6 @@ from rankrobust.identity import (  # noqa: F401  (re-exported: results is their 
     is_robust,
     model_kind,
     model_weights,
-    resume_differences,
     row_kind,
     run_identity,
     settings,

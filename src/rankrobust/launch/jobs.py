@@ -67,7 +67,43 @@ def config_options(argv: list[str]) -> list[str]:
 def resume_command(job: JobInfo) -> str:
     """`python run.py [--config-dir ...] <this job's overrides> hydra.run.dir=<run_dir>
     resume=true`."""
+    return _command(job, [f"hydra.run.dir={job.run_dir}", "resume=true"])
+
+
+def fresh_command(job: JobInfo) -> str:
+    """`python run.py [--config-dir ...] <this job's overrides>`: the same settings as a new run
+    in a new folder (what a refused resume offers instead)."""
+    return _command(job, [])
+
+
+def _command(job: JobInfo, tail: list[str]) -> str:
     given = job.overrides or tuple(a for a in sys.argv[1:] if "=" in a and not a.startswith("-"))
-    keep = [o for o in given if not o.startswith(("resume=", "hydra.run.dir="))]
-    args = [*config_options(sys.argv[1:]), *keep, f"hydra.run.dir={job.run_dir}", "resume=true"]
+    args = [*config_options(sys.argv[1:]), *own_overrides(given), *tail]
     return " ".join(["python run.py", *(shlex.quote(a) for a in args)])
+
+
+def own_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
+    """The overrides that choose a run's settings: all but where it runs (hydra.run.dir) and
+    whether it resumes."""
+    return [o for o in overrides if not o.startswith(("resume=", "hydra.run.dir="))]
+
+
+def command_overrides(command: str) -> list[str] | None:
+    """The settings overrides of a stored `resume_command` (its `key=value` arguments, less
+    hydra.run.dir and resume), or None when `command` is not one."""
+    try:
+        words = shlex.split(command)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if words[:2] != ["python", "run.py"]:
+        return None
+    options = set(CONFIG_OPTIONS)
+    args, skip = [], False
+    for word in words[2:]:
+        if skip:  # the value of a `--config-dir DIR` option
+            skip = False
+        elif word in options:
+            skip = True
+        elif "=" in word and not word.startswith("-"):
+            args.append(word)
+    return own_overrides(args)

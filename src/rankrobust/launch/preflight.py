@@ -2,6 +2,7 @@
 
 A run or sweep folder that cannot be written, and `launcher=slurm` where SLURM's commands do not
 exist, are one paragraph and exit code 2 instead of a traceback from inside Hydra or submitit.
+A resume keeps the folder's .hydra/ files (`keep_saved_config`).
 """
 
 from __future__ import annotations
@@ -48,11 +49,26 @@ def check_writable(folder: str | Path, key: str) -> None:
         )
 
 
+def keep_saved_config(config: DictConfig) -> None:
+    """resume=true in a folder holding a run: Hydra would rewrite its .hydra/ files (the config
+    and overrides the run was started with) before the task checks anything. They are kept (the
+    run continues with its own settings, pipeline/resume.py; metrics.json records what ran)."""
+    from omegaconf import open_dict, read_write
+
+    subdir = config.hydra.get("output_subdir")
+    if not subdir or config.get("resume") is not True:
+        return
+    if (Path(str(config.hydra.run.dir)) / str(subdir) / "config.yaml").is_file():
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra.output_subdir = None
+
+
 class Preflight(_HydraCallback):
     """on_run_start / on_multirun_start: the output folder, and SLURM's tools for slurm."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_writable(config.hydra.run.dir, "hydra.run.dir")
+        keep_saved_config(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")

@@ -2,7 +2,8 @@
 
 `run(cfg)` is what run.py calls. Its one failure policy (`task_wrapper`): any exception
 leaves metrics.json `failed` with the full config and the error (Ctrl-C: `interrupted` and the
-resume command), W&B is finished, and under the CLI a ConfigError is one paragraph and exit
+resume command), except a resume stopped before it starts (refused: the folder's record stays),
+W&B is finished, and under the CLI a ConfigError is one paragraph and exit
 code 2 (in a multirun the sweep goes on and sweep_summary.json names the job). Outside Hydra
 (tests, notebooks, DDP children) errors are raised.
 """
@@ -28,7 +29,7 @@ from rankrobust.errors import ConfigError, StorageError, as_config_error, storag
 from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
-from rankrobust.pipeline import analyses, build, checks, loggers, run_folder
+from rankrobust.pipeline import analyses, build, checks, loggers, resume, run_folder
 from rankrobust.pipeline.callbacks import TimeEstimate
 from rankrobust.pipeline.loggers import log
 from rankrobust.pipeline.scope import planned_work, skipped_line
@@ -71,18 +72,42 @@ def _interrupt(stop: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
+@dataclasses.dataclass
+class Attempt:
+    """One start of a run in its folder. `recorded` once it has written its `running` record;
+    a resume that stops before that (refused by a check, or failing in its set-up) writes no
+    record: the folder's interrupted / failed run and its resume command stay as they were."""
+
+    resuming: bool
+    recorded: bool = False
+
+    def may_record(self) -> bool:
+        return self.recorded or not self.resuming
+
+
+def _resuming(cfg: DictConfig) -> bool:
+    """resume=true asked (any value but false / null counts: a bad one is refused later)."""
+    try:
+        value = OmegaConf.select(cfg, "resume", default=False)
+    except Exception:
+        return True
+    return value not in (False, None, "false", "False")
+
+
 def task_wrapper(fn):
-    """Run fn(cfg, job, base) under the failure policy described in the module docstring."""
+    """Run fn(cfg, job, base, attempt) under the failure policy described in the module
+    docstring."""
 
     @functools.wraps(fn)
     def wrapped(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         job = current_job(run_dir)
         base: dict = {}
+        attempt = Attempt(resuming=_resuming(cfg))
         try:
             # the lease decides the device first; the config is snapshotted once, after it
             with _sigterm_as_interrupt(), job_device(cfg):  # local_gpus: hold one free GPU
                 base = _base(cfg, job)
-                return fn(cfg, job, base)
+                return fn(cfg, job, base, attempt)
         except (KeyboardInterrupt, SystemExit) as stop:
             cause = _interrupt(stop)
             if cause is None:
@@ -93,7 +118,8 @@ def task_wrapper(fn):
             if not last.is_file():  # nothing to resume
                 base["command"] = base["command"].replace(" resume=true", "")
             why = "interrupted by SIGTERM" if term else "interrupted by Ctrl-C (SIGINT)"
-            _write(job.run_dir, {**base, "status": "interrupted", "error": why})
+            if attempt.may_record():
+                _write(job.run_dir, {**base, "status": "interrupted", "error": why})
             log.warning("\n[rankrobust] %s; resume with:\n  %s", why, base["command"])
             # the shell's codes for a death by the signal: 128 + 15 (SIGTERM), 128 + 2 (SIGINT)
             raise SystemExit(128 + (signal.SIGTERM if term else signal.SIGINT)) from None
@@ -101,7 +127,8 @@ def task_wrapper(fn):
             base = base or _base(cfg, job)
             err = as_config_error(raw)
             error = f"{type(err).__name__}: {err}"
-            _write(job.run_dir, {**base, "status": "failed", "error": error})
+            if attempt.may_record():
+                _write(job.run_dir, {**base, "status": "failed", "error": error})
             loggers.record_failure(err, raw)  # run.log: the paragraph, or the traceback
             if not job.hydra:
                 raise err from raw if err is not raw else raw
@@ -128,18 +155,18 @@ def _base(cfg: DictConfig, job: JobInfo) -> dict:
 
 
 @task_wrapper
-def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
+def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     """Train (or load) the model, test it, run the analyses; write run_dir/metrics.json."""
     start, timings = time.perf_counter(), base["timings"]
     loggers.setup_logging()
     spec = checks.check_config(cfg)
     last = spec.last_checkpoint(job.run_dir)
-    finished = run_folder.check_run_dir(
-        job.run_dir, spec.resume, last, skip_finished=job.multirun, config=spec.config
-    )
-    if finished:
+    if run_folder.check_run_dir(job, spec.resume, last):
         log.info("[rankrobust] job %s: finished before, skipped (%s)", job.job_num, job.run_dir)
         return results.read_metrics(job.run_dir)
+    if spec.resume:
+        cfg, spec = _resumed(cfg, spec, job, last)
+        base.update({**_base(cfg, job), "timings": timings})
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     dm = build.datamodule(cfg, spec)
     module = build.module(cfg, spec, build.model(cfg))
@@ -152,6 +179,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
     prepare_ddp_children(cfg, job.run_dir)  # DDP: the extra processes rerun this config
     _note_precision(spec.config, trainer)
     _write(job.run_dir, {**base, "status": "running"})
+    attempt.recorded = True
     timings["setup"] = time.perf_counter() - start
     if spec.train:  # every DDP process trains; rank 0 says how to resume
         if rank_zero():
@@ -198,6 +226,21 @@ def run(cfg: DictConfig, job: JobInfo, base: dict) -> dict:
         lines.insert(at, skipped_line(list(spec.skipped)))
     log.info("\n".join(lines))
     return metrics
+
+
+def _resumed(cfg: DictConfig, spec, job: JobInfo, last: Path):
+    """The config a resume continues with (pipeline/resume.py's rule): the folder's saved
+    values put back where this release's defaults differ, checked again. Raises ConfigError
+    when the command line changes a setting of the run."""
+    changes = resume.check(job, spec.config, last)
+    for line in resume.notes(changes):
+        log.info("[rankrobust] resume: %s", line)
+    if not changes.kept:
+        return cfg, spec
+    cfg = copy.deepcopy(cfg)
+    for key, value in changes.kept.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg, checks.check_config(cfg)
 
 
 def _unsaved(err: OSError, run_dir: Path) -> ConfigError:
