@@ -137,7 +137,6 @@ def test_a_longer_schedule_and_a_new_key_given_are_refused(folder):
 @pytest.mark.parametrize(
     ("case", "named"),
     [
-        ("ok", "nothing to resume"),
         ("failed_without_checkpoint", "does not exist"),
         ("no_record", "no readable record"),
         ("bad_override", "model.width"),
@@ -147,9 +146,7 @@ def test_a_refused_resume_leaves_the_folder_as_it_was(folder, case, named):
     run = folder / "run"
     record = json.loads((run / "metrics.json").read_text())
     extra = []
-    if case == "ok":
-        (run / "metrics.json").write_text(json.dumps({**record, "status": "ok"}))
-    elif case == "failed_without_checkpoint":
+    if case == "failed_without_checkpoint":
         (run / "metrics.json").write_text(json.dumps({**record, "status": "failed"}))
         (run / "checkpoints" / "last.ckpt").unlink()
     elif case == "no_record":
@@ -162,6 +159,18 @@ def test_a_refused_resume_leaves_the_folder_as_it_was(folder, case, named):
     assert named in paragraph
     assert _files(folder) == before
     assert not (run / "wandb").exists()
+
+
+def test_a_finished_run_requeued_with_resume_is_skipped_and_left_as_it_was(folder):
+    """A scheduler requeues a job with resume=true after it finished: exit 0, nothing rerun."""
+    run = folder / "run"
+    record = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**record, "status": "ok"}))
+    before = _files(folder)
+    result = _resume(folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nothing to resume" in result.stdout + result.stderr
+    assert _files(folder) == before
 
 
 def test_a_run_without_metrics_json_resumes_from_its_hydra_config(folder):

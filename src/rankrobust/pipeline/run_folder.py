@@ -17,12 +17,13 @@ from rankrobust.results import run_status
 
 
 def check_run_dir(job: JobInfo, resume: bool, last: Path) -> bool:
-    """A finished run (metrics.json status ok) is never overwritten, nor resumed (there is
-    nothing left to run); resume needs the run's checkpoint, readable (`check_checkpoint`).
+    """A finished run (metrics.json status ok) is never overwritten, nor run again: resumed, or
+    rerun as a multirun job, it is skipped and its record returned (a scheduler that requeues a
+    job with resume=true after it finished gets exit 0 and the same results); resume needs the
+    run's checkpoint, readable (`check_checkpoint`).
 
     `last` is the run's last checkpoint (RunSpec.last_checkpoint). Returns True when the folder
-    holds a finished run that the caller should skip (a multirun job rerun to fill in its sweep);
-    else raises ConfigError or returns False.
+    holds a finished run that the caller should skip; else raises ConfigError or returns False.
     """
     run_dir = job.run_dir
     problem = unwritable(run_dir)
@@ -32,14 +33,8 @@ def check_run_dir(job: JobInfo, resume: bool, last: Path) -> bool:
             "folder with hydra.run.dir=... (or hydra.sweep.dir=... for -m)."
         )
     status = run_status(run_dir)
-    if status == "ok" and job.multirun:
-        return True
-    if status == "ok" and resume:
-        raise ConfigError(
-            f"resume=true but '{run_dir}' holds a finished run (metrics.json says ok): nothing "
-            "to resume, and its results and files are kept as they are. To train these "
-            f"settings again, start a new run in another folder: {fresh_command(job)}"
-        )
+    if status == "ok" and (job.multirun or resume):
+        return True  # a requeued job, or a sweep rerun to fill in: its results stand
     if status == "ok":
         raise ConfigError(
             f"'{run_dir}' holds a finished run (metrics.json says ok); it is not overwritten. "

@@ -162,7 +162,8 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     spec = checks.check_config(cfg)
     last = spec.last_checkpoint(job.run_dir)
     if run_folder.check_run_dir(job, spec.resume, last):
-        log.info("[rankrobust] job %s: finished before, skipped (%s)", job.job_num, job.run_dir)
+        log.info("[rankrobust] %s finished before (metrics.json says ok): nothing to resume "
+                 "or rerun; its results are kept as they are", job.run_dir)  # fmt: skip
         return results.read_metrics(job.run_dir)
     if spec.resume:
         cfg, spec = _resumed(cfg, spec, job, last)
