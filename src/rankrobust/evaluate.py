@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from rankrobust import bases
 from rankrobust.attacks import Attack
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images, logits
+from rankrobust.inputs import check_finite_logits, check_images, check_labels, logits
 from rankrobust.models import eval_mode
 from rankrobust.svd import Factorization, at_full_rank, factorize, validate_rank
 
@@ -47,23 +47,27 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_data(images: Tensor, labels: Tensor | Sequence[int], batch_size: int) -> Tensor:
+def _check_data(
+    model: nn.Module, images: Tensor, labels: Tensor | Sequence[int], batch_size: int
+) -> Tensor:
+    """The labels as checked int64 class indices for ``images`` (inputs.check_labels: shape
+    (N,), whole numbers, in [0, classes) of ``model``, found from one image's logits)."""
     check_images(images, "images")
-    labels = torch.as_tensor(labels)
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ConfigError(
-            f"labels must have shape (N,) with N = {images.shape[0]} images, "
-            f"got {tuple(labels.shape)}"
-        )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
-    return labels
+    if not isinstance(labels, Tensor):
+        labels = torch.as_tensor(labels)
+    labels = check_labels(labels, images.shape[0], "labels")
+    with eval_mode(model), torch.no_grad():
+        classes = _logits(model, images[:1].to(_model_device(model))).shape[1]
+    return check_labels(labels, images.shape[0], "labels", classes)
 
 
-def _predict(model: nn.Module, x: Tensor) -> Tensor:
-    """Top-1 predictions; a model that cannot take images this small says so by their size."""
+def _logits(model: nn.Module, x: Tensor) -> Tensor:
+    """Checked logits (N, classes); a model that cannot take images this small says so by
+    their size."""
     try:
-        return logits(model, x, x_name="images").argmax(dim=-1)
+        return logits(model, x, x_name="images")
     except RuntimeError as err:
         # torch's pooling / convolution messages for inputs smaller than the receptive field
         msg = str(err).lower()
@@ -73,6 +77,11 @@ def _predict(model: nn.Module, x: Tensor) -> Tensor:
             f"images: {x.shape[-2]}x{x.shape[-1]} images are too small for this model "
             f"({err}); give images of the size the model was built for"
         ) from err
+
+
+def _predict(model: nn.Module, x: Tensor) -> Tensor:
+    """Top-1 predictions of finite logits (NaN / inf logits: a ValueError naming the model)."""
+    return check_finite_logits(_logits(model, x)).argmax(dim=-1)
 
 
 def _batches(n: int, batch_size: int) -> Iterable[slice]:
@@ -119,7 +128,7 @@ def accuracy(
 
     Batches are moved to the model's device; the model's train/eval mode is restored after.
     """
-    labels = _check_data(images, labels, batch_size)
+    labels = _check_data(model, images, labels, batch_size)
     device = _model_device(model)
     correct = 0
     with eval_mode(model):
@@ -136,7 +145,7 @@ def robust_accuracy(
     batch_size: int = 500,
 ) -> float:
     """Top-1 accuracy in [0, 1] on ``attack(model, x, y)`` for each batch (model in eval mode)."""
-    labels = _check_data(images, labels, batch_size)
+    labels = _check_data(model, images, labels, batch_size)
     if not callable(attack):
         raise ConfigError("attack must be a callable attack(model, x, y) -> x_adv")
     device = _model_device(model)
@@ -181,7 +190,7 @@ def rank_sweep(
         given order), plus ``"low_robust"`` / ``"high_robust"`` when ``attack`` is given
         (accuracy on ``attack`` applied to the transformed images).
     """
-    labels = _check_data(images, labels, batch_size)
+    labels = _check_data(model, images, labels, batch_size)
     modes = tuple(modes)
     bad = [m for m in modes if m not in _SWEEP_MODES]
     if bad or not modes:
@@ -256,7 +265,7 @@ def basis_sweep(
         ``{"low": {k: acc}, "high": {k: acc}, "energy": {k: mean energy kept}}`` (the modes
         asked for, plus energy), int keys in the given order.
     """
-    labels = _check_data(images, labels, batch_size)
+    labels = _check_data(model, images, labels, batch_size)
     modes = tuple(modes)
     if not modes or set(modes) - set(_SWEEP_MODES):
         raise ConfigError(f"modes={list(modes)} must be a non-empty subset of {list(_SWEEP_MODES)}")
@@ -326,7 +335,7 @@ def fourier_heat_map(
     |k_y|, |k_x| <= ``size``. U(k) = U(-k), so (2 size + 1)^2 / 2 + 1 cells are evaluated:
     that many forward passes per image.
     """
-    labels = _check_data(images, labels, batch_size)
+    labels = _check_data(model, images, labels, batch_size)
     H, W = int(images.shape[-2]), int(images.shape[-1])
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= min(H, W) // 2:
         raise ConfigError(f"size={size!r} must be an integer in [0, {min(H, W) // 2}]")
@@ -365,7 +374,7 @@ def rank_heat_map(
     image and channel) is added and the result clamped to [0, 1], for k in ``ranks`` (None:
     every rank). One SVD per batch; one forward pass per image and rank.
     """
-    labels = _check_data(images, labels, batch_size)
+    labels = _check_data(model, images, labels, batch_size)
     H, W = int(images.shape[-2]), int(images.shape[-1])
     ranks = list(range(1, min(H, W) + 1)) if ranks is None else list(ranks)
     ranks = [validate_rank(k, min(H, W), shape=(H, W)) for k in ranks]

@@ -24,7 +24,13 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images, check_logits, logits
+from rankrobust.inputs import (
+    check_finite_logits,
+    check_images,
+    check_labels,
+    check_logits,
+    logits,
+)
 from rankrobust.models import eval_mode
 
 # canonical rule name -> accepted aliases (captum's names included)
@@ -195,23 +201,21 @@ def _forward_chunked(forward: Forward, x: Tensor, rows: Tensor, batch_size: int)
 
 
 def _resolve_target(target, logits: Tensor) -> Tensor:
+    """(N,) int64 targets: the top label of finite ``logits`` (N, classes) when ``target`` is
+    None, else ``target`` (one int or N) checked by inputs.check_labels against the classes."""
     n, num_classes = logits.shape
+    check_finite_logits(logits)
     if target is None:
         return logits.argmax(dim=1)
     if isinstance(target, bool):
         raise ConfigError(f"target must be a class index or one index per image, got {target!r}")
     t = torch.as_tensor(target, device=logits.device)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise ConfigError(f"target must be integer class indices, got dtype {t.dtype}")
-    t = t.long()
     if t.dim() == 0:
         t = t.expand(n)
     t = t.reshape(-1)
     if t.numel() != n:
         raise ConfigError(f"target has {t.numel()} entries but the batch has {n} images")
-    if bool(((t < 0) | (t >= num_classes)).any()):
-        raise ConfigError(f"target indices must lie in [0, {num_classes}), got {t.tolist()}")
-    return t.clone()
+    return check_labels(t, n, "target", num_classes).clone()
 
 
 # --------------------------------------------------------------------------------------------

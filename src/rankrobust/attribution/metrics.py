@@ -35,6 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_finite_logits
+from rankrobust.inputs import logits as checked_logits
 from rankrobust.models import eval_mode
 
 __all__ = [
@@ -143,7 +145,9 @@ def insertion_deletion(
     with ctx:
         top = torch.cat(
             [
-                forward_func(images[i : i + batch_size]).argmax(1)
+                check_finite_logits(
+                    checked_logits(forward_func, images[i : i + batch_size], "forward_func")
+                ).argmax(1)
                 for i in range(0, len(images), batch_size)
             ]
         )
