@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_finite_logits
+from rankrobust.inputs import check_finite_logits, check_labels
 from rankrobust.inputs import logits as checked_logits
 from rankrobust.models import eval_mode
 
@@ -91,12 +91,13 @@ def _check_ratios(ratios: Sequence[float]) -> list[float]:
 
 
 def _labels(target, n: int, device: torch.device) -> Tensor:
-    t = torch.as_tensor(target, device=device).long().reshape(-1)
+    """(N,) int64 class indices from one int or N (whole numbers: inputs.check_labels)."""
+    t = torch.as_tensor(target, device=device).reshape(-1)
     if t.numel() == 1:
         t = t.expand(n)
     if t.numel() != n:
         raise ConfigError(f"target has {t.numel()} entries but there are {n} images")
-    return t
+    return check_labels(t, n, "target")
 
 
 def _replace(flat: Tensor, index: Tensor) -> Tensor:
@@ -143,14 +144,15 @@ def insertion_deletion(
         eval_mode(forward_func) if isinstance(forward_func, nn.Module) else contextlib.nullcontext()
     )
     with ctx:
-        top = torch.cat(
-            [
-                check_finite_logits(
-                    checked_logits(forward_func, images[i : i + batch_size], "forward_func")
-                ).argmax(1)
-                for i in range(0, len(images), batch_size)
-            ]
-        )
+        scores = [
+            check_finite_logits(
+                checked_logits(forward_func, images[i : i + batch_size], "forward_func"),
+                "forward_func",
+            )
+            for i in range(0, len(images), batch_size)
+        ]
+    check_labels(labels, n, "target", scores[0].shape[1])
+    top = torch.cat([s.argmax(1) for s in scores])
     hit = (top == labels.repeat(2 * len(qs))).to(inputs.dtype).reshape(2, len(qs), n)
     return InsertionDeletion(
         ratios=qs, insertion=hit[1].T.contiguous(), deletion=hit[0].T.contiguous()
