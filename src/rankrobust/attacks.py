@@ -372,6 +372,12 @@ class AttackSpec:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int):
             raise ConfigError(f"Attack steps must be an integer; got {self.steps!r}.")
         _check(self.eps, self.step_size, self.steps)
+        if self.name != "none" and self.eps == 0:
+            raise ConfigError(
+                f"eps=0: the {self.name} attack with a zero budget changes no image, so it is no "
+                "attack (robust accuracy would be clean accuracy, adversarial training natural "
+                "training); give eps > 0, or name='none' for no attack."
+            )
         if not isinstance(self.autocast, bool):
             raise ConfigError(f"Attack autocast must be true or false; got {self.autocast!r}.")
         if self.autocast and self.name == "autoattack":
