@@ -214,3 +214,187 @@ def test_attribution_targets_outside_the_classes_are_named(name, target, text):
 def test_attribution_of_the_top_label_refuses_nan_logits(name):
     with pytest.raises(ValueError, match="logits contain NaN"):
         TARGETED[name](Poisoned(float("nan"), rows=[0]), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image-folder trees: val/ is its own split
+
+
+def _tree(root, sizes: dict[str, int], classes=("cat", "dog")):
+    """A tree whose images say their split: every pixel of a split's images is its own value."""
+    import numpy as np
+    from PIL import Image
+
+    value = {"train": 10, "test": 120, "val": 240}
+    for split, n in sizes.items():
+        for cls in classes:
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = np.full((8, 8, 3), value[split], dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture()
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANKROBUST_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_train_val_test_tree_tests_on_test_and_val_only_when_asked(tmp_path):
+    import tarfile
+
+    from rankrobust.data import image_folder_sets, read_images
+    from rankrobust.data.streaming import stream_sets
+
+    tree = _tree(tmp_path / "tree", {"train": 2, "val": 3, "test": 1})
+    archive = tmp_path / "tree.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(tree, arcname="tree")
+    for source in (tree, archive):
+        _, test = image_folder_sets(source)
+        assert len(test.labels) == 2  # test/ only: 1 per class, not 1 + 3
+        assert torch.allclose(test.images, torch.full_like(test.images, 120 / 255))
+        _, val = image_folder_sets(source, test_split="val")
+        assert len(val.labels) == 6 and torch.allclose(val.images.mean(), torch.tensor(240 / 255))
+        assert len(read_images(source, 100).labels) == 2
+    assert len(stream_sets(tree, 8)["test"]) == 2
+    assert len(stream_sets(tree, 8, "val")["test"]) == 6
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_imagenet_style_train_val_tree_tests_on_val(tmp_path):
+    from rankrobust.data import image_folder_sets, read_images
+    from rankrobust.data.streaming import stream_sets
+    from rankrobust.errors import ConfigError
+
+    tree = _tree(tmp_path / "tree", {"train": 2, "val": 3})
+    _, test = image_folder_sets(tree)
+    assert len(test.labels) == 6
+    assert len(stream_sets(tree, 8)["test"]) == 6
+    assert len(read_images(tree, 100).labels) == 6
+    for call in (lambda: image_folder_sets(tree, test_split="test"),
+                 lambda: stream_sets(tree, 8, "test")):  # fmt: skip
+        with pytest.raises(ConfigError, match="no test/ images .*dataset.test_split"):
+            call()
+    with pytest.raises(ConfigError, match="dataset.test_split='valid'"):
+        image_folder_sets(tree, test_split="valid")
+
+
+# ---------------------------------------------------------------------------------------------
+# Robust accuracy above clean accuracy on the same images: flagged
+
+
+class Masked(nn.Module):
+    """Gradient masking in its purest form: wrong on every clean image (found in `images`),
+    right on anything else (the attack's images); its logits have no gradient."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: int):
+        super().__init__()
+        self.register_buffer("images", images.flatten(1).clone())
+        self.register_buffer("labels", labels.clone())
+        self.classes = classes
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = torch.cdist(
+            x.flatten(1).float(), self.images.float(), compute_mode="donot_use_mm_for_euclid_dist"
+        )
+        nearest = d.argmin(1)
+        clean = d.min(1).values < 1e-6
+        label = self.labels[nearest] + clean.long()  # off by one class on clean images
+        return nn.functional.one_hot(label % self.classes, self.classes).float() * self.scale + (
+            0 * x.flatten(1).sum(1, keepdim=True)
+        )
+
+
+def test_number_warnings_rule():
+    from rankrobust.results import number_warnings
+
+    base = {"clean_acc": 0.5, "n_test": 100, "n_robust": 10}
+    assert number_warnings({**base, "robust_acc": 0.4, "clean_acc_attacked": 0.6}) == []
+    (line,) = number_warnings({**base, "robust_acc": 0.9, "clean_acc_attacked": 0.0})
+    assert "robust accuracy 90.0% is above the clean accuracy 0.0%" in line
+    assert "same 10 test images" in line and "fra31/auto-attack" in line and "AutoAttack" in line
+    # another subset: the clean accuracy of all images is not compared
+    assert number_warnings({**base, "robust_acc": 0.9}) == []
+    # every image attacked (older files have no clean_acc_attacked): clean_acc is comparable
+    assert number_warnings({**base, "n_robust": 100, "robust_acc": 0.6})
+    sweep = {"rank_sweep": {"low": {1: 0.2, 2: 0.5}, "low_robust": {1: 0.1, 2: 0.7}},
+             "rank_sweep_clean_attacked": {"low": {1: 0.3, 2: 0.4}}}  # fmt: skip
+    (line,) = number_warnings(sweep)
+    assert line.startswith("rank sweep low:") and "k=2: 70.0% > 40.0%" in line
+    assert "k=1" not in line
+
+
+def test_robust_above_clean_is_flagged_in_metrics_and_closing_lines(tmp_path, monkeypatch):
+    import json
+
+    from helpers import FAST, make_cfg
+
+    from rankrobust.pipeline import build, checks, task
+    from rankrobust.results import read_metrics
+
+    overrides = [*FAST, "train=false", "model.checkpoint=random", "dataset.n_test=32",
+                 "eval.n_robust=8", "sweep.enabled=false", "analysis.perturbation_spectrum=false",
+                 "attack.eval.steps=2"]  # fmt: skip
+    cfg = make_cfg(*overrides)
+    dm = build.datamodule(cfg, checks.check_config(cfg))
+    dm.setup("test")
+    images, labels = dm.test_tensors()
+    monkeypatch.setattr(build, "model", lambda cfg: Masked(images, labels, 10))
+    lines = []
+    monkeypatch.setattr(task.log, "info", lambda msg, *a: lines.append(str(msg) % a if a else msg))
+    metrics = task.run(make_cfg(*overrides), tmp_path / "run")
+    assert metrics["clean_acc"] == 0.0 and metrics["robust_acc"] == 1.0
+    assert metrics["clean_acc_attacked"] == 0.0
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(written["warnings"]) == 1 and "gradient masking" in written["warnings"][0]
+    assert read_metrics(tmp_path / "run")["warnings"] == written["warnings"]
+    closing = "\n".join(lines)
+    assert "WARNING: robust accuracy 100.0% is above the clean accuracy 0.0%" in closing
+
+
+def test_report_names_runs_with_robust_above_clean(tmp_path):
+    from rankrobust.reporting.report import render_report
+
+    row = {
+        "run_dir": "runs/masked",
+        "status": "ok",
+        "kind": "robust",
+        "clean_acc": 0.0,
+        "robust_acc": 0.9,
+        "clean_acc_attacked": 0.0,
+        "n_test": 100,
+        "n_robust": 100,
+    }
+    fine = {**row, "run_dir": "runs/fine", "robust_acc": 0.0}  # fmt: skip
+    text = render_report([row, fine], [], tmp_path)
+    assert "Numbers to check" in text and "runs/masked" in text and "runs/fine" not in text
+    assert "fra31/auto-attack" in text and "AutoAttack" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# A zero-budget attack is no attack
+
+
+def test_eps_0_training_is_refused_on_the_cli(tmp_path):
+    from helpers import FAST, run_cli
+
+    result = run_cli(*FAST, "attack=pgd_linf", "attack.train.eps=0", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "attack.train.eps=0" in result.stderr and "attack=none" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_eps_0_training_is_natural_not_robust():
+    from rankrobust.results import model_kind, row_kind
+
+    cfg = {"train": True, "attack": {"name": "pgd_linf", "train": {"name": "pgd_linf", "eps": 0}}}
+    assert model_kind(cfg).kind == "natural"
+    assert model_kind({**cfg, "attack": {"name": "pgd_linf", "train": {"name": "pgd_linf",
+                                         "eps": 8 / 255}}}).kind == "robust"  # fmt: skip
+    old = {"kind": "robust", "threat": {"norm": "linf", "eps": 0.0}}  # written before the check
+    assert row_kind(old).kind == "natural"
+    assert row_kind({"kind": "robust", "threat": {"norm": "linf", "eps": 0.03}}).kind == "robust"

@@ -6,8 +6,8 @@ Every attack returns a detached ``x_adv`` of the same shape and dtype, inside th
 ``pixels=False`` (PGD, FGSM-RS) takes images of any finite range and does not clamp (the residual
 images H_k(x) of the high-rank sweep). Bad arguments (0-255 or normalised images, eps = 8 for an
 Linf budget, an infinite eps, labels of another length, a model returning a tuple, a dtype clash)
-raise TypeError / ValueError naming the argument (``rankrobust.inputs``), and so do NaN / inf
-logits and labels outside [0, classes) or fractional (found at the first gradient); ``check=False`` (what
+raise TypeError / ValueError naming the argument (``rankrobust.inputs``), as do NaN / inf logits
+and labels outside [0, classes) or fractional (seen at the first gradient); ``check=False`` (what
 `make_attack`'s callables pass: a training step must not sync with the host) skips those checks.
 During an attack the model is in eval mode; each module's previous mode is restored afterwards.
 Gradients are taken w.r.t. the input only, so no ``.grad`` is left on model parameters.
@@ -104,9 +104,8 @@ def _check_call(
     steps=None,
     pixels: bool = True,
 ) -> tuple[float, torch.Tensor]:
-    """The public attacks' arguments: images (in [0, 1] when ``pixels``), labels (N,) of
-    whole numbers (returned as int64; their range is checked against the logits' classes at
-    the first gradient, `_input_grad`), the budget for ``norm``."""
+    """The public attacks' arguments: images (in [0, 1] when ``pixels``), labels (N,) (as int64;
+    their range is checked at the first gradient, `_input_grad`), the budget for ``norm``."""
     check_images(x, "x", unit_range=pixels)
     y = check_labels(y, x.shape[0], "y")
     return _check(eps, step_size, steps, norm, x), y

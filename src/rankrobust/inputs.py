@@ -169,8 +169,7 @@ def check_labels(y: object, n: int, name: str = "y", num_classes: int | None = N
         bad = ~torch.isfinite(y)
         if bool(bad.any()):
             raise ConfigError(
-                f"{name}: labels must be class indices, got {float(y[bad][0])} "
-                f"{_where(bad, n)}"
+                f"{name}: labels must be class indices, got {float(y[bad][0])} {_where(bad, n)}"
             )
         bad = y != torch.round(y)
         if bool(bad.any()):

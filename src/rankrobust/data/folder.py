@@ -49,6 +49,7 @@ def pick_test_split(present: set[str] | list[str], asked: str | None, where: obj
         )  # fmt: skip
     return split
 
+
 # (split, class, encoded bytes, a name for messages: the file's path or archive:member)
 Item = tuple[str, str, bytes, str]
 

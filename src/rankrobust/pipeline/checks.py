@@ -238,8 +238,10 @@ def check_attacks(cfg: DictConfig) -> dict[str, AttackSpec | None]:
         try:
             spec = specs[part] = _build(node).validate()
         except ConfigError as err:  # name the key: attack.train.eps=..., else attack.train: ...
-            raise ConfigError(_keyed(f"attack.{part}", str(err)) + NO_ATTACK.get(
-                part if _is_zero_budget(node) else "", "")) from None
+            raise ConfigError(
+                _keyed(f"attack.{part}", str(err))
+                + NO_ATTACK.get(part if _is_zero_budget(node) else "", "")
+            ) from None
         norm = spec.norm or ("L2" if spec.name == "pgd_l2" else "Linf")
         if norm == "Linf" and spec.name != "none" and spec.eps > 1:
             raise ConfigError(

@@ -45,7 +45,6 @@ def check_device(cfg: DictConfig) -> None:
 
 def check_dataset(cfg: DictConfig) -> None:
     from rankrobust.data import check_source
-
     from rankrobust.data.folder import TEST_SPLITS
 
     name = _get(cfg, "dataset.name", None)
