@@ -2,7 +2,10 @@
 
 Images are pixels in [0, 1] of shape (N, C, H, W); any normalisation lives inside the model.
 The public inputs are checked by :func:`rankrobust.inputs.check_images` (the residuals H_k(x)
-that :func:`rank_sweep` builds internally legitimately leave [0, 1] and are not checked).
+that :func:`rank_sweep` builds internally legitimately leave [0, 1] and are not checked) and
+:func:`~rankrobust.inputs.check_labels` (shape (N,), whole numbers, in [0, classes)); NaN / inf
+logits are a ValueError naming the model (:func:`~rankrobust.inputs.check_finite_logits`), never
+a prediction.
 An ``attack`` is any callable ``attack(model, x, y) -> x_adv`` (see ``rankrobust.attacks``).
 """
 
@@ -48,16 +51,19 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _check_data(
-    model: nn.Module, images: Tensor, labels: Tensor | Sequence[int], batch_size: int
+    images: Tensor, labels: Tensor | Sequence[int], batch_size: int, model: nn.Module | None = None
 ) -> Tensor:
-    """The labels as checked int64 class indices for ``images`` (inputs.check_labels: shape
-    (N,), whole numbers, in [0, classes) of ``model``, found from one image's logits)."""
+    """The labels as int64 class indices for ``images`` (inputs.check_labels: shape (N,), whole
+    numbers). With ``model`` (before an attack, which uses them as indices) also in [0, classes)
+    of its logits for one image; else each batch's are checked against its logits."""
     check_images(images, "images")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
     if not isinstance(labels, Tensor):
         labels = torch.as_tensor(labels)
     labels = check_labels(labels, images.shape[0], "labels")
+    if model is None:
+        return labels
     with eval_mode(model), torch.no_grad():
         classes = _logits(model, images[:1].to(_model_device(model))).shape[1]
     return check_labels(labels, images.shape[0], "labels", classes)
@@ -79,9 +85,12 @@ def _logits(model: nn.Module, x: Tensor) -> Tensor:
         ) from err
 
 
-def _predict(model: nn.Module, x: Tensor) -> Tensor:
-    """Top-1 predictions of finite logits (NaN / inf logits: a ValueError naming the model)."""
-    return check_finite_logits(_logits(model, x)).argmax(dim=-1)
+def _predict(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Top-1 predictions of finite logits for labels ``y`` among their classes (NaN / inf
+    logits, labels outside [0, classes): a ValueError naming the model / the labels)."""
+    out = check_finite_logits(_logits(model, x))
+    check_labels(y, x.shape[0], "labels", out.shape[1])
+    return out.argmax(dim=-1)
 
 
 def _batches(n: int, batch_size: int) -> Iterable[slice]:
@@ -117,7 +126,7 @@ def _count_correct(
             x = attack(model, x, y).detach()
         model.eval()  # an attack may have changed the mode; predictions are in eval mode
     with torch.no_grad():
-        pred = _predict(model, x)
+        pred = _predict(model, x, y)
     return int((pred == y).sum().item())
 
 
@@ -128,7 +137,7 @@ def accuracy(
 
     Batches are moved to the model's device; the model's train/eval mode is restored after.
     """
-    labels = _check_data(model, images, labels, batch_size)
+    labels = _check_data(images, labels, batch_size)
     device = _model_device(model)
     correct = 0
     with eval_mode(model):
@@ -145,7 +154,7 @@ def robust_accuracy(
     batch_size: int = 500,
 ) -> float:
     """Top-1 accuracy in [0, 1] on ``attack(model, x, y)`` for each batch (model in eval mode)."""
-    labels = _check_data(model, images, labels, batch_size)
+    labels = _check_data(images, labels, batch_size, model)
     if not callable(attack):
         raise ConfigError("attack must be a callable attack(model, x, y) -> x_adv")
     device = _model_device(model)
@@ -190,7 +199,7 @@ def rank_sweep(
         given order), plus ``"low_robust"`` / ``"high_robust"`` when ``attack`` is given
         (accuracy on ``attack`` applied to the transformed images).
     """
-    labels = _check_data(model, images, labels, batch_size)
+    labels = _check_data(images, labels, batch_size, model if attack is not None else None)
     modes = tuple(modes)
     bad = [m for m in modes if m not in _SWEEP_MODES]
     if bad or not modes:
@@ -265,7 +274,7 @@ def basis_sweep(
         ``{"low": {k: acc}, "high": {k: acc}, "energy": {k: mean energy kept}}`` (the modes
         asked for, plus energy), int keys in the given order.
     """
-    labels = _check_data(model, images, labels, batch_size)
+    labels = _check_data(images, labels, batch_size)
     modes = tuple(modes)
     if not modes or set(modes) - set(_SWEEP_MODES):
         raise ConfigError(f"modes={list(modes)} must be a non-empty subset of {list(_SWEEP_MODES)}")
@@ -335,7 +344,7 @@ def fourier_heat_map(
     |k_y|, |k_x| <= ``size``. U(k) = U(-k), so (2 size + 1)^2 / 2 + 1 cells are evaluated:
     that many forward passes per image.
     """
-    labels = _check_data(model, images, labels, batch_size)
+    labels = _check_data(images, labels, batch_size)
     H, W = int(images.shape[-2]), int(images.shape[-1])
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= min(H, W) // 2:
         raise ConfigError(f"size={size!r} must be an integer in [0, {min(H, W) // 2}]")
@@ -374,7 +383,7 @@ def rank_heat_map(
     image and channel) is added and the result clamped to [0, 1], for k in ``ranks`` (None:
     every rank). One SVD per batch; one forward pass per image and rank.
     """
-    labels = _check_data(model, images, labels, batch_size)
+    labels = _check_data(images, labels, batch_size)
     H, W = int(images.shape[-2]), int(images.shape[-1])
     ranks = list(range(1, min(H, W) + 1)) if ranks is None else list(ranks)
     ranks = [validate_rank(k, min(H, W), shape=(H, W)) for k in ranks]
