@@ -398,3 +398,29 @@ def test_eps_0_training_is_natural_not_robust():
     old = {"kind": "robust", "threat": {"norm": "linf", "eps": 0.0}}  # written before the check
     assert row_kind(old).kind == "natural"
     assert row_kind({"kind": "robust", "threat": {"norm": "linf", "eps": 0.03}}).kind == "robust"
+
+
+def test_a_run_whose_model_gives_nan_fails_naming_it_and_records_no_number(tmp_path, monkeypatch):
+    import json
+
+    from helpers import FAST, make_cfg
+
+    from rankrobust.errors import ConfigError
+    from rankrobust.pipeline import build, task
+
+    class NaNModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return torch.full((x.shape[0], 10), float("nan")) + self.w
+
+    monkeypatch.setattr(build, "model", lambda cfg: NaNModel())
+    cfg = make_cfg(*FAST, "train=false", "model.checkpoint=random", "dataset.n_test=16",
+                   "eval.n_robust=0", "sweep.enabled=false")  # fmt: skip
+    with pytest.raises(ConfigError, match="logits contain NaN at 16 of 16 images"):
+        task.run(cfg, tmp_path / "run")
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["status"] == "failed" and "logits contain NaN" in written["error"]
+    assert written["clean_acc"] is None and written["robust_acc"] is None
