@@ -86,6 +86,15 @@ BAD = [
     # issue 19, part 2
     (["model.width=0"], "model.width"),
     (["model.width=-3"], "model.width"),
+    # issue 29: an attack with a zero budget is no attack (train: natural; eval: clean accuracy)
+    (["attack=pgd_linf", "attack.train.eps=0"], "attack.train.eps=0"),
+    (["attack=fgsm_rs", "attack.train.eps=0.0"], "attack.train.eps=0"),
+    (["attack=pgd_l2", "attack.train.eps=0"], "attack.train.eps=0"),
+    (["attack=pgd_linf", "attack.train.eps=0"], "attack=none"),
+    (["attack.eval.eps=0"], "attack.eval.eps=0"),
+    (["attack=autoattack", "attack.eval.eps=0"], "attack.eval.eps=0"),
+    (["attack=pgd_l2", "attack.eval.eps=0"], "eval.n_robust=0"),
+    (["attack=pgd_linf", "attack.train.steps=0"], "attack.train.steps=0"),
 ]
 
 

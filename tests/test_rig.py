@@ -355,7 +355,7 @@ def test_bad_input_raises_config_error(trained):
         rank_integrated_gradients(model, x, baseline="blur")
     with pytest.raises(ConfigError, match="does not broadcast"):
         rank_integrated_gradients(model, x, baseline=torch.zeros(5, 3, 8, 8))
-    with pytest.raises(ConfigError, match="target indices"):
+    with pytest.raises(ConfigError, match="target: labels must be class indices"):
         rank_integrated_gradients(model, x, target=3)
     with pytest.raises(ConfigError, match="entries but the batch has 2"):
         rank_integrated_gradients(model, x, target=[0, 1, 2])

@@ -6,7 +6,8 @@ Every attack returns a detached ``x_adv`` of the same shape and dtype, inside th
 ``pixels=False`` (PGD, FGSM-RS) takes images of any finite range and does not clamp (the residual
 images H_k(x) of the high-rank sweep). Bad arguments (0-255 or normalised images, eps = 8 for an
 Linf budget, an infinite eps, labels of another length, a model returning a tuple, a dtype clash)
-raise TypeError / ValueError naming the argument (``rankrobust.inputs``); ``check=False`` (what
+raise TypeError / ValueError naming the argument (``rankrobust.inputs``), as do NaN / inf logits
+and labels outside [0, classes) or fractional (seen at the first gradient); ``check=False`` (what
 `make_attack`'s callables pass: a training step must not sync with the host) skips those checks.
 During an attack the model is in eval mode; each module's previous mode is restored afterwards.
 Gradients are taken w.r.t. the input only, so no ``.grad`` is left on model parameters.
@@ -38,7 +39,15 @@ from rankrobust._autoattack import (
     _set_n_iter,
 )
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_eps, check_images, check_int, check_labels, check_number, logits
+from rankrobust.inputs import (
+    check_eps,
+    check_finite_logits,
+    check_images,
+    check_int,
+    check_labels,
+    check_number,
+    logits,
+)
 from rankrobust.models import eval_mode
 
 __all__ = [
@@ -95,19 +104,26 @@ def _check_call(
     step_size=None,
     steps=None,
     pixels: bool = True,
-) -> float:
-    """The public attacks' arguments: images (in [0, 1] when ``pixels``), labels (N,), the
-    budget for ``norm``."""
+) -> tuple[float, torch.Tensor]:
+    """The public attacks' arguments: images (in [0, 1] when ``pixels``), labels (N,) (as int64;
+    their range is checked at the first gradient, `_input_grad`), the budget for ``norm``."""
     check_images(x, "x", unit_range=pixels)
-    check_labels(y, x.shape[0], "y")
-    return _check(eps, step_size, steps, norm, x)
+    y = check_labels(y, x.shape[0], "y")
+    return _check(eps, step_size, steps, norm, x), y
 
 
-def _input_grad(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Gradient of the summed cross-entropy w.r.t. the input only (float32 loss)."""
+def _input_grad(
+    model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, check: bool = False
+) -> torch.Tensor:
+    """Gradient of the summed cross-entropy w.r.t. the input only (float32 loss). ``check``:
+    the logits are finite and every label a class of theirs (inputs: one host sync)."""
     x_adv = x_adv.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(logits(model, x_adv).float(), y, reduction="sum")
+        out = logits(model, x_adv).float()
+        if check:
+            check_finite_logits(out)
+            y = check_labels(y, out.shape[0], "y", out.shape[1])
+        loss = F.cross_entropy(out, y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x_adv)
     return grad.detach()
 
@@ -148,11 +164,13 @@ def _pgd(
     steps: int,
     step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     autocast: bool,
+    check: bool = False,
 ) -> torch.Tensor:
-    """x_adv <- step(x_adv, grad_x CE(f(x_adv), y)) `steps` times, the model in eval mode."""
+    """x_adv <- step(x_adv, grad_x CE(f(x_adv), y)) `steps` times, the model in eval mode
+    (``check``: the first step checks the logits and labels, `_input_grad`)."""
     with eval_mode(model), _precision(x, autocast):
-        for _ in range(steps):
-            x_adv = step(x_adv, _input_grad(model, x_adv, y))
+        for i in range(steps):
+            x_adv = step(x_adv, _input_grad(model, x_adv, y, check and i == 0))
     return x_adv.detach()
 
 
@@ -171,7 +189,8 @@ def pgd_linf(
     """Linf PGD on cross-entropy (Madry et al. 2018), the last iterate; autocast: see above.
 
     Raises TypeError / ValueError naming the argument (x, y, eps, step_size, steps)."""
-    eps = _check_call(x, y, eps, "Linf", step_size, steps, pixels) if check else float(eps)
+    eps, y = _check_call(x, y, eps, "Linf", step_size, steps, pixels) if check else (eps, y)
+    eps = float(eps)
     dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
@@ -184,6 +203,7 @@ def pgd_linf(
         steps,
         lambda x_adv, grad: _project_linf(x_adv + step_size * grad.sign(), x, eps, pixels),
         autocast,
+        check,
     ).to(dtype)
 
 
@@ -202,7 +222,8 @@ def pgd_l2(
     """L2 PGD on cross-entropy: normalised-gradient steps, projection onto the L2 ball.
 
     Raises TypeError / ValueError naming the argument (x, y, eps, step_size, steps)."""
-    eps = _check_call(x, y, eps, "L2", step_size, steps, pixels) if check else float(eps)
+    eps, y = _check_call(x, y, eps, "L2", step_size, steps, pixels) if check else (eps, y)
+    eps = float(eps)
     dtype, x = x.dtype, x.detach().float()
     x_adv = x.clone()
     if random_start:
@@ -216,7 +237,7 @@ def pgd_l2(
         unit = grad / (_per_example_norm(grad) + 1e-12)
         return _project_l2(x_adv + step_size * unit, x, eps, pixels)
 
-    return _pgd(model, x, y, x_adv, steps, step, autocast).to(dtype)
+    return _pgd(model, x, y, x_adv, steps, step, autocast, check).to(dtype)
 
 
 def fgsm_rs(
@@ -232,11 +253,12 @@ def fgsm_rs(
     """FGSM from a uniform random start in the Linf eps ball (Wong et al. 2020; step 1.25 eps).
 
     ``autocast``: see the module docstring. Raises TypeError / ValueError naming the argument."""
-    eps = _check_call(x, y, eps, "Linf", step_size, pixels=pixels) if check else float(eps)
+    eps, y = _check_call(x, y, eps, "Linf", step_size, pixels=pixels) if check else (eps, y)
+    eps = float(eps)
     dtype, x = x.dtype, x.detach().float()
     x_adv = _project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps, pixels)
     with eval_mode(model), _precision(x, autocast):
-        grad = _input_grad(model, x_adv, y)
+        grad = _input_grad(model, x_adv, y, check)
     return _project_linf(x_adv + step_size * grad.sign(), x, eps, pixels).detach().to(dtype)
 
 
@@ -270,7 +292,7 @@ def autoattack(
     from pyautoattack import AutoAttack
 
     _check_autoattack(eps, norm, version, attacks_to_run, n_iter, n_restarts)
-    _check_call(x, y, eps, norm)
+    _, y = _check_call(x, y, eps, norm)
     if n_examples is not None:
         if n_examples < 1:
             raise ConfigError(f"AutoAttack n_examples must be >= 1 or None; got {n_examples}.")
@@ -287,8 +309,12 @@ def autoattack(
             version=version,
         )
         adversary.verbose = verbose
-        with torch.no_grad():
-            n_classes = logits(model, x[:1]).shape[-1]
+        with torch.no_grad():  # its clean predictions: finite logits, labels among them
+            n_classes = max(
+                check_finite_logits(logits(model, x[i : i + batch_size])).shape[-1]
+                for i in range(0, len(x), batch_size)
+            )
+        y = check_labels(y, len(x), "y", n_classes)
         targets = max(1, n_classes - 1)
         adversary.apgd_targeted.n_target_classes = min(
             adversary.apgd_targeted.n_target_classes, targets
@@ -346,6 +372,12 @@ class AttackSpec:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int):
             raise ConfigError(f"Attack steps must be an integer; got {self.steps!r}.")
         _check(self.eps, self.step_size, self.steps)
+        if self.name != "none" and self.eps == 0:
+            raise ConfigError(
+                f"eps=0: the {self.name} attack with a zero budget changes no image, so it is no "
+                "attack (robust accuracy would be clean accuracy, adversarial training natural "
+                "training); give eps > 0, or name='none' for no attack."
+            )
         if not isinstance(self.autocast, bool):
             raise ConfigError(f"Attack autocast must be true or false; got {self.autocast!r}.")
         if self.autocast and self.name == "autoattack":

@@ -2,7 +2,10 @@
 
 Images are pixels in [0, 1] of shape (N, C, H, W); any normalisation lives inside the model.
 The public inputs are checked by :func:`rankrobust.inputs.check_images` (the residuals H_k(x)
-that :func:`rank_sweep` builds internally legitimately leave [0, 1] and are not checked).
+that :func:`rank_sweep` builds internally legitimately leave [0, 1] and are not checked) and
+:func:`~rankrobust.inputs.check_labels` (shape (N,), whole numbers, in [0, classes)); NaN / inf
+logits are a ValueError naming the model (:func:`~rankrobust.inputs.check_finite_logits`), never
+a prediction.
 An ``attack`` is any callable ``attack(model, x, y) -> x_adv`` (see ``rankrobust.attacks``).
 """
 
@@ -19,7 +22,15 @@ from tqdm.auto import tqdm
 from rankrobust import bases
 from rankrobust.attacks import Attack
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images, check_int, check_model, check_number, logits
+from rankrobust.inputs import (
+    check_finite_logits,
+    check_images,
+    check_int,
+    check_labels,
+    check_model,
+    check_number,
+    logits,
+)
 from rankrobust.models import eval_mode
 from rankrobust.svd import Factorization, at_full_rank, factorize, validate_rank
 
@@ -49,28 +60,35 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_data(images: Tensor, labels: Tensor | Sequence[int], batch_size: int) -> Tensor:
+def _check_data(
+    images: Tensor, labels: Tensor | Sequence[int], batch_size: int, model: nn.Module | None = None
+) -> Tensor:
+    """The labels as int64 class indices for ``images`` (inputs.check_labels: shape (N,), whole
+    numbers). With ``model`` (before an attack, which uses them as indices) also in [0, classes)
+    of its logits for one image; else each batch's are checked against its logits."""
     check_images(images, "images")
-    try:
-        labels = torch.as_tensor(labels)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(
-            f"labels: expected a tensor or sequence of {images.shape[0]} class indices, got "
-            f"{type(labels).__name__}"
-        ) from None
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ConfigError(
-            f"labels must have shape (N,) with N = {images.shape[0]} images, "
-            f"got {tuple(labels.shape)}"
-        )
     check_int(batch_size, "batch_size", 1)
-    return labels
+    if not isinstance(labels, Tensor):
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"labels: expected a tensor or sequence of {images.shape[0]} class indices, got "
+                f"{type(labels).__name__}"
+            ) from None
+    labels = check_labels(labels, images.shape[0], "labels")
+    if model is None:
+        return labels
+    with eval_mode(model), torch.no_grad():
+        classes = _logits(model, images[:1].to(_model_device(model))).shape[1]
+    return check_labels(labels, images.shape[0], "labels", classes)
 
 
-def _predict(model: nn.Module, x: Tensor) -> Tensor:
-    """Top-1 predictions; a model that cannot take images this small says so by their size."""
+def _logits(model: nn.Module, x: Tensor) -> Tensor:
+    """Checked logits (N, classes); a model that cannot take images this small says so by
+    their size."""
     try:
-        return logits(model, x, x_name="images").argmax(dim=-1)
+        return logits(model, x, x_name="images")
     except RuntimeError as err:
         # torch's pooling / convolution messages for inputs smaller than the receptive field
         msg = str(err).lower()
@@ -80,6 +98,14 @@ def _predict(model: nn.Module, x: Tensor) -> Tensor:
             f"images: {x.shape[-2]}x{x.shape[-1]} images are too small for this model "
             f"({err}); give images of the size the model was built for"
         ) from err
+
+
+def _predict(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Top-1 predictions of finite logits for labels ``y`` among their classes (NaN / inf
+    logits, labels outside [0, classes): a ValueError naming the model / the labels)."""
+    out = check_finite_logits(_logits(model, x))
+    check_labels(y, x.shape[0], "labels", out.shape[1])
+    return out.argmax(dim=-1)
 
 
 def _batches(n: int, batch_size: int) -> Iterable[slice]:
@@ -115,7 +141,7 @@ def _count_correct(
             x = attack(model, x, y).detach()
         model.eval()  # an attack may have changed the mode; predictions are in eval mode
     with torch.no_grad():
-        pred = _predict(model, x)
+        pred = _predict(model, x, y)
     return int((pred == y).sum().item())
 
 
@@ -143,7 +169,7 @@ def robust_accuracy(
     batch_size: int = 500,
 ) -> float:
     """Top-1 accuracy in [0, 1] on ``attack(model, x, y)`` for each batch (model in eval mode)."""
-    labels = _check_data(images, labels, batch_size)
+    labels = _check_data(images, labels, batch_size, model)
     if not callable(attack):
         raise ConfigError("attack must be a callable attack(model, x, y) -> x_adv")
     device = _model_device(model)
@@ -188,7 +214,7 @@ def rank_sweep(
         given order), plus ``"low_robust"`` / ``"high_robust"`` when ``attack`` is given
         (accuracy on ``attack`` applied to the transformed images).
     """
-    labels = _check_data(images, labels, batch_size)
+    labels = _check_data(images, labels, batch_size, model if attack is not None else None)
     modes = tuple(modes)
     bad = [m for m in modes if m not in _SWEEP_MODES]
     if bad or not modes:

@@ -235,6 +235,11 @@ def _threat(norm: Any, eps: Any) -> dict | None:
     return {"norm": str(norm).lower(), "eps": None if eps is None else float(eps)}
 
 
+def _zero(eps: Any) -> bool:
+    """A budget of exactly 0 (no attack at all); None (not recorded) is not zero."""
+    return isinstance(eps, int | float) and not isinstance(eps, bool) and eps == 0
+
+
 def model_kind(cfg: dict) -> Kind:
     """The one rule for "what kind of model is this run" (`_declared_kind`), with whether the
     run trained it and where its weights were loaded from (`model_weights`)."""
@@ -247,7 +252,8 @@ def _declared_kind(cfg: dict) -> Kind:
     """The one rule for "what kind of model is this run" from its resolved config (plain dict).
 
     - Trained in the run (``train`` true): robust when trained with an attack
-      (``attack.train``, threat model = that attack's norm and eps), natural otherwise.
+      (``attack.train``, threat model = that attack's norm and eps), natural otherwise (an
+      attack with eps 0 changes no image: natural, whatever its name).
     - Loaded weights (``train`` false): as declared by ``model.kind`` (natural | robust |
       unknown) and ``model.threat`` ({norm: linf | l2, eps}); undeclared RobustBench entries
       are natural for ``Standard*`` and robust at their leaderboard's threat model otherwise;
@@ -261,9 +267,9 @@ def _declared_kind(cfg: dict) -> Kind:
             robust = attack.get("name") not in (None, "none", "null", "") if attack else False
             return Kind("robust" if robust else "natural", None, "attack name")
         spec = attack.get("train")
-        if not spec:
+        name = (spec or {}).get("name") or attack.get("name")
+        if not spec or name == "none" or _zero(spec.get("eps")):  # an attack that changes nothing
             return Kind("natural", None, "training attack")
-        name = spec.get("name") or attack.get("name")
         return Kind("robust", _threat(_ATTACK_NORMS.get(name, name), spec.get("eps")),
                     "training attack")  # fmt: skip
     declared = model.get("kind")
@@ -306,8 +312,10 @@ def _row_kind(row: dict) -> Kind:
     """A metrics.json (or collect row)'s kind: its own fields (written since `model_kind`),
     else, for older files, the attack name as before: robust unless none."""
     if row.get("kind"):
-        return Kind(row["kind"], row.get("threat") if isinstance(row.get("threat"), dict)
-                    else None, "metrics.json")  # fmt: skip
+        threat = row.get("threat") if isinstance(row.get("threat"), dict) else None
+        if row["kind"] == "robust" and threat and _zero(threat.get("eps")):
+            return Kind("natural", None, "metrics.json")  # trained "robust" at eps 0: natural
+        return Kind(row["kind"], threat, "metrics.json")
     config = row.get("config") or {}
     if config.get("kind"):
         return Kind(config["kind"], None, "metrics.json")

@@ -22,6 +22,7 @@ __all__ = [
     "UNIT_RANGE_TOL",
     "check_baseline",
     "check_eps",
+    "check_finite_logits",
     "check_images",
     "check_int",
     "check_labels",
@@ -139,22 +140,93 @@ def check_eps(eps: object, norm: str = "Linf", name: str = "eps", x: Tensor | No
     return value
 
 
-def check_labels(y: object, n: int, name: str = "y") -> Tensor:
-    """Class indices: an integer tensor of shape (n,), else TypeError / ValueError naming it."""
+def _where(bad: Tensor, n: int) -> str:
+    """'at 3 of 64 images (first: image 5)' for a boolean mask over n images."""
+    idx = bad.nonzero().flatten()
+    return f"at {idx.numel()} of {n} images (first: image {int(idx[0])})"
+
+
+def check_labels(y: object, n: int, name: str = "y", num_classes: int | None = None) -> Tensor:
+    """Class indices for n images: shape (n,), whole numbers, in [0, num_classes) when given.
+
+    Returns ``y`` as int64 (float labels holding whole numbers, 1.0, are converted: they are
+    indices all the same). Checking the range reads the values (one host sync).
+
+    Raises:
+        TypeError: not a tensor, or bool / complex values.
+        ConfigError: (a ValueError) another shape (one-hot (n, classes) labels, a trailing
+            dim), NaN / inf or fractional values (1.5), or a label outside [0, num_classes)
+            (negative, or == num_classes): the message names ``name``, the value and how many
+            images have it.
+    """
     if not isinstance(y, Tensor):
         raise TypeError(
             f"{name}: expected an integer tensor of shape ({n},), got {type(y).__name__}"
         )
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+    if y.is_complex() or y.dtype == torch.bool:
         raise TypeError(
             f"{name}: expected integer class indices, got {_dtype_name(y.dtype)} "
             f"(use {name}.long())"
         )
     if tuple(y.shape) != (n,):
-        raise ConfigError(
-            f"{name}: expected shape ({n},) (one label per image), got {tuple(y.shape)}"
-        )
+        got = tuple(y.shape)
+        hint = ""
+        if y.ndim == 2 and got[0] == n and got[1] == 1:
+            hint = f": use {name}.squeeze(1)"
+        elif y.ndim == 2 and got[0] == n:
+            hint = f" (one-hot or scores? class indices are {name}.argmax(1))"
+        raise ConfigError(f"{name}: expected shape ({n},) (one label per image), got {got}{hint}")
+    if n == 0:
+        return y.long()
+    if y.is_floating_point():
+        bad = ~torch.isfinite(y)
+        if bool(bad.any()):
+            raise ConfigError(
+                f"{name}: labels must be class indices, got {float(y[bad][0])} {_where(bad, n)}"
+            )
+        bad = y != torch.round(y)
+        if bool(bad.any()):
+            raise ConfigError(
+                f"{name}: labels must be whole class indices, got {float(y[bad][0]):g} "
+                f"{_where(bad, n)} (fractional values are not classes)"
+            )
+    y = y.long()
+    if num_classes is not None:
+        bad = (y < 0) | (y >= num_classes)
+        if bool(bad.any()):
+            raise ConfigError(
+                f"{name}: labels must be class indices in [0, {num_classes}) for a model with "
+                f"{num_classes} classes, got {int(y[bad][0])} {_where(bad, n)}"
+            )
     return y
+
+
+def check_finite_logits(out: Tensor, name: str = "model") -> Tensor:
+    """``out`` (N, classes) if every logit is finite, else a ConfigError (a ValueError) naming
+    ``name``, what was found (NaN, inf, -inf) and at how many images: argmax of a NaN row is a
+    prediction of nothing that still scores as class 0. Reads the values (one host sync)."""
+    if out.numel() == 0:
+        return out
+    bad = ~torch.isfinite(out.detach())
+    if out.ndim >= 2:
+        bad = bad.flatten(1).any(1)
+    if not bool(bad.any()):
+        return out
+    rows = out.detach()[bad] if out.ndim >= 2 else out.detach()[bad].unsqueeze(1)
+    found = [
+        label
+        for label, hit in (
+            ("NaN", torch.isnan(rows).any()),
+            ("inf", torch.isposinf(rows).any()),
+            ("-inf", torch.isneginf(rows).any()),
+        )
+        if bool(hit)
+    ]
+    raise ConfigError(
+        f"{name}: logits contain {' / '.join(found)} {_where(bad, out.shape[0])}: a model "
+        "whose output is not finite cannot be scored (check its weights or checkpoint, its "
+        "input normalisation and the images)"
+    )
 
 
 def check_logits(out: object, n: int, name: str = "model") -> Tensor:
@@ -266,8 +338,9 @@ def check_target(
     number of classes).
 
     Raises:
-        TypeError: a bool, float, string or non-integer tensor, naming ``name``.
-        ConfigError: (a ValueError) more than one dimension or not n entries.
+        TypeError: a bool, Python float, string or bool / complex tensor, naming ``name``.
+        ConfigError: (a ValueError) more than one dimension, not n entries, or values that are
+            not whole numbers (check_labels).
     """
     if target is None:
         return None
@@ -283,7 +356,7 @@ def check_target(
             f"{name}: expected None, a class index or {n} class indices, got "
             f"{type(target).__name__} ({err})"
         ) from None
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+    if t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{name}: expected integer class indices, got {_dtype_name(t.dtype)}")
     if t.ndim > 1:
         raise ConfigError(
@@ -291,7 +364,8 @@ def check_target(
         )
     if t.ndim == 1 and t.shape[0] != n:
         raise ConfigError(f"{name} has {t.shape[0]} entries but the batch has {n} images")
-    return t.long().expand(n) if t.ndim == 0 else t.long()
+    t = t.expand(n) if t.ndim == 0 else t
+    return check_labels(t, n, name)  # whole numbers (1.0 is class 1; 1.5 is no class)
 
 
 def check_baseline(

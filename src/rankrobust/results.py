@@ -27,7 +27,12 @@ otherwise): what the Makefile asks to skip finished stages.
     n_classes_evaluated (optional): how many classes the test set holds,
     precision (optional): the training precision that ran (Lightning's, e.g. bf16-mixed for
     16-mixed on a CPU), n_train_used (optional): training images used (config.n_train is this
-    number when dataset.n_train asked for more than the data holds)
+    number when dataset.n_train asked for more than the data holds),
+    clean_acc_attacked (optional, float | null): clean accuracy of the n_robust images
+    attacked for robust_acc (the same images), rank_sweep_clean_attacked (optional): {mode:
+    {rank: accuracy}} of the images the robust rank sweep attacked,
+    warnings (optional): [str], numbers that cannot be right though the run finished
+    (`number_warnings`: robust accuracy above clean accuracy on the same images)
 """
 
 from __future__ import annotations
@@ -148,9 +153,10 @@ def validate_metrics(metrics: Any) -> None:
     """Raise ValueError naming the field that is missing or malformed.
 
     Checked: the file holds an object; REQUIRED keys present; `config` an object with
-    CONFIG_KEYS; clean_acc / robust_acc null or a number in [0, 1]; `timings`, `rig`,
-    `eval_attack`, `analysis_errors` objects (or null); `rank_sweep` {mode: {rank: accuracy or
-    null}} (null is how the writer stores NaN: a valid, unmeasured point).
+    CONFIG_KEYS; clean_acc / robust_acc / clean_acc_attacked null or a number in [0, 1];
+    `timings`, `rig`, `eval_attack`, `analysis_errors` objects (or null); `rank_sweep` and
+    `rank_sweep_clean_attacked` {mode: {rank: accuracy or null}} (null is how the writer stores
+    NaN: a valid, unmeasured point); `warnings` a list of strings (or null).
     """
     if not isinstance(metrics, dict):
         raise ValueError(f"the file holds {type(metrics).__name__}, expected an object")
@@ -162,20 +168,27 @@ def validate_metrics(metrics: Any) -> None:
     missing = [k for k in CONFIG_KEYS if k not in metrics["config"]]
     if missing:
         raise ValueError(f"config lacks {missing}")
-    for key in ("clean_acc", "robust_acc"):
-        value = metrics[key]
+    for key in ("clean_acc", "robust_acc", "clean_acc_attacked"):
+        value = metrics.get(key)
         if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
             raise ValueError(f"{key}={value!r} is not an accuracy in [0, 1]")
     for key in ("timings", "rig", "eval_attack", "analysis_errors", "perturbation_spectrum"):
         value = metrics.get(key)
         if value is not None and not isinstance(value, dict):
             raise ValueError(f"{key} is {type(value).__name__}, expected an object")
-    sweep = metrics.get("rank_sweep")
-    if sweep is not None:
+    for field in ("rank_sweep", "rank_sweep_clean_attacked"):
+        sweep = metrics.get(field)
+        if sweep is None:
+            continue
         if not isinstance(sweep, dict):
-            raise ValueError(f"rank_sweep is {type(sweep).__name__}, expected {{mode: {{...}}}}")
+            raise ValueError(f"{field} is {type(sweep).__name__}, expected {{mode: {{...}}}}")
         for mode, accs in sweep.items():
-            _check_accuracies(f"rank_sweep.{mode}", accs)
+            _check_accuracies(f"{field}.{mode}", accs)
+    warnings = metrics.get("warnings")
+    if warnings is not None and not (
+        isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)
+    ):
+        raise ValueError(f"warnings={warnings!r} is not a list of strings")
 
 
 def read_metrics(path: str | Path) -> dict:
@@ -192,11 +205,11 @@ def read_metrics(path: str | Path) -> dict:
         validate_metrics(metrics)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    if metrics.get("rank_sweep"):
-        metrics["rank_sweep"] = {
-            mode: {int(k): v for k, v in accs.items()}
-            for mode, accs in metrics["rank_sweep"].items()
-        }
+    for field in ("rank_sweep", "rank_sweep_clean_attacked"):
+        if metrics.get(field):
+            metrics[field] = {
+                mode: {int(k): v for k, v in accs.items()} for mode, accs in metrics[field].items()
+            }
     if metrics.get("basis_sweep"):
         metrics["basis_sweep"] = {
             basis: {part: {int(k): v for k, v in vals.items()} for part, vals in parts.items()}
@@ -242,6 +255,54 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+# An attack can only add errors: robust accuracy above the clean accuracy of the same images
+# means the attack did not work on this model (gradient masking), not that it is robust.
+GRADIENT_MASKING = (
+    "gradient masking suspected: an attack that leaves more images correct than no attack is "
+    "not working on this model. Evaluate with AutoAttack (attack=autoattack) and check the "
+    "attack's gradients (Croce & Hein, https://github.com/fra31/auto-attack/issues/45)"
+)
+
+
+def number_warnings(metrics: dict) -> list[str]:
+    """The one rule for a finished run's numbers that cannot be right: robust accuracy above the
+    clean accuracy of the same images, for the test (`clean_acc_attacked`, or `clean_acc` when
+    every test image was attacked) and per rank of the robust rank sweep. One line each, with
+    `GRADIENT_MASKING`'s advice; [] when nothing is wrong or nothing can be compared."""
+    out = []
+    robust, clean = metrics.get("robust_acc"), metrics.get("clean_acc_attacked")
+    n, n_test = metrics.get("n_robust"), metrics.get("n_test")
+    if clean is None and n is not None and n == n_test:
+        clean = metrics.get("clean_acc")
+    if _is_number(robust) and _is_number(clean) and robust > clean:
+        out.append(
+            f"robust accuracy {_pct(robust)} is above the clean accuracy {_pct(clean)} of the "
+            f"same {n if n is not None else '?'} test images: {GRADIENT_MASKING}"
+        )
+    sweep = metrics.get("rank_sweep") or {}
+    for mode, clean_k in sorted((metrics.get("rank_sweep_clean_attacked") or {}).items()):
+        robust_k = sweep.get(f"{mode}_robust") or {}
+        above = [
+            f"k={k}: {_pct(robust_k[k])} > {_pct(c)}"
+            for k, c in sorted(clean_k.items(), key=lambda kv: int(kv[0]))
+            if _is_number(c) and _is_number(robust_k.get(k)) and robust_k[k] > c
+        ]
+        if above:
+            out.append(
+                f"rank sweep {mode}: robust accuracy above the clean accuracy of the same images "
+                f"({', '.join(above)}): {GRADIENT_MASKING}"
+            )
+    return out
+
+
+def _clean_of_attacked(metrics: dict) -> str:
+    """' (clean on those: 91.0%)' when the attacked images are a subset of the test set."""
+    clean = metrics.get("clean_acc_attacked")
+    if clean is None or metrics.get("n_robust") == metrics.get("n_test"):
+        return ""
+    return f" (clean on those: {_pct(clean)})"
+
+
 def closing_lines(metrics: dict, wandb_dir: str | None = None) -> list[str]:
     """What a finished run found and where it is: the lines printed at the end of a run."""
     run_dir = Path(metrics["run_dir"])
@@ -252,7 +313,8 @@ def closing_lines(metrics: dict, wandb_dir: str | None = None) -> list[str]:
         f"(seed {ident.get('seed')}) in {metrics.get('timings', {}).get('total', 0):.0f} s",
         f"  clean accuracy  {_pct(metrics.get('clean_acc'))} on {metrics.get('n_test')} test "
         f"images; robust accuracy {_pct(metrics.get('robust_acc'))} on "
-        f"{metrics.get('n_robust')} (eval precision {metrics.get('eval_precision')})",
+        f"{metrics.get('n_robust')}{_clean_of_attacked(metrics)} (eval precision "
+        f"{metrics.get('eval_precision')})",
         f"  model: {model_line(metrics)}",
     ]
     if metrics.get("n_classes_evaluated") is not None:
@@ -274,6 +336,8 @@ def closing_lines(metrics: dict, wandb_dir: str | None = None) -> list[str]:
         )
     for name, error in (metrics.get("analysis_errors") or {}).items():
         lines.append(f"  analysis {name} FAILED: {error}")
+    for warning in metrics.get("warnings") or []:
+        lines.append(f"  WARNING: {warning}")
     lines.append(f"  results: {run_dir / FILENAME}")
     if wandb_dir:
         lines.append(f"  W&B run: {wandb_dir} (upload: make wandb-sync)")

@@ -24,7 +24,15 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images, check_int, check_logits, check_target, logits
+from rankrobust.inputs import (
+    check_finite_logits,
+    check_images,
+    check_int,
+    check_labels,
+    check_logits,
+    check_target,
+    logits,
+)
 from rankrobust.models import eval_mode
 
 # canonical rule name -> accepted aliases (captum's names included)
@@ -189,13 +197,14 @@ def _forward_chunked(forward: Forward, x: Tensor, rows: Tensor, batch_size: int)
 
 
 def _resolve_target(target, logits: Tensor) -> Tensor:
+    """(N,) int64 targets: the top label of finite ``logits`` (N, classes) when ``target`` is
+    None, else ``target`` (one int or N) checked by inputs.check_labels against the classes."""
     n, num_classes = logits.shape
+    check_finite_logits(logits)
     t = check_target(target, n, "target", logits.device)
     if t is None:
         return logits.argmax(dim=1)
-    if bool(((t < 0) | (t >= num_classes)).any()):
-        raise ConfigError(f"target indices must lie in [0, {num_classes}), got {t.tolist()}")
-    return t.clone()
+    return check_labels(t, n, "target", num_classes).clone()
 
 
 # --------------------------------------------------------------------------------------------

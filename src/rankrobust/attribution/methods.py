@@ -25,6 +25,8 @@ from rankrobust.attribution._rig import (
 )
 from rankrobust.attribution.sig import spectral_integrated_gradients
 from rankrobust.errors import ConfigError
+from rankrobust.inputs import check_finite_logits
+from rankrobust.inputs import logits as checked_logits
 from rankrobust.models import eval_mode
 
 __all__ = [
@@ -100,7 +102,10 @@ def top_label(model: Callable[..., Tensor], x: Tensor, batch_size: int = 256) ->
     ctx = eval_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
     with ctx:
         return torch.cat(
-            [model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
+            [
+                check_finite_logits(checked_logits(model, x[i : i + batch_size])).argmax(1)
+                for i in range(0, len(x), batch_size)
+            ]
         )
 
 

@@ -35,7 +35,15 @@ import torch
 from torch import Tensor, nn
 
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_images, check_int, check_model, check_target
+from rankrobust.inputs import (
+    check_finite_logits,
+    check_images,
+    check_int,
+    check_labels,
+    check_model,
+    check_target,
+)
+from rankrobust.inputs import logits as checked_logits
 from rankrobust.models import eval_mode
 
 __all__ = [
@@ -90,9 +98,10 @@ def _check_ratios(ratios: Sequence[float]) -> list[float]:
 
 
 def _labels(target, n: int, device: torch.device) -> Tensor:
+    """(N,) int64 class indices from one int or N (inputs.check_target, check_labels)."""
     if target is None:
         raise TypeError(f"target: expected a class index or {n} class indices, got None")
-    return check_target(target, n, "target", device)
+    return check_labels(check_target(target, n, "target", device), n, "target")
 
 
 def _replace(flat: Tensor, index: Tensor) -> Tensor:
@@ -141,12 +150,15 @@ def insertion_deletion(
         eval_mode(forward_func) if isinstance(forward_func, nn.Module) else contextlib.nullcontext()
     )
     with ctx:
-        top = torch.cat(
-            [
-                forward_func(images[i : i + batch_size]).argmax(1)
-                for i in range(0, len(images), batch_size)
-            ]
-        )
+        scores = [
+            check_finite_logits(
+                checked_logits(forward_func, images[i : i + batch_size], "forward_func"),
+                "forward_func",
+            )
+            for i in range(0, len(images), batch_size)
+        ]
+    check_labels(labels, n, "target", scores[0].shape[1])
+    top = torch.cat([s.argmax(1) for s in scores])
     hit = (top == labels.repeat(2 * len(qs))).to(inputs.dtype).reshape(2, len(qs), n)
     return InsertionDeletion(
         ratios=qs, insertion=hit[1].T.contiguous(), deletion=hit[0].T.contiguous()

@@ -1,4 +1,9 @@
-"""ImageFolder trees and tarballs (train/<class>/*, test/ or val/<class>/*) read into memory."""
+"""ImageFolder trees and tarballs (train/<class>/*, test/ and / or val/<class>/*) read into memory.
+
+``val`` is a split of its own, never merged into ``test``: the test set is ``test/`` when the
+tree has one, else ``val/`` (ImageNet's layout), or the one named by ``test_split``
+(`pick_test_split`, the one rule, shared with the streamed sets).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,31 @@ from rankrobust.errors import ConfigError
 # What torchvision's ImageFolder reads (torchvision.datasets.folder.IMG_EXTENSIONS).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test", "val")
-ARRAY_KEYS = {"classes", "train_x", "train_y", "test_x", "test_y"}
+# dataset.test_split: "auto" = test/ when there is one, else val/
+TEST_SPLITS = ("auto", "test", "val")
+ARRAY_KEYS = {"classes", "train_x", "train_y"}
+
+
+def pick_test_split(present: set[str] | list[str], asked: str | None, where: object) -> str:
+    """The split a tree's test set is read from: ``asked`` ("test" / "val"), or for "auto" /
+    None ``test`` when present, else ``val``. Raises ConfigError naming dataset.test_split for
+    a value not in TEST_SPLITS or a split the tree lacks (and listing what it holds)."""
+    asked = asked or "auto"
+    if asked not in TEST_SPLITS:
+        raise ConfigError(
+            f"dataset.test_split={asked!r} is not valid: use auto (test/, else val/), test or val."
+        )
+    split = ("test" if "test" in present else "val") if asked == "auto" else asked
+    if split not in present:
+        holds = ", ".join(f"{p}/" for p in SPLITS if p in present) or "no split folders"
+        raise ConfigError(
+            f"'{where}' holds no {split}/ images (it holds {holds}): "
+            + ("set dataset.test_split to a split it has." if asked != "auto" else
+               "an ImageFolder root needs train/<class>/ and test/<class>/ (or val/<class>/) "
+               "folders of images.")
+        )  # fmt: skip
+    return split
+
 
 # (split, class, encoded bytes, a name for messages: the file's path or archive:member)
 Item = tuple[str, str, bytes, str]
@@ -167,22 +196,24 @@ def _collect(items: Iterator[Item], size: int | None) -> dict:
     """Group decoded images by split: {split: (list of HWC uint8 arrays, list of class names)}."""
     out: dict[str, tuple[list, list]] = {}
     for split, cls, data, name in items:
-        imgs, names = out.setdefault("test" if split == "val" else split, ([], []))
+        imgs, names = out.setdefault(split, ([], []))
         imgs.append(_decode(data, size, name))
         names.append(cls)
     return out
 
 
 def _build_arrays(root: Path, image_size: int | None) -> dict[str, np.ndarray]:
-    """Decode every image of root: {classes, train_x, train_y, test_x, test_y} (x: NHWC uint8)."""
+    """Decode every image of root: {classes, <split>_x, <split>_y} for each split it holds
+    (train, test, val; x: NHWC uint8)."""
     try:
         groups = _collect(image_items(root), image_size)
     except (tarfile.TarError, OSError, EOFError) as err:
         raise ConfigError(f"Could not read images from '{root}': {err}.") from err
-    missing = {"train", "test"} - set(groups)
+    missing = ["train"] if "train" not in groups else []
+    missing += ["test"] if not {"test", "val"} & set(groups) else []
     if missing:
         raise ConfigError(
-            f"'{root}' holds no {' or '.join(sorted(missing))} images: an ImageFolder root "
+            f"'{root}' holds no {' or '.join(missing)} images: an ImageFolder root "
             "needs train/<class>/ and test/<class>/ (or val/<class>/) folders of images."
         )
     classes = sorted(set(groups["train"][1]))
@@ -205,11 +236,11 @@ def _build_arrays(root: Path, image_size: int | None) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _check_one_size(root: Path, arrays: dict[str, np.ndarray]) -> None:
+def _check_one_size(root: Path, arrays: dict[str, np.ndarray], test: str = "test") -> None:
     """Train and test images of one size (H, W, C), else a ConfigError naming
     dataset.image_size: a model trained at one size and tested at another runs without a word
     (global pooling accepts any size) and its accuracies mean nothing."""
-    train, test = arrays["train_x"].shape[1:], arrays["test_x"].shape[1:]
+    train, test = arrays["train_x"].shape[1:], arrays[f"{test}_x"].shape[1:]
     if train != test:
         raise ConfigError(
             f"'{root}' holds training images of {train[0]}x{train[1]} pixels and test images "
@@ -219,8 +250,12 @@ def _check_one_size(root: Path, arrays: dict[str, np.ndarray]) -> None:
         )
 
 
-def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[ImageSet, ImageSet]:
-    """An ImageFolder tree (`train/<class>/*`, `test/<class>/*` or `val/<class>/*`) held in memory.
+def image_folder_sets(
+    root: str | Path, image_size: int | None = None, test_split: str | None = None
+) -> tuple[ImageSet, ImageSet]:
+    """An ImageFolder tree (`train/<class>/*`, `test/<class>/*` and / or `val/<class>/*`) held
+    in memory: (train, test), the test set from `pick_test_split(..., test_split)` (test/ when
+    the tree has one, else val/; "val" / "test" to choose).
 
     `root` is a folder or a .tar / .tar.gz of one, read sequentially. Decoded images are cached
     as a .npz under $RANKROBUST_CACHE (default ~/.cache/rankrobust), keyed by the tree's
@@ -236,16 +271,19 @@ def image_folder_sets(root: str | Path, image_size: int | None = None) -> tuple[
             "dataset.root=../shared/data/cifar10-jpeg.tar.gz."
         )
     # reader=2: 16-bit, .tif and nested images are read (issue 19): older caches lack them
-    cache = cache_file(root, f"size={image_size},reader=2")
+    # reader=3: val/ is kept apart from test/ (reader 2 merged them)
+    cache = cache_file(root, f"size={image_size},reader=3")
     arrays = cached_arrays(cache, lambda: _build_arrays(root, image_size), ARRAY_KEYS)
     classes = tuple(str(c) for c in arrays["classes"])
-    _check_one_size(root, arrays)
+    present = {split for split in SPLITS if f"{split}_x" in arrays}
+    test = pick_test_split(present, test_split, root)
+    _check_one_size(root, arrays, test)
 
     def to_set(split: str) -> ImageSet:
         x = torch.from_numpy(arrays[f"{split}_x"]).permute(0, 3, 1, 2).float().div_(255)
         return ImageSet(x.contiguous(), torch.from_numpy(arrays[f"{split}_y"]), classes)
 
-    return to_set("train"), to_set("test")
+    return to_set("train"), to_set(test)
 
 
 def read_images(
@@ -256,15 +294,16 @@ def read_images(
     classes: Sequence[str] | None = None,
     per_class: int | None = None,
 ) -> ImageSet:
-    """The first n images of the given splits of an ImageFolder tree or tarball, read in order.
+    """The first n images of one split of an ImageFolder tree or tarball, read in order: the
+    first of `splits` the source holds (by default test/, else val/; splits are never mixed).
 
     The order is the source's: sorted paths for a folder, archive order for a tarball, which
     usually stores a class's images together (the CIFAR-10 JPEG copy's first 1,000 test images
     are all birds). For a class-balanced pick, `per_class=k` keeps only the first k images of
     each class (`one_per_class` is per_class=1), and reading stops once every class of
-    `classes` has k. Stops as soon as it has n images (no cache, no full decode): for tests,
-    benchmarks and figures. Labels index `classes` (default: the sorted class names met,
-    ImageFolder's convention).
+    `classes` has k. Stops as soon as the first split has n images (no cache, no full decode):
+    for tests, benchmarks and figures. Labels index `classes` (default: the sorted class names
+    met, ImageFolder's convention).
     """
     if per_class is None:
         per_class = 1 if one_per_class else n
@@ -272,20 +311,26 @@ def read_images(
         raise ValueError(f"read_images: n={n}, per_class={per_class}: expected positive ints.")
     root = Path(root).expanduser()
     wanted = set(classes) if classes is not None else None
-    images, names, counts = [], [], {}
+    # per split, the (class, bytes, name) picked so far, decoded only for the split returned
+    picked: dict[str, list[tuple[str, bytes, str]]] = {s: [] for s in splits}
+    counts: dict[str, dict[str, int]] = {s: {} for s in splits}
     for split, cls, data, name in image_items(root):
-        if split not in splits or counts.get(cls, 0) >= per_class:
+        if split not in picked or counts[split].get(cls, 0) >= per_class:
+            continue
+        if len(picked[split]) >= n:
             continue
         if wanted is not None and cls not in wanted:
             raise ConfigError(f"{name} is of class '{cls}', not one of {sorted(wanted)}.")
-        images.append(_decode(data, None, name))
-        names.append(cls)
-        counts[cls] = counts.get(cls, 0) + 1
-        full = wanted is not None and all(counts.get(c, 0) >= per_class for c in wanted)
-        if len(images) >= n or full:
+        picked[split].append((cls, data, name))
+        counts[split][cls] = counts[split].get(cls, 0) + 1
+        full = wanted is not None and all(counts[split].get(c, 0) >= per_class for c in wanted)
+        if split == splits[0] and (len(picked[split]) >= n or full):
             break
-    if not images:
+    chosen = next((picked[s] for s in splits if picked[s]), None)
+    if not chosen:
         raise ConfigError(f"'{root}' holds no {' or '.join(splits)} images.")
+    images = [_decode(data, None, name) for _, data, name in chosen]
+    names = [cls for cls, _, _ in chosen]
     classes = tuple(classes) if classes is not None else tuple(sorted(set(names)))
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
     return ImageSet(x.contiguous(), torch.tensor([classes.index(c) for c in names]), classes)

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rankrobust.data.folder import SPLITS, pick_test_split
 from rankrobust.errors import ConfigError
 
 
@@ -24,8 +25,12 @@ def random_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
     return torch.utils.data.Subset(ds, subset_indices(len(ds), n, seed))
 
 
-def stream_sets(root: str | Path, image_size: int) -> dict[str, Dataset]:
-    """{'train', 'test'}: torchvision ImageFolders of root/train and root/test (or root/val).
+def stream_sets(
+    root: str | Path, image_size: int, test_split: str | None = None
+) -> dict[str, Dataset]:
+    """{'train', 'test'}: torchvision ImageFolders of root/train and of the test split,
+    root/test when it exists, else root/val (ImageNet's layout), or the one `test_split` names
+    (data.folder.pick_test_split: val/ is never merged into test/).
 
     Each image is resized (short side round(size * 8 / 7), 256 for 224), centre-cropped to
     size x size and returned as a float tensor in [0, 1]; labels are the sorted class folders.
@@ -40,22 +45,21 @@ def stream_sets(root: str | Path, image_size: int) -> dict[str, Dataset]:
         ]
     )
     root = Path(root).expanduser()
-    splits = {}
-    for split in ("train", "test", "val"):
-        if (root / split).is_dir():
-            splits["test" if split == "val" else split] = datasets.ImageFolder(
-                str(root / split), tf
-            )
-    if "test" not in splits:
+    present = {split for split in SPLITS if (root / split).is_dir()}
+    if not present & {"test", "val"}:
         raise ConfigError(
             f"'{root}' has no test/ or val/ folder of class folders (found: "
             f"{sorted(p.name for p in root.iterdir())[:5] if root.is_dir() else 'no folder'})."
             " ImageNet's validation set must be sorted into val/<wnid>/*.JPEG folders."
         )
+    test = pick_test_split(present, test_split, root)
+    splits = {"test": datasets.ImageFolder(str(root / test), tf)}
+    if "train" in present:
+        splits["train"] = datasets.ImageFolder(str(root / "train"), tf)
     if "train" in splits and splits["train"].classes != splits["test"].classes:
         raise ConfigError(
-            f"'{root}': train/ and {'val' if (root / 'val').is_dir() else 'test'}/ hold "
-            "different class folders, so their labels would not agree."
+            f"'{root}': train/ and {test}/ hold different class folders, so their labels would "
+            "not agree."
         )
     return splits
 

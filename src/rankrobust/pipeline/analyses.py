@@ -117,9 +117,14 @@ def run_rank_sweep(
             attack=attack, factorization=fac[:n],
         )  # fmt: skip
         sweep.update({k: v for k, v in robust.items() if k.endswith("_robust")})
+        # the clean accuracy of the attacked images, for results.number_warnings
+        attacked = {m: robust[m] for m in modes}
     counts = {m: min(settings.n_robust or len(labels), len(labels)) for m in sweep}
     counts.update({m: int(len(labels)) for m in modes})
-    return {"rank_sweep": sweep, "rank_sweep_n": counts}
+    out = {"rank_sweep": sweep, "rank_sweep_n": counts}
+    if settings.robust and attack is not None:
+        out["rank_sweep_clean_attacked"] = attacked
+    return out
 
 
 def run_perturbation_spectrum(

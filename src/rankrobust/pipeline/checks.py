@@ -208,6 +208,26 @@ def check_basis_sweep(cfg: DictConfig) -> None:
             check_basis_cutoffs(f"sweep.cutoffs.{basis}", cuts, basis, full, wavelet)
 
 
+# What to set instead of a zero budget (AttackSpec.validate refuses eps=0 for a real attack).
+NO_ATTACK = {
+    "train": " For a natural run use attack=none (no training attack).",
+    "eval": " To skip robust accuracy set eval.n_robust=0 (or attack.eval=null).",
+}
+
+
+def _is_zero_budget(node: DictConfig) -> bool:
+    return node.get("name") not in (None, "none") and node.get("eps") == 0
+
+
+def _keyed(prefix: str, message: str) -> str:
+    """'attack.train.eps=0: ...' for a message that starts with a field ('eps=0: ...'), else
+    'attack.train: <message>'."""
+    field = message.split("=", 1)[0]
+    if "=" in message and field.isidentifier():
+        return f"{prefix}.{message}"
+    return f"{prefix}: {message}"
+
+
 def check_attacks(cfg: DictConfig) -> dict[str, AttackSpec | None]:
     """attack.train and attack.eval as validated AttackSpecs (None when null), built once."""
     specs: dict[str, AttackSpec | None] = {"train": None, "eval": None}
@@ -217,8 +237,11 @@ def check_attacks(cfg: DictConfig) -> dict[str, AttackSpec | None]:
             continue
         try:
             spec = specs[part] = _build(node).validate()
-        except ConfigError as err:  # name the key (attack.train / attack.eval)
-            raise ConfigError(f"attack.{part}: {err}") from None
+        except ConfigError as err:  # name the key: attack.train.eps=..., else attack.train: ...
+            raise ConfigError(
+                _keyed(f"attack.{part}", str(err))
+                + NO_ATTACK.get(part if _is_zero_budget(node) else "", "")
+            ) from None
         norm = spec.norm or ("L2" if spec.name == "pgd_l2" else "Linf")
         if norm == "Linf" and spec.name != "none" and spec.eps > 1:
             raise ConfigError(

@@ -53,6 +53,7 @@ class ImageDataModule(pl.LightningDataModule):
         transform: RankTransform | None = None,
         seed: int = 0,
         local_copy: bool = True,
+        test_split: str = "auto",
     ):
         super().__init__()
         self.name = name
@@ -71,6 +72,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.seed = seed
         # cifar10: also look for $RANKROBUST_CIFAR10 and ../shared/data before downloading
         self.local_copy = local_copy
+        # image folders: the test set's split (data.folder.pick_test_split: auto, test or val)
+        self.test_split = test_split
         self.train_set: ImageSet | None = None
         self.test_set: ImageSet | None = None
         self._streams = None
@@ -98,7 +101,7 @@ class ImageDataModule(pl.LightningDataModule):
         elif self.name == "cifar10":
             train, test = cifar10_sets(self.cifar10_root, self.download, self.local_copy)
         elif self.name in ("image_folder", "imagenet"):
-            train, test = image_folder_sets(self.root, self.image_size)
+            train, test = image_folder_sets(self.root, self.image_size, self.test_split)
         else:
             raise ConfigError(
                 f"Unknown dataset '{self.name}': use cifar10, image_folder, imagenet or synthetic."
@@ -164,7 +167,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _setup_streams(self) -> None:
         size = self.image_size or 224
-        splits = stream_sets(self.root, size)
+        splits = stream_sets(self.root, size, self.test_split)
         classes = tuple(splits["test"].classes)
         relabel = self._check_classes(classes)
         if relabel is not None:  # wnid folders: labels are their ImageNet-1k indices

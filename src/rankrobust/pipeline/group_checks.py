@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rankrobust.errors import ConfigError
-from rankrobust.pipeline.config_values import INF, _get, check_range, full_rank
+from rankrobust.pipeline.config_values import INF, _get, check_choice, check_range, full_rank
 
 
 def check_device(cfg: DictConfig) -> None:
@@ -45,8 +45,10 @@ def check_device(cfg: DictConfig) -> None:
 
 def check_dataset(cfg: DictConfig) -> None:
     from rankrobust.data import check_source
+    from rankrobust.data.folder import TEST_SPLITS
 
     name = _get(cfg, "dataset.name", None)
+    check_choice("dataset.test_split", _get(cfg, "dataset.test_split", "auto"), TEST_SPLITS)
     check_source(name, _get(cfg, "dataset.root", None))
     size = _get(cfg, "dataset.image_size", None)
     if name == "cifar10" and size not in (None, 32):

@@ -14,6 +14,7 @@ from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rankrobust.attacks import Attack
+from rankrobust.inputs import check_finite_logits, check_labels
 
 # The valid values (checks.py tests the config against these same tuples before any work).
 CHANNELS_LAST = (True, False, "auto")
@@ -53,7 +54,9 @@ class RobustClassifier(pl.LightningModule):
 
     The training attack runs with the model in eval mode (the attack functions switch it), the
     standard practice. Testing reports clean accuracy on every test image and robust accuracy
-    under `eval_attack` on the first `n_robust` test images (all when None), in float32
+    under `eval_attack` on the first `n_robust` test images (all when None), with the clean
+    accuracy of those same images (`test/clean_acc_attacked`, what robust accuracy can never
+    honestly exceed), in float32
     whatever the training precision (`eval_precision`), so the test accuracies, the rank sweep
     and RIG all see the same numbers. `channels_last="auto"` is on for a GPU. `compile`
     (off by default) runs the model through torch.compile (`compile_backend`).
@@ -100,6 +103,7 @@ class RobustClassifier(pl.LightningModule):
         # the confidence intervals, right under limit_test_batches / fast_dev_run too
         self.n_clean, self.n_attacked = SumMetric(), SumMetric()
         self.test_robust_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_clean_attacked = MulticlassAccuracy(num_classes, average="micro")
         self._robust_seen = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -186,8 +190,13 @@ class RobustClassifier(pl.LightningModule):
             self._test_step(x.float(), y)
 
     def _test_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        # NaN / inf logits and labels outside the classes are errors (inputs.py), not scores:
+        # one host sync per test batch, none in training
         with torch.no_grad():
-            self.test_acc.update(self(x).argmax(1), y)
+            out = check_finite_logits(self(x))
+        y = check_labels(y, len(y), "test labels", out.shape[1])
+        pred = out.argmax(1)
+        self.test_acc.update(pred, y)
         self.n_clean.update(len(y))
         self.log("test/clean_acc", self.test_acc, on_epoch=True)
         self.log("test/n_clean", self.n_clean, on_epoch=True)
@@ -195,12 +204,16 @@ class RobustClassifier(pl.LightningModule):
         if self.eval_attack is None or budget <= 0:
             return
         x, y = x[:budget], y[:budget]
+        # clean accuracy of the very images attacked: robust above it is no robustness
+        self.test_clean_attacked.update(pred[:budget], y)
         x_adv = self.eval_attack(self.model, x, y)
         with torch.no_grad():
-            self.test_robust_acc.update(self(x_adv).argmax(1), y)
+            adv = check_finite_logits(self(x_adv), "model (on the attacked images)")
+            self.test_robust_acc.update(adv.argmax(1), y)
         self._robust_seen += len(y)
         self.n_attacked.update(len(y))
         self.log("test/robust_acc", self.test_robust_acc, on_epoch=True)
+        self.log("test/clean_acc_attacked", self.test_clean_attacked, on_epoch=True)
         self.log("test/n_robust", self.n_attacked, on_epoch=True)
 
     def _robust_budget(self) -> int:

@@ -196,6 +196,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
         **base,
         "clean_acc": tested.get("test/clean_acc"),
         "robust_acc": tested.get("test/robust_acc"),
+        "clean_acc_attacked": tested.get("test/clean_acc_attacked"),
         "eval_attack": _as_dict(spec.eval_attack),
         "checkpoint": str(last) if last.exists() else spec.config["model"].get("checkpoint"),
         "n_test": _count(tested.get("test/n_clean")),
@@ -210,6 +211,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     module.to(trainer.strategy.root_device)  # Lightning's teardown moved it to the CPU
     found, errors, spent = analyses.run_all(spec, module, dm, job.run_dir)
     metrics.update(found, status=results.final_status(errors))
+    metrics["warnings"] = results.number_warnings(metrics)
     if errors:
         metrics["analysis_errors"] = errors
     if spec.skipped:

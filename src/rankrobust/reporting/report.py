@@ -23,6 +23,7 @@ from rankrobust.reporting.claims import (
     USABLE,
     ClaimResult,
     claims,
+    suspect_runs,
     unlabelled,
 )
 from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
@@ -270,6 +271,14 @@ def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Pat
                 lines.append(f"| {m['kind']} | {m['run']} | {fmt(rig)} | {fmt(van)} | {cleaner} |")
         if c.extra.get("cleaner_maps"):
             lines += attribution_lines(c.extra["cleaner_maps"])
+        if c.extra.get("suspect_runs"):
+            runs = ", ".join(f"`{r}`" for r in c.extra["suspect_runs"])
+            lines += [
+                "",
+                f"Numbers to check in runs used here: {runs} (robust accuracy above "
+                "clean accuracy: gradient masking suspected; see Numbers to check below).",
+            ]
+    lines += _suspect_lines(rows)
     lines += _unlabelled_lines(rows)
     bad = [r for r in rows if r.get("status") != "ok"]
     if bad:
@@ -279,6 +288,25 @@ def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Pat
             used = " (used)" if r.get("status") in USABLE else ""
             lines.append(f"| `{r['run_dir']}` | {r['status']}{used} | {r.get('error') or ''} |")
     return "\n".join(lines) + "\n"
+
+
+def _suspect_lines(rows: list[dict]) -> list[str]:
+    """Runs whose robust accuracy is above the clean accuracy of the same images."""
+    suspects = suspect_runs(rows)
+    if not suspects:
+        return []
+    lines = [
+        "",
+        "## Numbers to check (gradient masking suspected)",
+        "",
+        "An attack can only add errors, so robust accuracy above the clean accuracy of the same "
+        "images means the attack did not work on the model, not that the model is robust: its "
+        "robust numbers, and the claims that use them, are no evidence. Evaluate these runs with "
+        "AutoAttack (`attack=autoattack`) and check the attack's gradients (Croce & Hein: "
+        "https://github.com/fra31/auto-attack/issues/45).",
+        "",
+    ]
+    return lines + [f"- `{s['run']}`: {w}" for s in suspects for w in s["warnings"]]
 
 
 def _unlabelled_lines(rows: list[dict]) -> list[str]:

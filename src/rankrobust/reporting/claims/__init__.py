@@ -49,7 +49,7 @@ from rankrobust.reporting.intervals import (
     mean_of,
     within,
 )
-from rankrobust.results import RIG_TOP_RANKS
+from rankrobust.results import RIG_TOP_RANKS, number_warnings
 
 K_REF = 4  # the rank the C1/C2 rules look at (the nearest measured rank below it if absent)
 MARGIN_C1 = 0.05  # robust must keep this much more of its clean accuracy than natural
@@ -91,6 +91,7 @@ __all__ = [
     "pairs",
     "rank_attribution",
     "rig_runs",
+    "suspect_runs",
     "sweep_groups",
     "train_rank_groups",
     "unlabelled",
@@ -170,6 +171,23 @@ class ClaimResult:
         )
 
 
+def suspect_runs(rows: Sequence[dict]) -> list[dict]:
+    """Usable runs whose numbers cannot be right (results.number_warnings: robust accuracy
+    above the clean accuracy of the same images): [{run, warnings}], for the report."""
+    return [
+        {"run": r.get("run_dir"), "warnings": ws}
+        for r in usable(rows)
+        if (ws := r.get("warnings") or number_warnings(r))
+    ]
+
+
+def _suspects(gs: Sequence[Group]) -> dict:
+    """{"suspect_runs": [run_dir, ...]} for the runs of groups a claim compared whose numbers
+    cannot be right (`suspect_runs`), else {}."""
+    runs = sorted({s["run"] for s in suspect_runs([r for g in gs for r in g.runs])})
+    return {"suspect_runs": runs} if runs else {}
+
+
 def _result(claim: str, rule: str, comps: list[dict], **extra: Any) -> ClaimResult:
     verdict = all_of(c["verdict"] for c in comps) if comps else NOT_TESTABLE
     return ClaimResult(claim, rule, verdict, comps, FIGURES[claim], extra)
@@ -182,7 +200,7 @@ def claim_c1(rows: Sequence[dict]) -> ClaimResult:
         f"of clean accuracy kept) must exceed {MARGIN_C1:.2f}: holds when its 95% interval lies "
         "above, does not hold when it lies at or below, for every natural/robust pair"
     )
-    comps = []
+    comps, used = [], []
     for n, r in pairs(sweep_groups(rows, "low")):
         common = sorted(set(n.sweep_ks("low")) & set(r.sweep_ks("low")))
         if not common:
@@ -192,6 +210,7 @@ def claim_c1(rows: Sequence[dict]) -> ClaimResult:
         if kept_n is None or kept_r is None:
             continue
         diff = difference(kept_r, kept_n)
+        used += [n, r]
         comps.append(
             {
                 "natural": n.label,
@@ -207,7 +226,7 @@ def claim_c1(rows: Sequence[dict]) -> ClaimResult:
                 "verdict": above(diff, MARGIN_C1),
             }
         )
-    return _result("C1", rule, comps)
+    return _result("C1", rule, comps, **_suspects(used))
 
 
 def claim_c2(rows: Sequence[dict]) -> ClaimResult:
@@ -216,7 +235,7 @@ def claim_c2(rows: Sequence[dict]) -> ClaimResult:
         f"H_k(x) must lie above chance + {MARGIN_C2:.2f} and the robust model's within "
         f"{MARGIN_C2:.2f} of chance (chance = 1/classes), each judged by its 95% interval"
     )
-    comps = []
+    comps, used = [], []
     for n, r in pairs(sweep_groups(rows, "high")):
         common = sorted(set(n.sweep_ks("high")) & set(r.sweep_ks("high")))
         if not common:
@@ -226,6 +245,7 @@ def claim_c2(rows: Sequence[dict]) -> ClaimResult:
         an, ar = n.sweep("high", k), r.sweep("high", k)
         natural_part = above(an, chance + MARGIN_C2)
         robust_part = within(ar, chance - MARGIN_C2, chance + MARGIN_C2)
+        used += [n, r]
         comps.append(
             {
                 "natural": n.label,
@@ -239,7 +259,7 @@ def claim_c2(rows: Sequence[dict]) -> ClaimResult:
                 "verdict": all_of([natural_part, robust_part]),
             }
         )
-    return _result("C2", rule, comps)
+    return _result("C2", rule, comps, **_suspects(used))
 
 
 def claim_c3(rows: Sequence[dict]) -> ClaimResult:
