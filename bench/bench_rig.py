@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rankrobust.rig import rank_integrated_gradients
+from rankrobust.attribution import rank_integrated_gradients
 
 
 def _model(num_classes: int = 10) -> nn.Module:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rankrobust.results import run_identity, write_metrics
+from rankrobust.identity import run_identity
+from rankrobust.results import write_metrics
 
 RANKS = [1, 2, 4, 8, 16, 32]
 N_TEST, N_ROBUST, N_SWEEP = 1000, 500, 1000  # images behind clean / robust / rank-sweep accuracy

@@ -14,7 +14,8 @@ import torch
 from helpers import FAST, ROOT, child_env, make_cfg, run_cli
 
 import rankrobust
-from rankrobust import attacks, evaluate, rig
+from rankrobust import attacks, evaluate
+from rankrobust import attribution as attr
 from rankrobust.errors import ConfigError
 from rankrobust.launch.summary import summarize_sweep
 from rankrobust.pipeline import checks, loggers, task
@@ -324,10 +325,10 @@ API_BAD = [
      "images"),
     ("accuracy meta", lambda: evaluate.accuracy(_api_model(), X.to("meta"), Y), TypeError,
      "images"),
-    ("rig 0-255", lambda: rig.rank_integrated_gradients(_api_model(), X * 255), ValueError, "x"),
-    ("rig tuple model", lambda: rig.rank_integrated_gradients(_TupleModel(), X), TypeError,
+    ("rig 0-255", lambda: attr.rank_integrated_gradients(_api_model(), X * 255), ValueError, "x"),
+    ("rig tuple model", lambda: attr.rank_integrated_gradients(_TupleModel(), X), TypeError,
      "model"),
-    ("rig float16", lambda: rig.rank_integrated_gradients(_api_model(), X.half()), TypeError, "x"),
+    ("rig float16", lambda: attr.rank_integrated_gradients(_api_model(), X.half()), TypeError, "x"),
     ("load_run a file", lambda: rankrobust.load_run(__file__), ValueError, "run_dir"),
     ("load_run missing", lambda: rankrobust.load_run("/nonexistent/run"), ValueError, "run_dir"),
 ]  # fmt: skip

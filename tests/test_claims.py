@@ -135,7 +135,7 @@ def test_runs_differing_in_a_setting_are_not_seeds_of_one_identity():
     same config with seeds 0 and 1 (and another output folder): one identity, two seeds."""
     from fake_runs import composed
 
-    from rankrobust.results import run_identity
+    from rankrobust.identity import run_identity
 
     def row(width: int, seed: int, folder: str) -> dict:
         cfg = composed("none", seed=seed)
@@ -152,7 +152,7 @@ def test_runs_differing_in_a_setting_are_not_seeds_of_one_identity():
 
 
 def test_a_one_batch_limit_is_a_limit():
-    from rankrobust.results import _limits
+    from rankrobust.identity import _limits
 
     assert _limits({"limit_train_batches": 1}) == "limit_train_batches=1"  # one batch
     assert _limits({"limit_train_batches": 1.0}) is None  # the whole epoch

@@ -62,7 +62,8 @@ def test_collect_keeps_unreadable_metrics_visible(tmp_path):
 def test_failed_run_with_its_identity_is_failed_and_empty_config_is_invalid(tmp_path):
     from fake_runs import _config
 
-    from rankrobust.results import IDENTITY_KEYS, write_metrics
+    from rankrobust.identity import IDENTITY_KEYS
+    from rankrobust.results import write_metrics
 
     failed = {"clean_acc": None, "robust_acc": None, "timings": {"total": 0.1}}
     failed |= {"status": "failed", "error": "RuntimeError: CUDA out of memory"}
@@ -115,9 +116,9 @@ def test_missing_job_identity_comes_from_the_hydra_config_even_unresolvable(tmp_
 def test_collect_has_one_robustness_rule():
     import inspect
 
-    from rankrobust import results
+    from rankrobust import identity
 
-    assert not hasattr(collect, "is_robust") or collect.is_robust is results.is_robust
+    assert not hasattr(collect, "is_robust") or collect.is_robust is identity.is_robust
     assert "spectra.npz" not in inspect.getsource(collect)
 
 

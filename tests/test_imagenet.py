@@ -16,7 +16,7 @@ import torch
 import torchvision
 from helpers import make_cfg
 
-from rankrobust import results
+from rankrobust import identity, results
 from rankrobust.data import photos
 from rankrobust.errors import ConfigError
 from rankrobust.models import Normalize, build_model
@@ -210,15 +210,15 @@ def test_an_evaluation_only_natural_robust_pair_gets_c1_c2_verdicts(net, tmp_pat
 def test_undeclared_loaded_weights_are_unknown_and_the_report_asks_to_label_them(tmp_path):
     cfg = {"train": False, "model": {"name": "small_cnn", "checkpoint": "x.pt"},
            "attack": {"name": "none", "train": None}}  # fmt: skip
-    assert results.model_kind(cfg).kind == "unknown"
+    assert identity.model_kind(cfg).kind == "unknown"
     rb = {"train": False, "model": {"name": "robustbench", "name_rb": "Wong2020Fast",
                                     "rb_dataset": "cifar10", "threat_model": "Linf"}}  # fmt: skip
-    kind = results.model_kind(rb)
+    kind = identity.model_kind(rb)
     assert kind.kind == "robust" and kind.threat_label == "Linf 8/255"
     rb["model"]["name_rb"] = "Standard"
-    assert results.model_kind(rb).kind == "natural"
+    assert identity.model_kind(rb).kind == "natural"
     trained = {"train": True, "attack": {"name": "pgd_l2", "train": {"name": "pgd_l2", "eps": 0.5}}}
-    assert results.model_kind(trained).description == "adversarial training (L2 0.5)"
+    assert identity.model_kind(trained).description == "adversarial training (L2 0.5)"
 
 
 def _robustbench():

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from rankrobust import evaluate, rig, svd
+from rankrobust import attribution as attr
+from rankrobust import evaluate, svd
 from rankrobust.inputs import UNIT_RANGE_TOL, check_images
 from rankrobust.models import build_model
 
@@ -59,10 +60,10 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
      ValueError, "images"),
     ("robust_accuracy normalised", lambda: evaluate.robust_accuracy(_model(), _images() - 0.5,
      LABELS, lambda m, x, y: x), ValueError, "images"),
-    ("rig uint8", lambda: rig.rank_integrated_gradients(_model(), UINT8), TypeError, "x"),
-    ("ig inf", lambda: rig.integrated_gradients(_model(), _with(float("inf"))), ValueError, "x"),
-    ("vanilla 3-D", lambda: rig.vanilla_gradient(_model(), _images()[0]), ValueError, "x"),
-    ("path_integral NaN baseline", lambda: rig.path_integral(_model(), [_with(float("nan")),
+    ("rig uint8", lambda: attr.rank_integrated_gradients(_model(), UINT8), TypeError, "x"),
+    ("ig inf", lambda: attr.integrated_gradients(_model(), _with(float("inf"))), ValueError, "x"),
+    ("vanilla 3-D", lambda: attr.vanilla_gradient(_model(), _images()[0]), ValueError, "x"),
+    ("path_integral NaN baseline", lambda: attr.path_integral(_model(), [_with(float("nan")),
      _images()]), ValueError, "path point 0"),
 ]  # fmt: skip
 

@@ -389,7 +389,7 @@ def test_eps_0_training_is_refused_on_the_cli(tmp_path):
 
 
 def test_eps_0_training_is_natural_not_robust():
-    from rankrobust.results import model_kind, row_kind
+    from rankrobust.identity import model_kind, row_kind
 
     cfg = {"train": True, "attack": {"name": "pgd_linf", "train": {"name": "pgd_linf", "eps": 0}}}
     assert model_kind(cfg).kind == "natural"

@@ -1,4 +1,4 @@
-"""Tests for rankrobust.rig: RIG, IG (vs captum) and vanilla gradients on tiny synthetic models."""
+"""Tests for rankrobust.attribution: RIG, IG (vs captum) and vanilla gradients on tiny models."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from rankrobust.errors import ConfigError
-from rankrobust.rig import (
+from rankrobust.attribution import (
     integrated_gradients,
     path_integral,
     quadrature,
     rank_integrated_gradients,
     vanilla_gradient,
 )
+from rankrobust.errors import ConfigError
 from rankrobust.svd import factorize
 
 HW = 8  # full rank 8: 8 segments x 8 steps = 64 evaluations per image

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from rankrobust.rig import RankIntegratedGradients, rank_integrated_gradients
+from rankrobust.attribution import RankIntegratedGradients, rank_integrated_gradients
 
 matplotlib.use("Agg")
 

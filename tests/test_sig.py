@@ -14,15 +14,16 @@ from torch import nn
 
 from rankrobust.attribution import (
     IntegratedGradients,
+    RankIntegratedGradients,
     SpectralIntegratedGradients,
     explain,
+    rank_integrated_gradients,
     rig_schedule,
     spectral_integrated_gradients,
 )
 from rankrobust.attribution.sig import spectral_path
 from rankrobust.errors import ConfigError
 from rankrobust.models import small_cnn
-from rankrobust.rig import RankIntegratedGradients, rank_integrated_gradients
 
 
 def _cnn() -> nn.Module:

@@ -184,8 +184,8 @@ def test_cli_unknown_option_is_one_paragraph_and_exit_2(tmp_path):
 
 
 def test_failed_run_records_the_full_config_and_collect_says_failed(tmp_path):
+    from rankrobust.identity import IDENTITY_KEYS
     from rankrobust.reporting.collect import read_run
-    from rankrobust.results import IDENTITY_KEYS
 
     with pytest.raises(ConfigError):
         task.run(make_cfg(*FAST, "optim.lr=-1"), tmp_path)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from helpers import FAST, make_cfg, run_cli
 
-from rankrobust import results
+from rankrobust import identity, results
 from rankrobust.errors import ConfigError
 from rankrobust.models import build_model
 from rankrobust.models.checkpoints import LAYOUTS, load_weights, read_checkpoint
@@ -333,7 +333,7 @@ def test_closing_line_says_loaded_weights_only_for_weights_from_a_file(tmp_path)
 def test_the_model_line_says_where_the_weights_came_from(cfg, said):
     metrics = results.base_record(cfg, "run", None, "run.py")
     assert results.model_line(metrics).split(", ", 1)[1] == said
-    assert results.model_kind(cfg).description == said
+    assert identity.model_kind(cfg).description == said
     older = {**metrics, "config": {k: v for k, v in metrics["config"].items()
                                    if k not in ("train", "weights")}}  # fmt: skip
     assert results.model_line(older).split(", ", 1)[1] == said  # from resolved_config

@@ -1,4 +1,4 @@
-"""A run's identity and kind: what it trained and evaluated (results.py re-exports all of it).
+"""A run's identity and kind: what it trained and evaluated.
 
 - `run_identity(cfg)`: the `IDENTITY_KEYS` of a run from its resolved config, with `setup`, a
   fingerprint of every setting but the seed and `PLUMBING`; runs are seeds of one identity only

@@ -43,26 +43,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rankrobust.identity import (  # noqa: F401  (re-exported: results is their old home)
-    IDENTITY_KEYS,
-    KINDS,
-    LIMIT_KEYS,
-    NORMS,
-    PLUMBING,
-    ROBUSTBENCH_EPS,
-    Kind,
-    _limits,
-    _select,
-    arch_family,
-    is_robust,
-    model_kind,
-    model_weights,
-    row_kind,
-    run_identity,
-    settings,
-    setup_fingerprint,
-    threat_label,
-)
+from rankrobust.identity import _select, model_kind, row_kind, run_identity
 
 SCHEMA = 1
 FILENAME = "metrics.json"

@@ -1,4 +1,4 @@
-"""Attribution along image paths: the public API (`rankrobust.rig` is the same API, kept).
+"""Attribution along image paths: the public API.
 
 - :func:`rank_integrated_gradients`: integrated gradients along the rank path
   ``baseline -> L_1(x) -> ... -> x`` (pixel map, per-rank attribution, completeness error);

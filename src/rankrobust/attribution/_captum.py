@@ -1,11 +1,11 @@
-"""Rank Integrated Gradients as a captum attribution method (import it from rankrobust.rig).
+"""Rank Integrated Gradients as a captum attribution method (import it from rankrobust.attribution).
 
 :class:`RankIntegratedGradients` is a captum ``GradientAttribution`` whose ``attribute`` follows
 ``captum.attr.IntegratedGradients.attribute`` (inputs, baselines, target,
 additional_forward_args, internal_batch_size, return_convergence_delta), so captum's wrappers
 (``NoiseTunnel``) and visualisation (``visualize_image_attr``) take it as they take IG.  The
-maths is :func:`rankrobust.rig.rank_integrated_gradients`; this module only translates captum's
-conventions.
+maths is :func:`rankrobust.attribution.rank_integrated_gradients`; this module only translates
+captum's conventions.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class RankIntegratedGradients(GradientAttribution):
             ranks: strictly increasing ranks ending at min(H, W); None: every rank.
             method: quadrature rule: captum's "riemann_middle" (default), "riemann_left",
                 "riemann_right", "riemann_trapezoid" (here the exact trapezoid rule),
-                "gausslegendre", or the names of :func:`rankrobust.rig.quadrature`.
+                "gausslegendre", or the names of :func:`rankrobust.attribution.quadrature`.
             internal_batch_size: the most model inputs per forward/backward pass; None puts
                 all ``N * (number of path points)`` through at once, as captum does.
             return_convergence_delta: also return ``delta = sum(attributions) -

@@ -1,4 +1,4 @@
-"""Private maths of :mod:`rankrobust.rig`: quadrature rules and the path-integral engine.
+"""Private maths of :mod:`rankrobust.attribution`: quadrature rules and the path-integral engine.
 
 :func:`path_integral` integrates the gradient of a class score ``f`` along a piecewise-linear
 path ``p_0 -> p_1 -> ... -> p_K`` (``p_0`` the baseline, ``p_K`` the input).  With ``m``

@@ -1,5 +1,5 @@
 """Rank Integrated Gradients (RIG), Integrated Gradients and vanilla gradients (import them from
-rankrobust.rig, the public module; this one sits below it and below the captum class).
+rankrobust.attribution, the public package; this module sits below it and below the captum class).
 
 Rank Integrated Gradients (:func:`rank_integrated_gradients`) integrates the gradient of a class
 score ``f`` along the *rank path* ``baseline -> L_1(x) -> L_2(x) -> ... -> x``, where ``L_k`` is

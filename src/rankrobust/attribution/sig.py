@@ -160,7 +160,7 @@ def spectral_integrated_gradients(
         schedule: "strength" (SIG's gating) or "rank_uniform" (RIG's rank path).
         batch_size: most model inputs per forward/backward pass.
         score: "logit", "softmax" (SIG's published f) or "log_softmax".
-        channels_last, additional_forward_args: see :func:`rankrobust.rig.path_integral`.
+        channels_last, additional_forward_args: see :func:`rankrobust.attribution.path_integral`.
 
     Returns:
         :class:`SIGResult`.

@@ -236,7 +236,7 @@ def build_model(
     weights into the built model (rankrobust.models.checkpoints: weights only, never pickled code;
     every layout of ``checkpoints.LAYOUTS``; a MadryLab file's own normaliser replaces mean/std).
     ``kind`` ("natural" | "robust" | "unknown") and ``threat`` ({norm, eps}) declare what the
-    loaded weights are (results.model_kind reads them from the config; they build nothing).
+    loaded weights are (identity.model_kind reads them from the config; they build nothing).
     The model's ``normalization`` attribute says which normalisation it applies:
     {"source", "mean", "std"}.
     ``checkpoint="random"`` keeps the random initial weights, asked for explicitly.

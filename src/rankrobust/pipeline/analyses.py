@@ -23,12 +23,13 @@ from torch import nn
 
 from rankrobust import bases
 from rankrobust.attacks import Attack
+from rankrobust.attribution import rank_integrated_gradients, vanilla_gradient
 from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
+from rankrobust.identity import model_kind
 from rankrobust.pipeline.explain import run_attribution
-from rankrobust.results import FILES, RIG_TOP_RANKS, model_kind
-from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
+from rankrobust.results import FILES, RIG_TOP_RANKS
 from rankrobust.svd import Factorization, factorize
 
 log = logging.getLogger("rankrobust")

@@ -108,7 +108,7 @@ def check_attribution(cfg: DictConfig) -> None:
 
 def check_model_kind(cfg: DictConfig) -> None:
     """model.kind (natural | robust | unknown | null) and model.threat ({norm: linf | l2,
-    eps > 0}) of loaded weights: what results.model_kind reads."""
+    eps > 0}) of loaded weights: what identity.model_kind reads."""
     kind = _get(cfg, "model.kind", None)
     if kind not in (None, "natural", "robust", "unknown"):
         raise ConfigError(

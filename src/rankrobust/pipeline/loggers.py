@@ -21,8 +21,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rankrobust.errors import ConfigError
+from rankrobust.identity import run_identity
 from rankrobust.launch.ddp import rank_zero
-from rankrobust.results import FILES, run_identity
+from rankrobust.results import FILES
 
 RUN_ID_FILE = "wandb_run_id.txt"
 DEFAULT_HOST = "https://api.wandb.ai"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rankrobust import results
 from rankrobust.attacks import AttackSpec
+from rankrobust.identity import run_identity
 from rankrobust.pipeline.analyses import (
     EvalSettings,
     RIGSettings,
@@ -61,4 +62,4 @@ class RunSpec:
         return results.last_checkpoint(run_dir, self.config)
 
     def identity(self, experiment: str | None) -> dict:
-        return results.run_identity(self.config, experiment)
+        return run_identity(self.config, experiment)

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rankrobust import results
 from rankrobust.errors import ConfigError, StorageError, as_config_error, storage_error
+from rankrobust.identity import run_identity
 from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
@@ -309,7 +310,7 @@ def _data_used(base: dict, dm, job: JobInfo) -> dict:
     if asked is not None and used != asked:
         config = copy.deepcopy(base["resolved_config"])
         config["dataset"]["n_train"] = used
-        facts["config"] = results.run_identity(config, job.experiment)
+        facts["config"] = run_identity(config, job.experiment)
     return facts
 
 

@@ -21,14 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rankrobust.results import (
-    FILENAME,
-    IDENTITY_KEYS,
-    read_metrics,
-    row_kind,
-    run_folder_of,
-    run_identity,
-)
+from rankrobust.identity import IDENTITY_KEYS, row_kind, run_identity
+from rankrobust.results import FILENAME, read_metrics, run_folder_of
 from rankrobust.run_folders import find_run_dirs
 
 __all__ = ["collect", "collect_for_cli", "find_run_dirs", "main", "read_run", "write_table"]
@@ -123,7 +117,7 @@ def _finish(row: dict) -> dict:
     row.setdefault("robust_acc", None)
     row.setdefault("error", None)
     row.setdefault("rig_npz", None)
-    # The one rule (results.row_kind): declared in metrics.json, else the old attack-name rule.
+    # The one rule (identity.row_kind): declared in metrics.json, else the old attack-name rule.
     known = row.get("kind") or row["attack"] is not None
     row["kind"] = row_kind(row).kind if known else None
     row["arch"] = row.get("arch") or row.get("model")  # older files: the model name

@@ -7,7 +7,7 @@
 - Pairing: a natural and a robust group are compared only when they share the data and the
   architecture family (`PAIR_KEYS`: dataset, n_train, arch, rank, transform, train); the
   training schedule may differ (robust training has its own). A run's kind and threat model
-  come from metrics.json (results.model_kind: the training attack, or `model.kind` /
+  come from metrics.json (identity.model_kind: the training attack, or `model.kind` /
   `model.threat` of loaded weights), so evaluation-only pairs pair too; "unknown" runs never
   pair (`unlabelled` names them for the report).
 - A group's accuracy: Wilson for one run (n images from metrics.json), t over seeds for several.
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from rankrobust.identity import IDENTITY_KEYS, row_kind, settings
 from rankrobust.reporting.intervals import Estimate, binomial, mean_of, ratio
-from rankrobust.results import IDENTITY_KEYS, row_kind, settings
 
 USABLE = ("ok", "partial")
 GROUP_KEYS = tuple(k for k in IDENTITY_KEYS if k not in ("seed", "name", "experiment"))
