@@ -31,9 +31,9 @@ def make_cfg(*overrides: str) -> DictConfig:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a Python subprocess of a test: this checkout's source first, and the
-    reach audit (tests/reach.py) on."""
-    path = os.pathsep.join([str(ROOT / "src"), str(SITE_DIR)])
+    """The environment for a Python subprocess of a test: this checkout's source first, the
+    reach audit (tests/reach.py) on, and tests/ importable (the callbacks of tests/hooks.py)."""
+    path = os.pathsep.join([str(ROOT / "src"), str(SITE_DIR), str(ROOT / "tests")])
     return {**os.environ, "PYTHONPATH": path, **extra}
 
 

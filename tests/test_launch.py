@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from helpers import FAST, make_cfg, run_cli
+from hooks import kill_at_epoch
 
 from rankrobust.data import ShardedBatches
 from rankrobust.launch import gpus
 from rankrobust.launch.summary import SUMMARY, summarize_sweep
 from rankrobust.pipeline import task
-from rankrobust.pipeline.callbacks import KILL_ENV
 from rankrobust.results import read_metrics
 
 TINY = [
@@ -212,9 +212,8 @@ def test_two_deterministic_runs_give_bit_identical_metrics(tmp_path):
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     straight = task.run(make_cfg(*RESUMABLE), tmp_path / "straight")
 
-    monkeypatch.setenv(KILL_ENV, "1")  # SIGKILL as epoch 2 starts (epoch 1's checkpoint saved)
-    killed = run_cli(*RESUMABLE, "hydra.run.dir=run", cwd=tmp_path)
-    monkeypatch.delenv(KILL_ENV)
+    # SIGKILL as epoch 2 starts (epoch 1's checkpoint saved)
+    killed = run_cli(*RESUMABLE, *kill_at_epoch(1), "hydra.run.dir=run", cwd=tmp_path)
     assert killed.returncode != 0
     assert read_metrics(tmp_path / "run")["status"] == "running"
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

@@ -6,16 +6,15 @@ is one paragraph, exit 2, and leaves every file of the folder as it was."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
 import yaml
 from helpers import FAST, make_cfg, run_cli
+from hooks import kill_at_epoch
 
 from rankrobust.errors import ConfigError
 from rankrobust.pipeline import resume, task
-from rankrobust.pipeline.callbacks import KILL_ENV
 
 RUN = [
     *FAST,
@@ -34,9 +33,7 @@ RUN = [
 def interrupted(tmp_path_factory):
     """A real CLI run stopped by SIGTERM as its second epoch starts: `interrupted`."""
     root = tmp_path_factory.mktemp("interrupted")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(KILL_ENV, "1:TERM")
-        result = run_cli(*RUN, cwd=root, timeout=300)
+    result = run_cli(*RUN, *kill_at_epoch(1, "TERM"), cwd=root, timeout=300)
     record = json.loads((root / "run" / "metrics.json").read_text())
     assert record["status"] == "interrupted", result.stdout[-2000:] + result.stderr[-2000:]
     assert "resume=true" in record["command"] and (root / "run/checkpoints/last.ckpt").is_file()
@@ -71,12 +68,7 @@ def _files(folder) -> dict:
 
 
 def _resume(folder, *extra):
-    env_before = os.environ.pop(KILL_ENV, None)
-    try:
-        return run_cli(*RUN, *extra, "resume=true", cwd=folder, timeout=300)
-    finally:
-        if env_before is not None:
-            os.environ[KILL_ENV] = env_before
+    return run_cli(*RUN, *extra, "resume=true", cwd=folder, timeout=300)
 
 
 def _refused(result) -> str:

@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 from helpers import FAST, run_cli
+from hooks import kill_at_epoch
 
-from rankrobust.pipeline.callbacks import KILL_ENV
 from rankrobust.reporting.wandb_offline import _read_log, read_offline_run, run_files
 
 
@@ -115,9 +115,8 @@ def test_a_resumed_pipeline_run_reads_back_as_one_run(tmp_path):
     args += ["dataset.n_test=32", "sweep.enabled=false", "analysis.perturbation_spectrum=false"]
     args += ["eval.n_robust=16", "callbacks.last_checkpoint.every_minutes=0", "hydra.run.dir=run"]
     args += ["trainer.log_every_n_steps=1"]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(KILL_ENV, "2:TERM")  # SIGTERM as the third epoch starts
-        stopped = run_cli(*args, cwd=tmp_path, timeout=300)
+    # SIGTERM as the third epoch starts
+    stopped = run_cli(*args, *kill_at_epoch(2, "TERM"), cwd=tmp_path, timeout=300)
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "interrupted", stopped.stdout[-2000:] + stopped.stderr[-2000:]
     first = read_offline_run(tmp_path / "run" / "wandb")

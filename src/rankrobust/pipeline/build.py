@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from rankrobust.attacks import make_attack
-from rankrobust.pipeline.callbacks import LogEveryAuto, env_hooks, log_every_n_steps
+from rankrobust.pipeline.callbacks import LogEveryAuto, log_every_n_steps
 from rankrobust.pipeline.lightning_module import RobustClassifier
 from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
 
@@ -93,7 +93,7 @@ def module(cfg: DictConfig, spec: RunSpec, net: nn.Module) -> RobustClassifier:
 
 def callbacks(cfg: DictConfig) -> list[pl.Callback]:
     nodes = cfg.get("callbacks") or {}
-    return [instantiate(node) for node in nodes.values() if node is not None] + env_hooks()
+    return [instantiate(node) for node in nodes.values() if node is not None]
 
 
 def log_every(cfg: DictConfig) -> int:

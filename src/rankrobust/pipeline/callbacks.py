@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from rankrobust.pipeline.seeding import step_seed
 
 _clock = time.monotonic  # the checkpoint cadence's clock (a test replaces it)
-KILL_ENV = "RANKROBUST_KILL_AT_EPOCH"  # test hook: "N" (SIGKILL) or "N:TERM" when epoch N starts
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -260,26 +258,3 @@ def _batch_size(batch) -> int:
     """Images in a training batch ((x, y) or x), 0 when unknown."""
     x = batch[0] if isinstance(batch, list | tuple) and batch else batch
     return int(x.shape[0]) if isinstance(x, torch.Tensor) and x.ndim > 0 else 0
-
-
-class KillAtEpoch(pl.Callback):
-    """Test hook ($RANKROBUST_KILL_AT_EPOCH=N): SIGKILL the process as epoch N starts (0-based),
-    after epoch N-1's checkpoint is on disk: a hard crash, no cleanup. `N:TERM` sends SIGTERM
-    instead (a scheduler's stop: the run records `interrupted`)."""
-
-    def __init__(self, epoch: int, sig: signal.Signals = signal.SIGKILL):
-        self.epoch = epoch
-        self.sig = sig
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
-            sys.stdout.flush()
-            os.kill(os.getpid(), self.sig)
-
-
-def env_hooks() -> list[pl.Callback]:
-    """Callbacks switched on by environment variables in tests (none in normal runs)."""
-    if not os.environ.get(KILL_ENV):
-        return []
-    epoch, _, name = os.environ[KILL_ENV].partition(":")
-    return [KillAtEpoch(int(epoch), signal.Signals[f"SIG{name or 'KILL'}"])]
