@@ -25,21 +25,9 @@ DEMO       ?= $(RUNS)/demo
 DEMO_LOGGER ?= csv
 DEMO_SEED  ?= 0
 CIFAR10_OUT ?= $(RUNS)/cifar10
-# The demo (issue 24): resnet_small (patch-whitening first layer, 3 residual pooling blocks,
-# channels_last on the CPU) on a subset of the CIFAR-10 copy; DEMO_SEED=N for another seed.
-DEMO_MODEL := model=resnet_small model.width=32 model.whiten=true model.whiten_eps=0.05 \
-	module.channels_last=true
-DEMO_ARGS := dataset=image_folder dataset.root=$(DATA) $(DEMO_MODEL) logger=$(DEMO_LOGGER) \
-	dataset.batch_size=128 dataset.augment_brightness=0.6 optim.lr=0.1 optim.label_smoothing=0.1 \
-	seed=$(DEMO_SEED) \
-	trainer.enable_progress_bar=false callbacks.time_estimate.advice=false
-DEMO_MAIN := dataset.n_train=16000 dataset.n_test=1000 eval.n_robust=200 \
-	sweep.n_images=1000 'sweep.ranks=[1,2,4,8,16,32]' analysis.n_images=128 rig.enabled=true \
-	rig.n_images=16 'sweep.bases=[svd,fourier,dct,wavelet]' sweep.basis_n_images=250 \
-	analysis.heat_maps=true analysis.heat_map_n_images=50 attribution.enabled=true \
-	attribution.n_images=16 attribution.steps=32 attribution.mprt_layers=2
-# FGSM-RS adversarial training (Linf 8/255, Wong et al. 2020) for 5 epochs, evaluated with PGD-20
-DEMO_ROBUST := attack=fgsm_rs trainer.max_epochs=5
+# The demo's runs are the experiments conf/experiment/demo_*.yaml (docs/demo.md); the Makefile
+# passes the data, the seed (DEMO_SEED=N for another) and the logger.
+DEMO_OPTS := dataset.root=$(DATA) seed=$(DEMO_SEED) logger=$(DEMO_LOGGER)
 # reproduce-cifar10 uses torchvision CIFAR-10 unless DATA is given on the command line.
 CIFAR10_DATA_OPTS := $(if $(filter command line,$(origin DATA)),dataset=image_folder dataset.root=$(DATA),)
 SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank$${rank}'
@@ -65,15 +53,13 @@ reproduce-demo: install  ## the demo: natural + FGSM-RS robust resnet_small on C
 	@if [ -n "$(FORCE)" ]; then rm -rf $(DEMO); fi
 	@echo "[demo 1/4] natural resnet_small, 16k CIFAR-10 images, 2 epochs (crop, flip, brightness)"
 	@if $(call DONE,$(DEMO)/natural); then echo "  done before: $(DEMO)/natural"; else \
-		$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) attack=none trainer.max_epochs=2 \
-			hydra.run.dir=$(DEMO)/natural; fi
+		$(PY) run.py experiment=demo_natural $(DEMO_OPTS) hydra.run.dir=$(DEMO)/natural; fi
 	@echo "[demo 2/4] FGSM-RS adversarially trained resnet_small (Linf 8/255), same data, 5 epochs"
 	@if $(call DONE,$(DEMO)/robust); then echo "  done before: $(DEMO)/robust"; else \
-		$(PY) run.py $(DEMO_ARGS) $(DEMO_MAIN) $(DEMO_ROBUST) hydra.run.dir=$(DEMO)/robust; fi
+		$(PY) run.py experiment=demo_robust $(DEMO_OPTS) hydra.run.dir=$(DEMO)/robust; fi
 	@echo "[demo 3/4] models trained on rank-k images, k = 2, 8, 32 (test accuracies only; finished jobs skipped)"
-	$(PY) run.py -m $(DEMO_ARGS) attack=none rank=2,8,32 dataset.n_train=2500 \
-		dataset.n_test=500 trainer.max_epochs=2 eval.n_robust=100 \
-		hydra.sweep.dir=$(DEMO)/rank_sweep $(SUBDIR)
+	$(PY) run.py -m experiment=demo_rank_sweep $(DEMO_OPTS) hydra.sweep.dir=$(DEMO)/rank_sweep \
+		$(SUBDIR)
 	@echo "[demo 4/4] figures and the claims report"
 	$(PY) -m rankrobust.reporting.figures $(DEMO) --out $(DEMO)/figures --images $(DATA)
 	$(PY) -m rankrobust.reporting.report $(DEMO) --out $(DEMO)/figures $(REPORT_OPTS)
