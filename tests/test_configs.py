@@ -86,6 +86,9 @@ def test_every_experiment_preset_runs_one_batch_on_synthetic_data(preset, tmp_pa
     overrides += ["eval.n_robust=8", "dataset.n_train=64", "dataset.n_test=32"]
     overrides += ["dataset.batch_size=16", "dataset.eval_batch_size=16", "attack.eval.steps=2"]
     overrides += ["analysis.perturbation_spectrum=false"]
+    # the demo's analyses (basis sweep, heat maps, RIG, attribution) on a few images
+    overrides += ["sweep.basis_n_images=8", "analysis.heat_map_n_images=4", "rig.n_images=2"]
+    overrides += ["attribution.n_images=2"]
     if preset in EVAL_ONLY:
         overrides += ["model=small_cnn", "dataset.num_classes=10", "dataset.image_size=32"]
         overrides += ["model.checkpoint=random"]  # evaluation presets with a stand-in model
