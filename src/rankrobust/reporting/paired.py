@@ -74,8 +74,7 @@ def bootstrap(
         return Estimate(value, n=sum(sizes), method=method)
     lo, hi = np.percentile(ok, [2.5, 97.5])
     se = float(ok.std(ddof=1)) if len(ok) > 1 else 0.0
-    return Estimate(value, float(min(lo, value)), float(max(hi, value)), se, n=sum(sizes),
-                    method=method)  # fmt: skip
+    return Estimate(value, float(lo), float(hi), se, n=sum(sizes), method=method)
 
 
 def share_kept(arrays: dict[str, np.ndarray], idx: np.ndarray, who: str = "") -> float:
