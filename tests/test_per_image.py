@@ -85,8 +85,10 @@ def test_not_an_npz_and_a_missing_record(tmp_path):
 def test_records_round_trip_without_pickle(tmp_path):
     groups = {
         "clean": Outcomes(np.array([4, 9]), np.array([1, 2]), np.array([1, 0])),
-        "rank_sweep.low": Outcomes(np.array([4]), np.array([1]), np.array([[1], [3]]), np.array([1, 32])),
-    }  # fmt: skip
+        "rank_sweep.low": Outcomes(
+            np.array([4]), np.array([1]), np.array([[1], [3]]), np.array([1, 32])
+        ),
+    }
     outcomes.write(tmp_path / "per_image.npz", groups)
     with np.load(tmp_path / "per_image.npz", allow_pickle=False) as z:
         assert sorted(z.files)[0] == "clean.index"
