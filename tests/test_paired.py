@@ -143,18 +143,18 @@ def test_old_runs_keep_the_delta_method_flagged_unpaired(tmp_path):
 
 def test_chance_of_a_1000_class_model_on_3_classes_is_the_formula(tmp_path):
     rng = np.random.default_rng(3)
-    labels = rng.choice([5, 17, 400], size=90, p=[0.5, 0.3, 0.2])
-    nat = np.where(rng.random(90) < 0.6, labels, rng.integers(0, 1000, 90))
-    rob = np.full(90, 17)  # one class whatever the image: at chance by construction
+    labels = rng.choice([5, 17, 400], size=2000, p=[0.5, 0.3, 0.2])
+    nat = np.where(rng.random(2000) < 0.6, labels, rng.integers(0, 1000, 2000))
+    rob = np.full(2000, 17)  # one class whatever the image: at chance by construction
     # independent: count pairs directly
     want = {}
     for name, pred in (("natural", nat), ("robust", rob)):
         want[name] = sum(
-            (pred == c).sum() / 90 * (labels == c).sum() / 90 for c in set(pred) | set(labels)
+            (pred == c).sum() / 2000 * (labels == c).sum() / 2000 for c in set(pred) | set(labels)
         )
-    assert chance(Outcomes(np.arange(90), labels, rob)) == pytest.approx(want["robust"])
+    assert chance(Outcomes(np.arange(2000), labels, rob)) == pytest.approx(want["robust"])
     assert want["robust"] == pytest.approx((labels == 17).mean())  # the share of 17, not 1/1000
-    ok = np.ones(90, bool)
+    ok = np.ones(2000, bool)
     recorded_run(tmp_path / "n", "none", ok, ok, high_pred=nat, labels=labels)
     recorded_run(tmp_path / "r", "pgd_linf", ok, ok, high_pred=rob, labels=labels)
     result = C.claim_c2(collect(tmp_path))
