@@ -12,10 +12,11 @@ from helpers import FAST, run_cli
 from PIL import Image
 from test_evaluate import tiny_model
 
-from rankrobust import outcomes
+from rankrobust import outcomes, runs
 from rankrobust.evaluate import basis_sweep, rank_sweep
 from rankrobust.outcomes import Outcomes
 from rankrobust.pipeline.datamodule import ImageDataModule
+from rankrobust.results import write_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,6 +83,17 @@ def test_not_an_npz_and_a_missing_record(tmp_path):
         outcomes.read(tmp_path / "other.npz")
 
 
+def test_a_run_without_a_record_says_so(tmp_path):
+    config = dict.fromkeys(["dataset", "model", "attack", "rank", "seed"])
+    metrics = {"status": "ok", "clean_acc": 0.5, "robust_acc": 0.1, "config": config}
+    write_metrics(tmp_path, {**metrics, "timings": {}})
+    with pytest.raises(FileNotFoundError, match="has no per-image record"):
+        runs.per_image(tmp_path)
+    write_metrics(tmp_path, {**metrics, "timings": {}, "per_image": "../elsewhere.npz"})
+    with pytest.raises(ValueError, match="per_image='../elsewhere.npz' is not the name of a file"):
+        runs.per_image(tmp_path)
+
+
 def test_records_round_trip_without_pickle(tmp_path):
     groups = {
         "clean": Outcomes(np.array([4, 9]), np.array([1, 2]), np.array([1, 0])),
@@ -140,7 +152,7 @@ def test_a_run_writes_its_per_image_record_and_it_gives_metrics_accuracies(tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["per_image"] == "per_image.npz"
-    found = outcomes.read(run_dir / metrics["per_image"])
+    found = runs.per_image(run_dir)
     sizes = {name: o.n for name, o in found.items()}
     assert sizes == {"clean": 60, "robust": 7, "rank_sweep.low": 30, "rank_sweep.high": 30,
                      "rank_sweep.low_robust": 6, "rank_sweep.high_robust": 6,

@@ -3,6 +3,7 @@
 run = rankrobust.load_run("outputs/demo/robust")
 run.model(images).argmax(1)          # pixels in [0, 1], normalisation inside
 run.config["attack"]["name"], run.metrics["robust_acc"]
+rankrobust.runs.per_image("outputs/demo/robust")["clean"].correct   # per-image outcomes
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from torch import nn
 
+from rankrobust import outcomes
+from rankrobust.outcomes import Outcomes
 from rankrobust.results import FILENAME, last_checkpoint, read_metrics, run_folder_of
 
 # statuses of a run that tested its model (results.final_status); anything else is unfinished
@@ -160,3 +163,19 @@ def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> LoadedRun:
             f"describes ({type(err).__name__}: {first})."
         ) from err
     return LoadedRun(model=model.eval(), config=config, metrics=metrics, run_dir=run_dir)
+
+
+def per_image(run_dir: str | Path) -> dict[str, Outcomes]:
+    """A run's per-image record (metrics.json's `per_image`, rankrobust.outcomes): {group:
+    Outcomes} for clean, robust, rank_sweep.<mode>, basis_sweep.<basis>.<mode>.
+
+    Raises FileNotFoundError naming the folder when the run has none (older runs) and
+    ValueError naming the file when it is malformed."""
+    run_dir = _run_folder(run_dir)
+    named = read_metrics(run_dir).get("per_image")
+    if not named:
+        raise FileNotFoundError(
+            f"run_dir='{run_dir}' has no per-image record: its {FILENAME} names no "
+            "per_image file (runs before per-image records); rerun it to write one."
+        )
+    return outcomes.read(run_dir / str(named))

@@ -102,8 +102,11 @@ def chance(o: Outcomes) -> float:
 # Reading a run's records and aligning them by test-set index.
 
 
-def has_records(row: dict) -> bool:
-    return bool(row.get("per_image_npz")) and Path(row["per_image_npz"]).is_file()
+def has_records(row: dict, *groups: str) -> bool:
+    """Whether a run has a per-image record (holding these groups, when named)."""
+    if not row.get("per_image_npz") or not Path(row["per_image_npz"]).is_file():
+        return False
+    return not groups or set(groups) <= set(load(row))
 
 
 def load(row: dict) -> dict[str, Outcomes]:

@@ -99,7 +99,7 @@ def claim_c1(rows: Sequence[dict]) -> tuple[str, str, list[dict], list[dict], li
             continue
         entry = {**who, "k": k, "natural_acc_k": n.sweep("low", k), "natural_clean": n.clean()}
         entry.update(robust_acc_k=r.sweep("low", k), robust_clean=r.clean())
-        if all(has_records(x) for x in n.runs + r.runs):
+        if all(has_records(x, "clean", "rank_sweep.low") for x in n.runs + r.runs):
             try:
                 found = paired_c1(n.runs, r.runs, k)
             except NotPairable as why:
