@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from fake_runs import write_run
 
-from rankrobust import outcomes
-from rankrobust.outcomes import Outcomes
+from rankrobust import runs
 from rankrobust.reporting import claims as C
 from rankrobust.reporting.collect import collect
 from rankrobust.reporting.paired import MIN_IMAGES, RESAMPLES, chance
 from rankrobust.reporting.report import render_report
 from rankrobust.results import read_metrics, write_metrics
+from rankrobust.runs import Outcomes
 
 K = 4
 
@@ -37,9 +37,9 @@ def recorded_run(run_dir, attack, clean, low, high_pred=None, index=None, seed=0
     write_run(run_dir, attack, clean=clean.mean(), low={K: low.mean()},
               high={K: groups["rank_sweep.high"].accuracy()[K]}, robust_acc=0.0, counts=counts,
               seed=seed)  # fmt: skip
-    outcomes.write(run_dir / outcomes.FILENAME, groups)
+    runs.write_per_image(run_dir / runs.PER_IMAGE, groups)
     metrics = read_metrics(run_dir)
-    write_metrics(run_dir, {**metrics, "per_image": outcomes.FILENAME})
+    write_metrics(run_dir, {**metrics, "per_image": runs.PER_IMAGE})
     return run_dir
 
 

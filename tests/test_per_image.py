@@ -12,11 +12,11 @@ from helpers import FAST, run_cli
 from PIL import Image
 from test_evaluate import tiny_model
 
-from rankrobust import outcomes, runs
+from rankrobust import runs
 from rankrobust.evaluate import basis_sweep, rank_sweep
-from rankrobust.outcomes import Outcomes
 from rankrobust.pipeline.datamodule import ImageDataModule
 from rankrobust.results import write_metrics
+from rankrobust.runs import Outcomes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,16 +71,16 @@ def test_a_malformed_record_is_a_clear_error(tmp_path, arrays, message):
     path = tmp_path / "per_image.npz"
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=message) as err:
-        outcomes.read(path)
+        runs.read_per_image(path)
     assert str(path) in str(err.value)
 
 
 def test_not_an_npz_and_a_missing_record(tmp_path):
     (tmp_path / "per_image.npz").write_text("not a zip")
     with pytest.raises(ValueError, match="cannot be read as an npz"):
-        outcomes.read(tmp_path)  # the run folder: its per_image.npz
+        runs.read_per_image(tmp_path)  # the run folder: its per_image.npz
     with pytest.raises(FileNotFoundError):
-        outcomes.read(tmp_path / "other.npz")
+        runs.read_per_image(tmp_path / "other.npz")
 
 
 def test_a_run_without_a_record_says_so(tmp_path):
@@ -101,10 +101,10 @@ def test_records_round_trip_without_pickle(tmp_path):
             np.array([4]), np.array([1]), np.array([[1], [3]]), np.array([1, 32])
         ),
     }
-    outcomes.write(tmp_path / "per_image.npz", groups)
+    runs.write_per_image(tmp_path / "per_image.npz", groups)
     with np.load(tmp_path / "per_image.npz", allow_pickle=False) as z:
         assert sorted(z.files)[0] == "clean.index"
-    back = outcomes.read(tmp_path / "per_image.npz")
+    back = runs.read_per_image(tmp_path / "per_image.npz")
     assert back.keys() == groups.keys()
     for name, o in groups.items():
         assert np.array_equal(back[name].pred, o.pred) and np.array_equal(back[name].index, o.index)

@@ -33,7 +33,7 @@ from rankrobust.inputs import (
     logits,
 )
 from rankrobust.models import eval_mode
-from rankrobust.outcomes import Outcomes, SweepResult
+from rankrobust.runs import Outcomes, SweepResult
 from rankrobust.svd import Factorization, at_full_rank, factorize, validate_rank
 
 __all__ = [
@@ -235,7 +235,7 @@ def rank_sweep(
         ``{"low": {k: acc}, "high": {k: acc}}`` for the requested modes (int keys, ranks in the
         given order), plus ``"low_robust"`` / ``"high_robust"`` when ``attack`` is given
         (accuracy on ``attack`` applied to the transformed images). ``per_image=True``: a
-        :class:`~rankrobust.outcomes.SweepResult` instead, the per-image predictions behind
+        :class:`~rankrobust.runs.SweepResult` instead, the per-image predictions behind
         those numbers (index = position in ``images``; ``.accuracies()`` is the dict above).
     """
     labels = _check_data(images, labels, batch_size, model if attack is not None else None)
@@ -314,7 +314,7 @@ def basis_sweep(
     Returns:
         ``{"low": {k: acc}, "high": {k: acc}, "energy": {k: mean energy kept}}`` (the modes
         asked for, plus energy), int keys in the given order; ``per_image=True``: a
-        :class:`~rankrobust.outcomes.SweepResult` (per-image predictions and the energy).
+        :class:`~rankrobust.runs.SweepResult` (per-image predictions and the energy).
     """
     labels = _check_data(images, labels, batch_size)
     modes = tuple(modes)

@@ -185,7 +185,7 @@ def validate_metrics(metrics: Any) -> None:
             raise ValueError(f"{field} is {type(sweep).__name__}, expected {{mode: {{...}}}}")
         for mode, accs in sweep.items():
             _check_accuracies(f"{field}.{mode}", accs)
-    named = metrics.get("per_image")  # per_image.npz, beside metrics.json (rankrobust.outcomes)
+    named = metrics.get("per_image")  # per_image.npz, beside metrics.json (rankrobust.runs)
     if named is not None and not (isinstance(named, str) and named and Path(named).name == named):
         raise ValueError(f"per_image={named!r} is not the name of a file in the run folder")
     warnings = metrics.get("warnings")

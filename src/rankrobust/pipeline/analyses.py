@@ -33,7 +33,7 @@ from rankrobust.svd import Factorization, factorize
 
 log = logging.getLogger("rankrobust")
 # the key under which an analysis returns its per-image outcomes ({group: Outcomes}); the task
-# takes them out of the metrics and writes them to per_image.npz (rankrobust.outcomes)
+# takes them out of the metrics and writes them to per_image.npz (rankrobust.runs)
 OUTCOMES = "per_image_outcomes"
 
 

@@ -16,7 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from rankrobust.attacks import Attack
 from rankrobust.inputs import check_finite_logits, check_labels
-from rankrobust.outcomes import Outcomes
+from rankrobust.runs import Outcomes
 
 # The valid values (checks.py tests the config against these same tuples before any work).
 CHANNELS_LAST = (True, False, "auto")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from rankrobust import outcomes, results
+from rankrobust import results, runs
 from rankrobust.errors import ConfigError, StorageError, as_config_error, storage_error
 from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
@@ -212,7 +212,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     found, errors, spent = analyses.run_all(spec, module, dm, job.run_dir)
     per_image = {**_test_outcomes(module, dm), **found.pop(analyses.OUTCOMES, {})}
     if per_image:
-        metrics["per_image"] = outcomes.FILENAME
+        metrics["per_image"] = runs.PER_IMAGE
     metrics.update(found, status=results.final_status(errors))
     metrics["warnings"] = results.number_warnings(metrics)
     if errors:
@@ -222,7 +222,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     timings.update(spent, total=time.perf_counter() - start)
     try:
         if per_image:
-            outcomes.write(job.run_dir / outcomes.FILENAME, per_image)
+            runs.write_per_image(job.run_dir / runs.PER_IMAGE, per_image)
         results.write_metrics(job.run_dir, metrics)
     except OSError as err:  # a full disk: show what was computed, then one paragraph
         log.info("\n".join(results.closing_lines(metrics)))

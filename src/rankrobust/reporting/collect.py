@@ -110,7 +110,7 @@ def read_run(run_dir: str | Path) -> dict:
     )
     row["status"] = metrics.get("status", "ok")
     row["rig_npz"] = str(run_dir / "rig.npz") if (run_dir / "rig.npz").is_file() else None
-    named = metrics.get("per_image")  # per_image.npz (rankrobust.outcomes); older runs: none
+    named = metrics.get("per_image")  # per_image.npz (rankrobust.runs); older runs: none
     found = run_dir / str(named) if isinstance(named, str) and named else None
     row["per_image_npz"] = str(found) if found is not None and found.is_file() else None
     if not row.get("resolved_config"):  # older runs: the composed config Hydra saved

@@ -1,4 +1,4 @@
-"""Paired intervals from per-image records (per_image.npz, rankrobust.outcomes), and chance
+"""Paired intervals from per-image records (per_image.npz, rankrobust.runs), and chance
 from the data. Pure numpy on files; no model is loaded.
 
 Share kept = acc(L_k) / acc(clean) on the same images, and the difference of two models'
@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rankrobust import outcomes as records
-from rankrobust.outcomes import Outcomes
 from rankrobust.reporting.intervals import Estimate
+from rankrobust.runs import Outcomes, read_per_image
 
 RESAMPLES = 2000
 RNG_SEED = 0
@@ -110,8 +109,8 @@ def has_records(row: dict, *groups: str) -> bool:
 
 
 def load(row: dict) -> dict[str, Outcomes]:
-    """A run's per-image groups (rankrobust.outcomes.read: a malformed file names itself)."""
-    return records.read(row["per_image_npz"])
+    """A run's per-image groups (rankrobust.runs.read_per_image: a malformed file names itself)."""
+    return read_per_image(row["per_image_npz"])
 
 
 def _correct_at(o: Outcomes, index: np.ndarray) -> np.ndarray:
