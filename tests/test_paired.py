@@ -174,10 +174,21 @@ def test_missing_runs_names_what_is_missing(tmp_path):
     rows = collect(tmp_path)
     for claim, sweep in ((C.claim_c1, "L_k"), (C.claim_c2, "H_k")):
         verdict = claim(rows).verdict
-        assert verdict.startswith(f"not testable (missing runs: no robust run with a {sweep}")
+        want = f"not testable (missing runs: no robust run with a rank sweep on {sweep}(x)"
+        assert verdict.startswith(want)
         assert "natural: small_cnn, synthetic" in verdict
     assert C.claim_c1([]).verdict == C.not_testable(
         "missing runs: no finished full-image run has a rank sweep on L_k(x)"
+    )
+    # the other claims name what they miss too
+    assert C.claim_c3(rows).verdict == C.not_testable(
+        "missing runs: no finished full-image run has RIG (rig.enabled=true)"
+    )
+    assert C.claim_c4(rows).verdict == C.not_testable(
+        "missing runs: no finished run trained on rank-k data (rank=k)"
+    )
+    assert C.claim_c5(rows).verdict == C.not_testable(
+        "missing runs: no finished full-image run has SVD and Fourier basis sweeps"
     )
 
 

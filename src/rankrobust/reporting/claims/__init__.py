@@ -230,10 +230,13 @@ def claim_c3(rows: Sequence[dict]) -> ClaimResult:
         "over seeds), for every natural/robust pair of full-image runs"
     )
     gs = groups(rows, lambda r: full_image(r) and (bool(r.get("rig")) or bool(r.get("rig_npz"))))
-    comps = []
+    comps, skipped = [], []
     for n, r in pairs(gs):
         sn, sr = group_top_share(n), group_top_share(r)
         if sn is None or sr is None:
+            run = (n if sn is None else r).runs[0].get("run_dir")
+            skipped.append({"natural": n.label, "robust": r.label,
+                            "reason": f"no RIG rank attribution in run {run}"})  # fmt: skip
             continue
         diff = difference(sr, sn)
         comps.append(
@@ -246,9 +249,14 @@ def claim_c3(rows: Sequence[dict]) -> ClaimResult:
                 "verdict": above(diff, 0.0),
             }
         )
+    verdict = None
+    if not comps:
+        why = "; ".join(dict.fromkeys(x["reason"] for x in skipped))
+        verdict = not_testable(why or rank.missing_pair(gs, "RIG (rig.enabled=true)"))
     return _result(
-        "C3", rule, comps, map_structure=map_structure(rows), cleaner_maps=cleaner_maps(rows)
-    )
+        "C3", rule, comps, verdict, skipped,
+        map_structure=map_structure(rows), cleaner_maps=cleaner_maps(rows),
+    )  # fmt: skip
 
 
 def map_structure(rows: Sequence[dict], top: int = TOP_RANKS_C3) -> list[dict]:
@@ -328,14 +336,20 @@ def claim_c4(rows: Sequence[dict]) -> ClaimResult:
                 "robust_trend": trend(s["ks"], s["robust"]),
             }
         )
-    verdict = REPORTED if any(len(c["ks"]) > 1 for c in comps) else NOT_TESTABLE
+    if any(len(c["ks"]) > 1 for c in comps):
+        verdict = REPORTED
+    elif comps:
+        one = ", ".join(f"{c['group']} (k={c['ks'][0]})" for c in comps)
+        verdict = not_testable(f"missing runs: one training rank per series ({one}); C4 needs two")
+    else:
+        verdict = not_testable("missing runs: no finished run trained on rank-k data (rank=k)")
     return ClaimResult("C4", rule, verdict, comps, FIGURES["C4"])
 
 
 def claim_c5(rows: Sequence[dict]) -> ClaimResult:
     """Is it rank, or just frequency? (claims/bases.py: the matching and the intervals)."""
     verdict, comps = _c5_comparisons(rows)
-    return ClaimResult("C5", RULE_C5, REPORTED if comps else NOT_TESTABLE, comps, FIGURES["C5"])
+    return ClaimResult("C5", RULE_C5, verdict, comps, FIGURES["C5"])
 
 
 def claims(rows: Sequence[dict]) -> list[ClaimResult]:

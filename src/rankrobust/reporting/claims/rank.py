@@ -33,22 +33,22 @@ def nearest_k(ks: Sequence[int], k: int = K_REF) -> int:
     return max(below) if below else min(ks)
 
 
-def _missing(rows: Sequence[dict], mode: str) -> str:
-    """'missing runs: ...' naming what is absent for a natural/robust pair with a `mode` sweep."""
-    gs = sweep_groups(rows, mode)
-    kinds = {g.kind for g in gs}
-    sweep = "L_k" if mode == "low" else "H_k"
+def missing_pair(gs: Sequence[Group], what: str) -> str:
+    """'missing runs: ...' for groups `gs` (the runs having `what`) that gave no pair: none at
+    all, no run of one kind, or no natural and robust run sharing data and architecture."""
     if not gs:
-        return f"missing runs: no finished full-image run has a rank sweep on {sweep}(x)"
+        return f"missing runs: no finished full-image run has {what}"
+    kinds = {g.kind for g in gs}
+    have = "; ".join(g.label for g in gs)
     lacking = [k for k in ("natural", "robust") if k not in kinds]
     if lacking:
-        have = ", ".join(g.label for g in gs)
-        return f"missing runs: no {' or '.join(lacking)} run with a {sweep} sweep (have: {have})"
-    return (
-        "missing runs: no natural and robust run share data and architecture (have: "
-        + "; ".join(g.label for g in gs)
-        + ")"
-    )
+        return f"missing runs: no {' or '.join(lacking)} run with {what} (have: {have})"
+    return f"missing runs: no natural and robust run share data and architecture (have: {have})"
+
+
+def _missing(rows: Sequence[dict], mode: str) -> str:
+    sweep = "L_k" if mode == "low" else "H_k"
+    return missing_pair(sweep_groups(rows, mode), f"a rank sweep on {sweep}(x)")
 
 
 def _verdict(comps: list[dict], skipped: list[dict], rows: Sequence[dict], mode: str) -> str:
