@@ -74,6 +74,7 @@ FILES = {
     "rig_png": "rig.png",
     "attribution_npz": "attribution.npz",
     "attribution_png": "attribution.png",
+    "per_image_npz": "per_image.npz",  # the per-image record (rankrobust.runs.write_per_image)
 }
 # rig.top4_share: the share of |RIG rank attribution| in the path's ranks <= this (claim C3).
 RIG_TOP_RANKS = 4

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from rankrobust.results import FILENAME, last_checkpoint, read_metrics, run_folder_of
+from rankrobust.results import FILENAME, FILES, last_checkpoint, read_metrics, run_folder_of
 
 # statuses of a run that tested its model (results.final_status); anything else is unfinished
 FINISHED = ("ok", "partial")
@@ -196,7 +196,7 @@ def per_image(run_dir: str | Path) -> dict[str, Outcomes]:
 # ---------------------------------------------------------------------------------------------
 # Per-image records (per_image.npz).
 
-PER_IMAGE = "per_image.npz"
+PER_IMAGE = FILES["per_image_npz"]
 PER_IMAGE_FIELDS = ("index", "label", "pred", "ks")
 
 
