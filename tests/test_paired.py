@@ -233,3 +233,12 @@ def test_no_common_ranks(tmp_path):
     )
     text = render_report(rows, C.claims(rows), tmp_path)
     assert "- not testable: natural: small_cnn, synthetic vs robust" in text
+
+
+def test_c4_with_one_training_rank_says_so(tmp_path):
+    from fake_runs import make_outputs
+
+    rows = [r for r in collect(make_outputs(tmp_path / "outputs")) if r.get("rank") in (None, 2)]
+    verdict = C.claim_c4(rows).verdict
+    assert verdict.startswith("not testable (missing runs: one training rank per series (")
+    assert "(k=2)" in verdict and verdict.endswith("C4 needs two)")
