@@ -212,6 +212,10 @@ def test_a_failing_analysis_keeps_the_test_accuracies(tmp_path, monkeypatch):
         and "sweep exploded" in written["analysis_errors"]["rank_sweep"]
     )
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    from rankrobust.runs import per_image
+
+    kept = per_image(tmp_path)  # the test's per-image outcomes are kept too
+    assert set(kept) == {"clean", "robust"} and kept["clean"].n == written["n_test"] == 64
 
 
 def test_a_run_is_quiet_logs_to_run_log_and_ends_with_what_it_found(tmp_path):

@@ -74,6 +74,7 @@ FILES = {
     "rig_png": "rig.png",
     "attribution_npz": "attribution.npz",
     "attribution_png": "attribution.png",
+    "per_image_npz": "per_image.npz",  # the per-image record (rankrobust.runs.write_per_image)
 }
 # rig.top4_share: the share of |RIG rank attribution| in the path's ranks <= this (claim C3).
 RIG_TOP_RANKS = 4
@@ -156,7 +157,8 @@ def validate_metrics(metrics: Any) -> None:
     CONFIG_KEYS; clean_acc / robust_acc / clean_acc_attacked null or a number in [0, 1];
     `timings`, `rig`, `eval_attack`, `analysis_errors` objects (or null); `rank_sweep` and
     `rank_sweep_clean_attacked` {mode: {rank: accuracy or null}} (null is how the writer stores
-    NaN: a valid, unmeasured point); `warnings` a list of strings (or null).
+    NaN: a valid, unmeasured point); `warnings` a list of strings (or null); `per_image` a file
+    name in the run folder (or null).
     """
     if not isinstance(metrics, dict):
         raise ValueError(f"the file holds {type(metrics).__name__}, expected an object")
@@ -184,6 +186,9 @@ def validate_metrics(metrics: Any) -> None:
             raise ValueError(f"{field} is {type(sweep).__name__}, expected {{mode: {{...}}}}")
         for mode, accs in sweep.items():
             _check_accuracies(f"{field}.{mode}", accs)
+    named = metrics.get("per_image")  # per_image.npz, beside metrics.json (rankrobust.runs)
+    if named is not None and not (isinstance(named, str) and named and Path(named).name == named):
+        raise ValueError(f"per_image={named!r} is not the name of a file in the run folder")
     warnings = metrics.get("warnings")
     if warnings is not None and not (
         isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)

@@ -110,6 +110,9 @@ def read_run(run_dir: str | Path) -> dict:
     )
     row["status"] = metrics.get("status", "ok")
     row["rig_npz"] = str(run_dir / "rig.npz") if (run_dir / "rig.npz").is_file() else None
+    named = metrics.get("per_image")  # per_image.npz (rankrobust.runs); older runs: none
+    found = run_dir / str(named) if isinstance(named, str) and named else None
+    row["per_image_npz"] = str(found) if found is not None and found.is_file() else None
     if not row.get("resolved_config"):  # older runs: the composed config Hydra saved
         row["resolved_config"] = _hydra_plain(run_dir)
     return _finish(row)
@@ -123,6 +126,7 @@ def _finish(row: dict) -> dict:
     row.setdefault("robust_acc", None)
     row.setdefault("error", None)
     row.setdefault("rig_npz", None)
+    row.setdefault("per_image_npz", None)
     # The one rule (results.row_kind): declared in metrics.json, else the old attack-name rule.
     known = row.get("kind") or row["attack"] is not None
     row["kind"] = row_kind(row).kind if known else None

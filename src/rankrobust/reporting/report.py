@@ -33,8 +33,14 @@ __all__ = ["NOT_TESTABLE", "log_wandb", "main", "render_report", "report", "repo
 
 HOW_TO_READ = (
     "Numbers are point estimates with 95% intervals in brackets: Wilson intervals for one run's "
-    "accuracy on n test images, t-intervals over seeds when a group has several runs, the delta "
-    "method for a ratio and Welch's rule for a difference. A verdict is **holds** when the "
+    "accuracy on n test images, t-intervals over seeds when a group has several runs. C1's share "
+    "kept (accuracy on L_k(x) / clean accuracy on the same images) and the robust - natural "
+    "difference of it: a paired percentile bootstrap over the test images both models evaluated "
+    "(2000 resamples, image indices drawn jointly; with several seeds, seeds first, then images), "
+    "from the runs' per-image records; runs without them (older folders) keep the delta method "
+    "for the ratio and Welch's rule for the difference, flagged 'unpaired'. C2's chance is each "
+    "model's own: sum over classes of p(predicted) * p(true) on the images it was evaluated on "
+    "(1/classes for runs without per-image records, flagged). A verdict is **holds** when the "
     "interval of the quantity its rule tests lies wholly on the rule's side of the threshold, "
     "**does not hold** when it lies wholly on the other side, and **inconclusive** when it "
     "straddles the threshold or the image count behind a number was not recorded "
@@ -45,7 +51,10 @@ HOW_TO_READ = (
 
 HEADERS = {
     "k": "k",
-    "chance": "chance",
+    "natural_chance": "natural chance",
+    "robust_chance": "robust chance",
+    "chance_from": "chance from",
+    "pairing": "interval",
     "natural_acc_k": "natural on image_k",
     "natural_clean": "natural clean",
     "natural_kept": "natural kept",
@@ -93,14 +102,16 @@ def _key_numbers(c: ClaimResult) -> str:
     parts = []
     for x in c.comparisons:
         if c.claim == "C1":
+            unpaired = " (unpaired)" if x["kept_difference"].method.startswith("unpaired") else ""
             parts.append(
                 f"k={x['k']}: kept natural {fmt(x['natural_kept'])} vs robust "
-                f"{fmt(x['robust_kept'])}"
+                f"{fmt(x['robust_kept'])}{unpaired}"
             )
         elif c.claim == "C2":
             parts.append(
                 f"k={x['k']}: natural {fmt(x['natural_acc_k'])}, robust "
-                f"{fmt(x['robust_acc_k'])}, chance {100 * x['chance']:.1f}%"
+                f"{fmt(x['robust_acc_k'])}, chance {100 * x['natural_chance']:.1f}% / "
+                f"{100 * x['robust_chance']:.1f}%"
             )
         elif c.claim == "C3":
             parts.append(
@@ -253,6 +264,8 @@ def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Pat
         lines += (
             _comparison_table(c) if c.comparisons else ["No runs to test it: " + _needs(c.claim)]
         )
+        for x in c.extra.get("not_testable") or []:
+            lines.append(f"- not testable: {x['natural']} vs {x['robust']}: {x['reason']}")
         if c.extra.get("map_structure"):
             lines += [
                 "",
