@@ -217,6 +217,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     if spec.skipped:
         metrics["skipped_analyses"] = list(spec.skipped)
     timings.update(spent, total=time.perf_counter() - start)
+    metrics["finished_at"] = results.now_utc()  # the newer of two runs of one seed is kept
     try:
         results.write_metrics(job.run_dir, metrics)
     except OSError as err:  # a full disk: show what was computed, then one paragraph
