@@ -5,7 +5,11 @@
   its one writer); plot panels get (a), (b), ... instead. The column headings of an image
   grid (x, L_1(x), ...; image, RIG, ...) stay: they label the pictures.
 - Exactly the column width: single (3.5 in) or double (7.0 in), PDF (vector) and PNG (300 dpi)
-  of the same size; at single width the panels of a plot are stacked in one column.
+  of the same size; at single width the panels of a plot are stacked in one column. Image
+  grids (rank examples, RIG and attribution maps, heat maps) are always double width (their
+  caption says so when single was asked): a row of 5-11 pictures with headings does not fit
+  3.5 in at 8 pt.
+- A figure's only legend goes below the panels; axis labels longer than their panel wrap.
 - Every text at least `MIN_FONT` points at that size.
 - Value labels in free space (style.ValueLabels with `obstacles` / `crossings` here): a label
   with no free place nearby is left out of the figure and its value said in the caption.
@@ -133,6 +137,14 @@ def note(fig, text: str) -> None:
     fig._caption_notes = [*getattr(fig, "_caption_notes", []), text]
 
 
+def note_width(fig) -> None:
+    """An image grid asked for at single width: drawn at double width, said in its caption."""
+    fig._caption_width = (
+        "Drawn at double-column width (7.0 in): an image grid does not fit one column at a "
+        "readable size."
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Titles -> caption, size, fonts.
 
@@ -168,15 +180,68 @@ def finish(fig, width: float) -> str:
             parts.append(_sentence(text.get_text()))
             text.remove()
     readable(fig)
+    _fit_axis_labels(fig, plots)
+    _legend_below(fig, plots)
     for labels in getattr(fig, "_value_labels", []):
         labels.draw()  # again, in the final layout
     readable(fig)
     fig.canvas.draw()
     fig.set_layout_engine("none")  # the size and the places found above are final
+    if getattr(fig, "_caption_width", None):
+        parts.append(fig._caption_width)
     notes = getattr(fig, "_caption_notes", [])
     if notes:
         parts.append("Values not labelled in the figure for lack of space: " + "; ".join(notes))
     return " ".join(p for p in parts if p)
+
+
+def _legend_below(fig, plots) -> None:
+    """A figure's only legend, drawn inside a panel, moved below that panel's axis label (it
+    may cover curves where it is; below, it covers nothing); the figure grows by its height so
+    that the panels keep theirs."""
+    from matplotlib.transforms import offset_copy
+
+    legends = [(ax, ax.get_legend()) for ax in plots if ax.get_legend() is not None]
+    if len(legends) != 1 or fig.legends:
+        return
+    ax, legend = legends[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend.set_visible(False)
+    below = ax.get_window_extent(renderer).y0 - ax.get_tightbbox(renderer).y0
+    legend.set_visible(True)
+    drop = below * 72.0 / fig.dpi + 4  # points from the axes' bottom to below its label
+    legend.set_loc("upper center")
+    legend.set_bbox_to_anchor((0.5, 0.0), transform=offset_copy(ax.transAxes, fig, y=-drop,
+                                                                units="points"))  # fmt: skip
+    fig.canvas.draw()
+    height = legend.get_window_extent(renderer).height / fig.dpi
+    fig.set_figheight(fig.get_figheight() + height + 0.05)
+
+
+def _wrapped(text: str) -> str:
+    """text on two lines, broken at the space nearest its middle outside $...$ (mathtext)."""
+    spaces, inside = [], False
+    for i, ch in enumerate(text):
+        inside ^= ch == "$"
+        if ch == " " and not inside:
+            spaces.append(i)
+    if not spaces:
+        return text
+    cut = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    return text[:cut] + "\n" + text[cut + 1 :]
+
+
+def _fit_axis_labels(fig, plots) -> None:
+    """Axis labels longer than their panel are put on two lines."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in plots:
+        frame = ax.get_window_extent(renderer)
+        for label, room in ((ax.xaxis.label, frame.width), (ax.yaxis.label, frame.height)):
+            extent = label.get_window_extent(renderer)
+            if "\n" not in label.get_text() and max(extent.width, extent.height) > room:
+                label.set_text(_wrapped(label.get_text()))
 
 
 def readable(fig) -> None:

@@ -130,8 +130,13 @@ def subplots(pyplot, nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8), grid=Fa
         return pyplot.subplots(nrows, ncols, figsize=figsize, **kw)
     kw["layout"] = "constrained"
     width = current.inches
-    if grid:
-        return pyplot.subplots(nrows, ncols, figsize=(width, figsize[1] * width / figsize[0]), **kw)
+    if grid:  # image grids do not fit one column at a readable size: always two
+        fig, axes = pyplot.subplots(
+            nrows, ncols, figsize=(paper.WIDTHS["double"], figsize[1] * 7.0 / figsize[0]), **kw
+        )
+        if width < paper.WIDTHS["double"]:
+            paper.note_width(fig)
+        return fig, axes
     stack = nrows == 1 and ncols > 1 and width < 5
     rows, cols = (ncols, 1) if stack else (nrows, ncols)
     fig, axes = pyplot.subplots(rows, cols, figsize=paper.plot_size(width, rows, cols), **kw)
