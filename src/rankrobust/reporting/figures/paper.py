@@ -132,11 +132,6 @@ def crossings(box, segments, markers, boxes, frame, pad: float = 1.5) -> int:
     return cost + sum(box.overlaps(b) for b in boxes)
 
 
-def note(fig, text: str) -> None:
-    """A value that found no free place in the figure: said in its caption instead."""
-    fig._caption_notes = [*getattr(fig, "_caption_notes", []), text]
-
-
 def note_width(fig) -> None:
     """An image grid asked for at single width: drawn at double width, said in its caption."""
     fig._caption_width = (
@@ -189,7 +184,7 @@ def finish(fig, width: float) -> str:
     fig.set_layout_engine("none")  # the size and the places found above are final
     if getattr(fig, "_caption_width", None):
         parts.append(fig._caption_width)
-    notes = getattr(fig, "_caption_notes", [])
+    notes = [n for labels in getattr(fig, "_value_labels", []) for n in labels.unplaced]
     if notes:
         parts.append("Values not labelled in the figure for lack of space: " + "; ".join(notes))
     return " ".join(p for p in parts if p)

@@ -216,7 +216,7 @@ class ValueLabels:
     is left out and its value goes to the caption (paper look). No leader lines."""
 
     def __init__(self, ax, gap: float = 10.0):
-        self.ax, self.gap, self.items, self.drawn = ax, gap, [], []
+        self.ax, self.gap, self.items, self.drawn, self.unplaced = ax, gap, [], [], []
         registered = getattr(ax.figure, "_value_labels", [])
         ax.figure._value_labels = [*registered, self]  # paper.finish places them again
 
@@ -227,7 +227,7 @@ class ValueLabels:
         ax = self.ax
         for old in self.drawn:  # placed again after a change of layout
             old.remove()
-        self.drawn = []
+        self.drawn, self.unplaced = [], []
         fig = ax.figure
         fig.canvas.draw()  # run the layout first: positions below are in final display units
         renderer = fig.canvas.get_renderer()
@@ -257,7 +257,7 @@ class ValueLabels:
             cost, dx, dy, ha, va = best
             if cost and look().paper:
                 ann.remove()
-                paper.note(fig, f"{text} (at {x:g})")
+                self.unplaced.append(f"{text} (at {x:g})")  # paper.finish: to the caption
                 continue
             ann.xyann = (dx, dy)
             ann.set_ha(ha)
