@@ -144,10 +144,17 @@ def note_width(fig) -> None:
 # Titles -> caption, size, fonts.
 
 
-def _sentence(text: str) -> str:
-    """A title (one or more lines) as caption sentences."""
+def _sentence(text: str, lines_are_sentences: bool = True) -> str:
+    """A title (each line a sentence) or a note (lines broken mid-sentence) as caption text:
+    each sentence capitalised and ended with a full stop."""
     lines = [part.strip().rstrip(";") for part in text.strip().splitlines() if part.strip()]
-    return " ".join(line if line.endswith(".") else line + "." for line in lines)
+    if not lines_are_sentences:
+        lines = [" ".join(lines)]
+    out = []
+    for line in lines:
+        line = line[0].upper() + line[1:] if line[:1].islower() else line
+        out.append(line if line.endswith(".") else line + ".")
+    return " ".join(out)
 
 
 def finish(fig, width: float) -> str:
@@ -172,7 +179,7 @@ def finish(fig, width: float) -> str:
         ax.set_title("")
     for ax in plots:  # a note written on a panel (e.g. why a share is above 100%)
         for text in [t for t in ax.texts if t.get_gid() is None and len(t.get_text()) > 24]:
-            parts.append(_sentence(text.get_text()))
+            parts.append(_sentence(text.get_text(), lines_are_sentences=False))
             text.remove()
     readable(fig)
     _fit_axis_labels(fig, plots)
@@ -186,7 +193,7 @@ def finish(fig, width: float) -> str:
         parts.append(fig._caption_width)
     notes = [n for labels in getattr(fig, "_value_labels", []) for n in labels.unplaced]
     if notes:
-        parts.append("Values not labelled in the figure for lack of space: " + "; ".join(notes))
+        parts.append(f"Values not labelled in the figure for lack of space: {'; '.join(notes)}.")
     return " ".join(p for p in parts if p)
 
 
