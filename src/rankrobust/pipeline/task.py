@@ -220,6 +220,7 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     if spec.skipped:
         metrics["skipped_analyses"] = list(spec.skipped)
     timings.update(spent, total=time.perf_counter() - start)
+    metrics["finished_at"] = results.now_utc()  # the newer of two runs of one seed is kept
     try:
         if per_image:
             runs.write_per_image(job.run_dir / runs.PER_IMAGE, per_image)

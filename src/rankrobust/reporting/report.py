@@ -28,6 +28,7 @@ from rankrobust.reporting.claims import (
 )
 from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
 from rankrobust.reporting.intervals import Estimate, fmt
+from rankrobust.reporting.seeds import duplicates
 
 __all__ = ["NOT_TESTABLE", "log_wandb", "main", "render_report", "report", "report_summary"]
 
@@ -44,8 +45,8 @@ HOW_TO_READ = (
     "interval of the quantity its rule tests lies wholly on the rule's side of the threshold, "
     "**does not hold** when it lies wholly on the other side, and **inconclusive** when it "
     "straddles the threshold or the image count behind a number was not recorded "
-    "('n unknown'). Runs are averaged only over seeds of one training identity and compared "
-    "only within the same data and architecture."
+    "('n unknown'). Runs are averaged only over seeds of one training identity (two runs of one "
+    "seed count once) and compared only within the same data and architecture."
 )
 
 
@@ -293,6 +294,7 @@ def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Pat
             ]
     lines += _suspect_lines(rows)
     lines += _unlabelled_lines(rows)
+    lines += _duplicate_lines(rows)
     bad = [r for r in rows if r.get("status") != "ok"]
     if bad:
         lines += ["", "## Runs not finished (only `partial` ones count above)", ""]
@@ -338,6 +340,23 @@ def _unlabelled_lines(rows: list[dict]) -> list[str]:
         "",
     ]
     return lines + [f"- `{r['run_dir']}` ({r.get('model')}, {r.get('weights')})" for r in unknown]
+
+
+def _duplicate_lines(rows: list[dict]) -> list[str]:
+    """Runs of one identity and one seed, collapsed to one result (seeds.duplicates)."""
+    found = duplicates(rows)
+    if not found:
+        return []
+    lines = ["", "## Duplicate runs collapsed (one identity, one seed: one result)", ""]
+    lines += [
+        "These runs repeat a newer run of the same identity and seed (a sweep rerun into the "
+        "same folder, or a copied run folder): each counts once, as the newer run, never as "
+        "another seed.",
+        "",
+        "| left out | kept (newer) |",
+        "|---|---|",
+    ]
+    return lines + [f"| `{d.get('run_dir')}` | `{k.get('run_dir')}` |" for d, k in found]
 
 
 def report(rows: list[dict], out_dir: str | Path) -> tuple[Path, list[ClaimResult]]:
