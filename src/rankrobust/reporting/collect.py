@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rankrobust.files import atomic_open, write_json
 from rankrobust.results import (
     FILENAME,
     IDENTITY_KEYS,
@@ -166,13 +166,13 @@ def write_table(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
     for f in flats:
         columns += [c for c in f if c not in columns]
     csv_path = out / "runs.csv"
-    with csv_path.open("w", newline="") as fh:
+    with atomic_open(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns or list(BASE_COLUMNS))
         writer.writeheader()
         for f in flats:
             writer.writerow({k: "" if v is None else v for k, v in f.items()})
     json_path = out / "runs.json"
-    json_path.write_text(json.dumps(rows, indent=2, sort_keys=True, default=str))
+    write_json(json_path, rows, indent=2, sort_keys=True, default=str)
     return csv_path, json_path
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rankrobust.files import save_figure
 from rankrobust.reporting.intervals import Estimate
 
 # Okabe-Ito colour-blind-safe palette.
@@ -64,7 +65,7 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for p in paths:
-        fig.savefig(p, bbox_inches="tight")
+        save_figure(fig, p, bbox_inches="tight")
     import matplotlib.pyplot as pyplot
 
     pyplot.close(fig)
