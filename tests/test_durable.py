@@ -330,7 +330,8 @@ def test_a_sweep_skips_the_job_another_process_holds(tmp_path):
     holder = _hold(sweep / "0")
     try:
         result = run_cli(
-            *TINY, "-m", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600
+            "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}",
+            cwd=tmp_path, timeout=600,
         )  # fmt: skip
     finally:
         holder.communicate("\n", timeout=60)

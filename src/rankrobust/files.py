@@ -70,13 +70,26 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError behind `err` (torch.save turns a failed write into a RuntimeError)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        if not isinstance(seen, Exception):  # a kill or Ctrl-C: raised as it is
+            return None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside `path` for writing (mode "w" or "wb"; `kwargs` as for
     open()); on a normal exit flush, fsync and move it onto `path` in one step.
 
     On any error the temporary file is removed, `path` is left as it was, and the error raised;
-    an OSError (a full disk) is raised again as an OSError naming `path`.
+    a failed write (a full disk: an OSError, also when a writer such as torch.save wraps it) is
+    raised as an OSError naming `path`.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode={mode!r}: atomic_open writes a whole file ('w' or 'wb')")
@@ -95,8 +108,9 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
     except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(err, OSError) and err.filename in (None, str(tmp), tmp):
-            raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
+        cause = _os_error(err)
+        if cause is not None and cause.filename in (None, str(tmp), tmp):
+            raise type(cause)(cause.errno, cause.strerror or str(cause), str(path)) from err
         raise
     _fsync_dir(path.parent)
 
