@@ -330,8 +330,8 @@ def test_a_sweep_skips_the_job_another_process_holds(tmp_path):
     holder = _hold(sweep / "0")
     try:
         result = run_cli(
-            "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}",
-            cwd=tmp_path, timeout=600,
+            "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}",
+            "hydra.sweep.subdir=${hydra.job.num}", cwd=tmp_path, timeout=600,
         )  # fmt: skip
     finally:
         holder.communicate("\n", timeout=60)
@@ -346,3 +346,24 @@ def test_a_folder_is_free_again_after_its_run(tmp_path):
     with run_folder.held(tmp_path / "run"):
         lock = (tmp_path / "run" / run_folder.LOCK_FILE).read_text()
     assert f"pid {os.getpid()}" in lock
+
+
+@pytest.mark.parametrize("name", ["runs.json", "report.md"])
+def test_a_full_disk_under_report_is_one_paragraph_and_keeps_the_files(
+    tmp_path, monkeypatch, capsys, name
+):
+    from fake_runs import make_outputs
+
+    from rankrobust.reporting import report
+
+    runs, out = make_outputs(tmp_path / "outputs"), tmp_path / "figures"
+    assert report.main([str(runs), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    _fill_disk(monkeypatch, name)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        report.main([str(runs), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"'{out / name}'" in err and "No space left" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost or torn

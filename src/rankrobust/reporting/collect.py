@@ -14,12 +14,14 @@ Reads files only (see results.py for the metrics.json contract).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from rankrobust.errors import STORAGE_ERRNOS
 from rankrobust.files import atomic_open, write_json
 from rankrobust.results import (
     FILENAME,
@@ -190,6 +192,24 @@ def _refuse(prog: str, message: str) -> None:
     raise SystemExit(2)
 
 
+@contextlib.contextmanager
+def writing(prog: str, out: str | Path) -> Iterator[None]:
+    """The writes of the collect / figures / report commands: a full disk, a quota or a read-only
+    folder is one paragraph and exit 2. Every file is written whole (files.py), so each file
+    under `out` is the previous one or the new one, never a part."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        _refuse(
+            prog,
+            f"'{err.filename or out}' could not be written ({err.strerror or err}). Free space "
+            f"or give another --out; the files under {out} are whole (each the previous one or "
+            "the new one).",
+        )
+
+
 def collect_for_cli(roots: Sequence[str | Path], out: str | Path, prog: str) -> list[dict]:
     """The rows for the collect / figures / report commands, or exit 2 with one paragraph.
 
@@ -227,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/figures", help="where runs.csv/json go")
     args = parser.parse_args(argv)
     rows = collect_for_cli(args.roots, args.out, "collect")
-    csv_path, json_path = write_table(rows, args.out)
+    with writing("collect", args.out):
+        csv_path, json_path = write_table(rows, args.out)
     print(f"[collect] {summary_line(rows)} -> {csv_path}, {json_path}")
     for r in rows:
         if r["status"] != "ok":

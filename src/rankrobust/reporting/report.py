@@ -26,7 +26,7 @@ from rankrobust.reporting.claims import (
     suspect_runs,
     unlabelled,
 )
-from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
+from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table, writing
 from rankrobust.reporting.intervals import Estimate, fmt
 
 __all__ = ["NOT_TESTABLE", "log_wandb", "main", "render_report", "report", "report_summary"]
@@ -400,9 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     rows = collect_for_cli(args.runs, out, "report")
-    write_table(rows, out)
-    print(f"[report] {summary_line(rows)} under {', '.join(args.runs)}")
-    _, results = report(rows, out)
+    with writing("report", out):
+        write_table(rows, out)
+        print(f"[report] {summary_line(rows)} under {', '.join(args.runs)}")
+        _, results = report(rows, out)
     if args.wandb:
         try:
             log_wandb(rows, results, out)
