@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rankrobust.files import write_json
 from rankrobust.identity import (  # noqa: F401  (re-exported: results is their old home)
     IDENTITY_KEYS,
     KINDS,
@@ -134,13 +134,10 @@ def _clean(obj: Any) -> Any:
 
 
 def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
-    """Write run_dir/metrics.json atomically (a reader never sees a half-written file)."""
-    path = Path(run_dir) / FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_clean({"schema": SCHEMA, **metrics}), indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    """Write run_dir/metrics.json atomically (files.py: a reader or a kill never sees a half-written
+    file; a full disk raises an OSError naming metrics.json and leaves the old one)."""
+    record = _clean({"schema": SCHEMA, **metrics})
+    return write_json(Path(run_dir) / FILENAME, record, indent=2, sort_keys=True)
 
 
 def _is_number(value: Any) -> bool:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from rankrobust.files import save_npz
 from rankrobust.results import FILENAME, FILES, last_checkpoint, read_metrics, run_folder_of
 
 # statuses of a run that tested its model (results.final_status); anything else is unfinished
@@ -294,12 +295,7 @@ def write_per_image(path: str | Path, groups: Mapping[str, Outcomes]) -> Path:
             value = getattr(o, field)
             if value is not None:
                 arrays[f"{name}.{field}"] = np.ascontiguousarray(value, dtype=np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
-    return path
+    return save_npz(path, **arrays)  # files.py: whole or not at all
 
 
 def read_per_image(path: str | Path) -> dict[str, Outcomes]:

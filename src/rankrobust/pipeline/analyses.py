@@ -26,6 +26,7 @@ from rankrobust.attacks import Attack
 from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
+from rankrobust.files import save_npz
 from rankrobust.pipeline.explain import run_attribution
 from rankrobust.results import FILES, RIG_TOP_RANKS, model_kind
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
@@ -204,7 +205,7 @@ def run_rig(
         "relative_delta": result.relative_delta.cpu().numpy(),
     }
     classes: Sequence[str] = datamodule.test_set.classes
-    np.savez_compressed(run_dir / FILES["rig_npz"], classes=np.asarray(classes), **arrays)
+    save_npz(Path(run_dir) / FILES["rig_npz"], classes=np.asarray(classes), **arrays)
     save_rig_grid(arrays, run_dir / FILES["rig_png"], title, classes)
     shares = rank_shares(result.per_rank.detach().cpu())
     in_top = torch.tensor(result.ranks) <= RIG_TOP_RANKS

@@ -16,13 +16,15 @@ Reads files only (see results.py for the metrics.json contract).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from rankrobust.errors import STORAGE_ERRNOS
+from rankrobust.files import atomic_open, write_json
 from rankrobust.reporting.seeds import duplicates
 from rankrobust.results import (
     FILENAME,
@@ -178,13 +180,13 @@ def write_table(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
     for f in flats:
         columns += [c for c in f if c not in columns]
     csv_path = out / "runs.csv"
-    with csv_path.open("w", newline="") as fh:
+    with atomic_open(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns or list(BASE_COLUMNS))
         writer.writeheader()
         for f in flats:
             writer.writerow({k: "" if v is None else v for k, v in f.items()})
     json_path = out / "runs.json"
-    json_path.write_text(json.dumps(rows, indent=2, sort_keys=True, default=str))
+    write_json(json_path, rows, indent=2, sort_keys=True, default=str)
     return csv_path, json_path
 
 
@@ -200,6 +202,24 @@ def _refuse(prog: str, message: str) -> None:
     """One paragraph on stderr and exit code 2 (nothing has been written or deleted)."""
     print(f"{prog}: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+@contextlib.contextmanager
+def writing(prog: str, out: str | Path) -> Iterator[None]:
+    """The writes of the collect / figures / report commands: a full disk, a quota or a read-only
+    folder is one paragraph and exit 2. Every file is written whole (files.py), so each file
+    under `out` is the previous one or the new one, never a part."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        _refuse(
+            prog,
+            f"'{err.filename or out}' could not be written ({err.strerror or err}). Free space "
+            f"or give another --out; the files under {out} are whole (each the previous one or "
+            "the new one).",
+        )
 
 
 def collect_for_cli(roots: Sequence[str | Path], out: str | Path, prog: str) -> list[dict]:
@@ -239,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/figures", help="where runs.csv/json go")
     args = parser.parse_args(argv)
     rows = collect_for_cli(args.roots, args.out, "collect")
-    csv_path, json_path = write_table(rows, args.out)
+    with writing("collect", args.out):
+        csv_path, json_path = write_table(rows, args.out)
     print(f"[collect] {summary_line(rows)} -> {csv_path}, {json_path}")
     for r in rows:
         if r["status"] != "ok":

@@ -25,6 +25,7 @@ from pathlib import Path
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
 
+from rankrobust.files import write_text
 from rankrobust.pipeline.loggers import has_api_key, offline_reason  # noqa: F401  (dashboard's API)
 from rankrobust.reporting.claims import FIGURES, STATEMENTS
 
@@ -265,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = json.dumps(dry_run(workspace(args.entity or "<entity>", args.project)), indent=2)
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(text + "\n")
+            write_text(args.out, text + "\n")
             print(f"[dashboard] dry run: {args.out}")
         else:
             print(text)

@@ -11,12 +11,12 @@ linked when they exist in the output folder.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rankrobust.files import write_json, write_text
 from rankrobust.reporting.claims import (
     NOT_TESTABLE,
     TOP_RANKS_C3,
@@ -26,7 +26,7 @@ from rankrobust.reporting.claims import (
     suspect_runs,
     unlabelled,
 )
-from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
+from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table, writing
 from rankrobust.reporting.intervals import Estimate, fmt
 from rankrobust.reporting.seeds import duplicates
 
@@ -365,10 +365,8 @@ def report(rows: list[dict], out_dir: str | Path) -> tuple[Path, list[ClaimResul
     out_dir.mkdir(parents=True, exist_ok=True)
     results = claims(rows)
     path = out_dir / "report.md"
-    path.write_text(render_report(rows, results, out_dir))
-    (out_dir / "report.json").write_text(
-        json.dumps([c.as_dict() for c in results], indent=2, default=str)
-    )
+    write_text(path, render_report(rows, results, out_dir))
+    write_json(out_dir / "report.json", [c.as_dict() for c in results], indent=2, default=str)
     print(f"[report] {path}: " + ", ".join(f"{c.claim} {c.verdict}" for c in results))
     return path, results
 
@@ -434,9 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     rows = collect_for_cli(args.runs, out, "report")
-    write_table(rows, out)
-    print(f"[report] {summary_line(rows)} under {', '.join(args.runs)}")
-    _, results = report(rows, out)
+    with writing("report", out):
+        write_table(rows, out)
+        print(f"[report] {summary_line(rows)} under {', '.join(args.runs)}")
+        _, results = report(rows, out)
     if args.wandb:
         try:
             log_wandb(rows, results, out)

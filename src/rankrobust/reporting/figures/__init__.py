@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
+from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table, writing
 from rankrobust.reporting.figures.attribution import fig_attribution_curves, fig_attribution_maps
 from rankrobust.reporting.figures.bases import fig_bases_energy, fig_bases_high, fig_heat_maps
 from rankrobust.reporting.figures.curves import (
@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     out = Path(args.out)
     rows = collect_for_cli(args.runs, out, "figures")
-    write_table(rows, out)
-    print(f"[figures] {summary_line(rows)} under {', '.join(args.runs)}")
-    draw(rows, out, only=args.only, images=args.images, style=args.style, width=args.width)
+    with writing("figures", out):
+        write_table(rows, out)
+        print(f"[figures] {summary_line(rows)} under {', '.join(args.runs)}")
+        draw(rows, out, only=args.only, images=args.images, style=args.style, width=args.width)
     return 0

@@ -17,10 +17,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from rankrobust.files import write_text
 
 WIDTHS = {"single": 3.5, "double": 7.0}  # inches: one column / the page of a two-column paper
 MIN_FONT = 8.0  # points, at print size
@@ -285,7 +286,4 @@ def write_captions(
         return path
     text = "# Figure captions\n\nOne section per figure file (`--style paper`).\n"
     text += "".join(f"\n## {name}\n\n{body}\n" for name, body in sorted(sections.items()))
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, text)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rankrobust.files import save_figure
 from rankrobust.reporting.figures import paper
 from rankrobust.reporting.intervals import Estimate
 
@@ -158,11 +159,11 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     if look().paper:
         caption = paper.finish(fig, look().inches)
         for p in paths:
-            fig.savefig(p)
+            save_figure(fig, p)
         paper.write_captions(out_dir, {name: (caption, [p.name for p in paths])})
     else:
         for p in paths:
-            fig.savefig(p, bbox_inches="tight")
+            save_figure(fig, p, bbox_inches="tight")
     import matplotlib.pyplot as pyplot
 
     pyplot.close(fig)
