@@ -168,9 +168,9 @@ def _disk_full(*args, **kwargs):
 
 
 def test_a_full_disk_at_the_checkpoint_fails_the_run_in_one_paragraph(tmp_path, monkeypatch):
-    from pytorch_lightning.plugins.io import TorchCheckpointIO
+    from rankrobust.pipeline.callbacks import AtomicCheckpointIO
 
-    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", _disk_full)
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", _disk_full)
     with pytest.raises(ConfigError, match="No space left") as info:
         task.run(make_cfg(*TINY), tmp_path / "run")
     assert "\n" not in str(info.value).strip()

@@ -149,7 +149,8 @@ def test_reporting_flows_one_way():
 
 def test_the_top_level_is_a_short_list():
     modules = sorted(p.stem for p in PKG.glob("*.py"))
-    assert len(modules) <= 15, modules
+    # 16: files.py, the one atomic writer that every layer (library, pipeline, reporting) uses
+    assert len(modules) <= 16, modules
 
 
 # Module names the package does not have: each module lives in its layer (pipeline/, launch/,

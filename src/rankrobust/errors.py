@@ -18,6 +18,11 @@ class StorageError(ConfigError):
     paragraph naming the file, the system's reason and what to do, like a ConfigError."""
 
 
+class FolderBusy(ConfigError):
+    """The run folder is held by another process (pipeline/run_folder.held): this one writes
+    nothing there; one paragraph naming the folder and the holder."""
+
+
 def storage_error(err: OSError, what: str | None = None) -> StorageError:
     """A StorageError for `err`, naming `what` (else the file the OSError names)."""
     target = what or (f"'{err.filename}'" if err.filename else "a run file")

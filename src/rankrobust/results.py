@@ -17,7 +17,9 @@ Keys (schema 1):
         (attribution.npz / attribution.png),
     analysis_errors (optional): {analysis: error} (then status is "partial"),
     checkpoint (str | null: the weights evaluated; `last_checkpoint` for a trained run),
-    run_dir (str), command (str: how to resume / rerun)
+    run_dir (str), command (str: how to resume / rerun),
+    finished_at (optional, str): when the run finished, ISO 8601 in UTC (of two runs of one
+    identity and seed the reports keep the newer: reporting/seeds.py)
 
 `python -m rankrobust.results status RUN_DIR` prints a folder's status (exit 0 when "ok", 1
 otherwise): what the Makefile asks to skip finished stages.
@@ -39,10 +41,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rankrobust.files import write_json
 from rankrobust.identity import _select, model_kind, row_kind, run_identity
 
 SCHEMA = 1
@@ -55,6 +58,7 @@ FILES = {
     "rig_png": "rig.png",
     "attribution_npz": "attribution.npz",
     "attribution_png": "attribution.png",
+    "per_image_npz": "per_image.npz",  # the per-image record (rankrobust.runs.write_per_image)
 }
 # rig.top4_share: the share of |RIG rank attribution| in the path's ranks <= this (claim C3).
 RIG_TOP_RANKS = 4
@@ -87,6 +91,11 @@ def last_checkpoint(run_dir: str | Path, config: dict | None) -> Path:
     return (folder if folder.is_absolute() else Path(run_dir) / folder) / "last.ckpt"
 
 
+def now_utc() -> str:
+    """The time now, ISO 8601 in UTC to the second (metrics.json's `finished_at`)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def final_status(analysis_errors: dict | None) -> str:
     """A run that tested its model: "ok", or "partial" when an analysis failed (the one rule)."""
     return "partial" if analysis_errors else "ok"
@@ -106,13 +115,10 @@ def _clean(obj: Any) -> Any:
 
 
 def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
-    """Write run_dir/metrics.json atomically (a reader never sees a half-written file)."""
-    path = Path(run_dir) / FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_clean({"schema": SCHEMA, **metrics}), indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    """Write run_dir/metrics.json atomically (files.py: a reader or a kill never sees a half-written
+    file; a full disk raises an OSError naming metrics.json and leaves the old one)."""
+    record = _clean({"schema": SCHEMA, **metrics})
+    return write_json(Path(run_dir) / FILENAME, record, indent=2, sort_keys=True)
 
 
 def _is_number(value: Any) -> bool:
@@ -137,7 +143,8 @@ def validate_metrics(metrics: Any) -> None:
     CONFIG_KEYS; clean_acc / robust_acc / clean_acc_attacked null or a number in [0, 1];
     `timings`, `rig`, `eval_attack`, `analysis_errors` objects (or null); `rank_sweep` and
     `rank_sweep_clean_attacked` {mode: {rank: accuracy or null}} (null is how the writer stores
-    NaN: a valid, unmeasured point); `warnings` a list of strings (or null).
+    NaN: a valid, unmeasured point); `warnings` a list of strings (or null); `per_image` a file
+    name in the run folder (or null).
     """
     if not isinstance(metrics, dict):
         raise ValueError(f"the file holds {type(metrics).__name__}, expected an object")
@@ -165,6 +172,9 @@ def validate_metrics(metrics: Any) -> None:
             raise ValueError(f"{field} is {type(sweep).__name__}, expected {{mode: {{...}}}}")
         for mode, accs in sweep.items():
             _check_accuracies(f"{field}.{mode}", accs)
+    named = metrics.get("per_image")  # per_image.npz, beside metrics.json (rankrobust.runs)
+    if named is not None and not (isinstance(named, str) and named and Path(named).name == named):
+        raise ValueError(f"per_image={named!r} is not the name of a file in the run folder")
     warnings = metrics.get("warnings")
     if warnings is not None and not (
         isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)

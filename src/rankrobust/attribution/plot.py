@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rankrobust.files import save_figure
+
 SALIENCY_CMAP = "magma"
 SALIENCY_LABEL = "|attribution| / 99th percentile"
 
@@ -87,7 +89,7 @@ def save_rig_grid(npz: dict, path: str | Path, title: str, classes: Sequence[str
     fig.suptitle(title + "\nmaps explain the predicted class", fontsize=9)
     saliency_colorbar(fig, mappable, list(axes.ravel()))
     path = Path(path)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -145,6 +147,6 @@ def save_attribution_grid(
     if mappable is not None:
         saliency_colorbar(fig, mappable, list(axes.ravel()))
     path = Path(path)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import sys
 import tempfile
 import zipfile
@@ -19,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from rankrobust.files import save_npz
 
 CACHE_VERSION = 2  # bump when the arrays' layout changes
 
@@ -68,14 +69,8 @@ def _load(path: Path, keys: set[str]) -> dict[str, np.ndarray]:
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a name unique to this process, then publish it atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write to a name unique to this process, then publish it atomically (files.py)."""
+    save_npz(path, compressed=False, **arrays)
 
 
 def cached_arrays(

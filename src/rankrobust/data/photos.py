@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rankrobust.files import save_npz
+
 __all__ = ["SAMPLE_PHOTOS", "center_crops", "random_crops", "sample_photos", "save_photos"]
 PHOTOS_ENV = "RANKROBUST_PHOTOS"
 
@@ -98,5 +100,5 @@ def random_crops(n: int, size: int = 224, seed: int = 0) -> Tensor:
 def save_photos(path: str | Path) -> Path:
     """Write every sample photo (uint8, H x W x 3) to one .npz, for machines without them."""
     path = Path(path)
-    np.savez_compressed(path, **{name: np.array(_load(name)[..., :3]) for name in SAMPLE_PHOTOS})
+    save_npz(path, **{name: np.array(_load(name)[..., :3]) for name in SAMPLE_PHOTOS})
     return path

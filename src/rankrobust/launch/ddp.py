@@ -14,6 +14,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rankrobust.files import write_text
+
 CHILD_MODULE = "rankrobust.pipeline.task"
 # What Lightning's launcher writes into this process's environment when it starts children.
 LAUNCH_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -34,7 +36,7 @@ def prepare_ddp_children(cfg: DictConfig, run_dir: str | Path) -> None:
     run_dir = Path(run_dir).resolve()
     path = run_dir / ".ddp" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, path, resolve=True)
+    write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
     def command(local_rank: int = 0) -> tuple[list[str], str]:
         argv = [sys.executable, "-m", CHILD_MODULE, "ddp-child", str(path), str(run_dir)]

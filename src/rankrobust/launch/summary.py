@@ -8,13 +8,13 @@ without `.hydra/` (hydra.output_subdir=null) is still listed.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from rankrobust.files import write_json
 from rankrobust.results import FILENAME
 from rankrobust.run_folders import find_run_dirs
 
@@ -71,10 +71,7 @@ def summarize_sweep(sweep_dir: str | Path) -> dict:
 
 def write_sweep_summary(sweep_dir: str | Path) -> dict:
     summary = summarize_sweep(sweep_dir)
-    path = Path(sweep_dir) / SUMMARY
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)
+    write_json(Path(sweep_dir) / SUMMARY, summary, indent=2)
     return summary
 
 

@@ -20,7 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from rankrobust.attacks import make_attack
-from rankrobust.pipeline.callbacks import LogEveryAuto, log_every_n_steps
+from rankrobust.pipeline.callbacks import (
+    AtomicCheckpointIO,
+    LogEveryAuto,
+    log_every_n_steps,
+)
 from rankrobust.pipeline.lightning_module import RobustClassifier
 from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
 
@@ -115,6 +119,8 @@ def trainer(cfg: DictConfig, run_dir: Path, loggers: list, cbs: list) -> pl.Trai
         cbs = [*cbs, LogEveryAuto()]
     if t.get("benchmark") == "auto":  # cudnn autotuning: training batches have one shape
         overrides["benchmark"] = on_gpu(cfg) and not cfg.deterministic
+    if t.get("plugins") is None:  # last.ckpt written beside itself and renamed (callbacks.py)
+        overrides["plugins"] = [AtomicCheckpointIO()]
     return instantiate(
         t,
         **overrides,

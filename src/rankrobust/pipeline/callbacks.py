@@ -13,7 +13,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from rankrobust.files import torch_save
 from rankrobust.pipeline.seeding import step_seed
 
 _clock = time.monotonic  # the checkpoint cadence's clock (a test replaces it)
@@ -71,6 +73,23 @@ class LastCheckpoint(ModelCheckpoint):
         # max_steps can end training inside an epoch: its final state is written too
         if self._saved_step != trainer.global_step:
             self._save(trainer)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint IO, written the project's way (files.torch_save): into a
+    temporary file in the checkpoint's own folder, fsync'ed, then renamed over last.ckpt.
+
+    Lightning's own writes a local file through an fsspec transaction, which stages it in
+    $TMPDIR and then moves it: across file systems that move is a copy, and a kill during it
+    truncates the previous good checkpoint (Lightning-AI/pytorch-lightning#688). A full disk
+    raises an OSError naming the checkpoint and leaves no partial file. Remote paths (s3://...)
+    keep Lightning's way.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        torch_save(checkpoint, path)
 
 
 class LogEveryAuto(pl.Callback):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rankrobust.files import save_npz
 from rankrobust.results import FILES
 
 
@@ -103,7 +104,7 @@ def run_attribution(
         }
         out["mean"][method] = {k: float(v.double().nanmean()) for k, v in scores.items()}
     classes: Sequence[str] = datamodule.test_set.classes
-    np.savez_compressed(run_dir / FILES["attribution_npz"], classes=np.asarray(classes), **arrays)
+    save_npz(Path(run_dir) / FILES["attribution_npz"], classes=np.asarray(classes), **arrays)
     save_attribution_grid(arrays, run_dir / FILES["attribution_png"], title, classes)
     meta = {"methods": list(settings.methods), "metrics": list(settings.metrics),
             "n_images": int(len(y)), "steps": settings.steps, "score": settings.score,

@@ -21,6 +21,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rankrobust.errors import ConfigError
+from rankrobust.files import write_text
 from rankrobust.identity import run_identity
 from rankrobust.launch.ddp import rank_zero
 from rankrobust.results import FILES
@@ -119,7 +120,7 @@ def _run_id(run_dir: Path) -> str:
         log.warning("[rankrobust] %s is not a W&B run id: a new W&B run is started", path)
     run_id = secrets.token_hex(4)  # W&B ids: 8 lowercase letters/digits
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(run_id)
+    write_text(path, run_id)
     return run_id
 
 

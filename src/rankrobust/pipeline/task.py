@@ -24,8 +24,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from rankrobust import results
-from rankrobust.errors import ConfigError, StorageError, as_config_error, storage_error
+from rankrobust import results, runs
+from rankrobust.errors import (
+    ConfigError,
+    FolderBusy,
+    StorageError,
+    as_config_error,
+    storage_error,
+)
 from rankrobust.identity import run_identity
 from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
@@ -81,9 +87,10 @@ class Attempt:
 
     resuming: bool
     recorded: bool = False
+    holds_folder: bool = False  # run_folder.held: a folder in use by another run is not written
 
     def may_record(self) -> bool:
-        return self.recorded or not self.resuming
+        return self.holds_folder and (self.recorded or not self.resuming)
 
 
 def _resuming(cfg: DictConfig) -> bool:
@@ -104,11 +111,15 @@ def task_wrapper(fn):
         job = current_job(run_dir)
         base: dict = {}
         attempt = Attempt(resuming=_resuming(cfg))
+        start = time.perf_counter()
         try:
-            # the lease decides the device first; the config is snapshotted once, after it
-            with _sigterm_as_interrupt(), job_device(cfg):  # local_gpus: hold one free GPU
-                base = _base(cfg, job)
-                return fn(cfg, job, base, attempt)
+            # the folder is held first, then the lease decides the device; the config is
+            # snapshotted once, after it
+            with _sigterm_as_interrupt(), run_folder.held(job.run_dir, rank_zero()):
+                attempt.holds_folder = True
+                with job_device(cfg):  # local_gpus: hold one free GPU
+                    base = _base(cfg, job)
+                    return fn(cfg, job, base, attempt)
         except (KeyboardInterrupt, SystemExit) as stop:
             cause = _interrupt(stop)
             if cause is None:
@@ -121,6 +132,7 @@ def task_wrapper(fn):
             why = "interrupted by SIGTERM" if term else "interrupted by Ctrl-C (SIGINT)"
             if attempt.may_record():
                 _write(job.run_dir, {**base, "status": "interrupted", "error": why})
+                _say_measured({**base, "status": "interrupted"}, start)
             log.warning("\n[rankrobust] %s; resume with:\n  %s", why, base["command"])
             # the shell's codes for a death by the signal: 128 + 15 (SIGTERM), 128 + 2 (SIGINT)
             raise SystemExit(128 + (signal.SIGTERM if term else signal.SIGINT)) from None
@@ -130,14 +142,16 @@ def task_wrapper(fn):
             error = f"{type(err).__name__}: {err}"
             if attempt.may_record():
                 _write(job.run_dir, {**base, "status": "failed", "error": error})
+                _say_measured({**base, "status": "failed"}, start)
             loggers.record_failure(err, raw)  # run.log: the paragraph, or the traceback
             if not job.hydra:
                 raise err from raw if err is not raw else raw
             if isinstance(err, ConfigError):
-                what = "cannot write" if isinstance(err, StorageError) else "configuration error"
-                print(f"\nrankrobust: {what}\n  {err}\n", file=sys.stderr)
+                print(f"\nrankrobust: {_heading(err, job)}\n  {err}\n", file=sys.stderr)
                 if not job.multirun:
                     sys.exit(2)
+                if isinstance(err, FolderBusy):  # the other run's folder and record stay
+                    return {"status": "skipped", "error": error, "run_dir": str(job.run_dir)}
             elif job.multirun:  # the sweep goes on; sweep_summary.json names this job
                 print(f"[rankrobust] job {job.job_num} failed:", file=sys.stderr)
                 traceback.print_exc()
@@ -149,6 +163,22 @@ def task_wrapper(fn):
             end_ddp()  # a multirun's next job in this process starts its own process group
 
     return wrapped
+
+
+def _heading(err: ConfigError, job: JobInfo) -> str:
+    if isinstance(err, FolderBusy):
+        return f"job {job.job_num} skipped" if job.multirun else "run folder in use"
+    return "cannot write" if isinstance(err, StorageError) else "configuration error"
+
+
+def _say_measured(record: dict, start: float) -> None:
+    """The closing lines of a run stopped after its test: the accuracies measured are kept in
+    metrics.json (written as soon as they were measured) and shown."""
+    if record.get("clean_acc") is None and record.get("robust_acc") is None:
+        return
+    record["timings"] = {**(record.get("timings") or {}), "total": time.perf_counter() - start}
+    with contextlib.suppress(Exception):  # never hide the stop's own message
+        log.warning("\n".join(results.closing_lines(record)))
 
 
 def _base(cfg: DictConfig, job: JobInfo) -> dict:
@@ -209,8 +239,14 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     }
     if not trainer.is_global_zero:
         return {**metrics, "status": results.final_status(None)}
+    # kept from now on: a kill, SIGTERM or failure in the analyses leaves these numbers
+    base.update(metrics)
+    _write(job.run_dir, {**base, "status": "running"})
     module.to(trainer.strategy.root_device)  # Lightning's teardown moved it to the CPU
     found, errors, spent = analyses.run_all(spec, module, dm, job.run_dir)
+    per_image = {**_test_outcomes(module, dm), **found.pop(analyses.OUTCOMES, {})}
+    if per_image:
+        metrics["per_image"] = runs.PER_IMAGE
     metrics.update(found, status=results.final_status(errors))
     metrics["warnings"] = results.number_warnings(metrics)
     if errors:
@@ -218,10 +254,13 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     if spec.skipped:
         metrics["skipped_analyses"] = list(spec.skipped)
     timings.update(spent, total=time.perf_counter() - start)
+    metrics["finished_at"] = results.now_utc()  # the newer of two runs of one seed is kept
     try:
+        if per_image:
+            runs.write_per_image(job.run_dir / runs.PER_IMAGE, per_image)
         results.write_metrics(job.run_dir, metrics)
-    except OSError as err:  # a full disk: show what was computed, then one paragraph
-        log.info("\n".join(results.closing_lines(metrics)))
+    except OSError as err:  # a full disk: what was computed is shown (_say_measured), then
+        base.update(metrics)  # one paragraph
         raise _unsaved(err, job.run_dir) from err
     loggers.log_results(logs, metrics, job.run_dir)
     lines = results.closing_lines(metrics, loggers.wandb_dir(logs))
@@ -248,12 +287,13 @@ def _resumed(cfg: DictConfig, spec, job: JobInfo, last: Path):
 
 
 def _unsaved(err: OSError, run_dir: Path) -> ConfigError:
-    """The paragraph for results that were computed (and printed above) but cannot be saved."""
+    """The paragraph for results that were computed (and printed) but cannot be saved."""
     path = run_dir / results.FILENAME
     unsaved = storage_error(err, f"'{path}'")
     return StorageError(
-        f"{unsaved} The results printed above were computed but not saved: {path.name} still "
-        f"says {results.run_status(run_dir) or 'nothing'!r} (running = unfinished)."
+        f"{unsaved} The results printed were computed but not all saved: {path.name} keeps its "
+        f"last record, status {results.run_status(run_dir) or 'nothing'!r} (running = "
+        "unfinished) with the test accuracies."
     )
 
 
@@ -288,6 +328,16 @@ def _as_dict(spec) -> dict | None:
 
 def _finished(run_dir: Path) -> bool:
     return results.run_status(run_dir) in ("ok", "partial")
+
+
+def _test_outcomes(module, dm) -> dict:
+    """The test's per-image outcomes {"clean", "robust"} indexed by test-set index ({} when
+    the test ran on several processes: each saw an interleaved share)."""
+    found = module.test_outcomes()
+    if not found:
+        return {}
+    index = dm.test_index()
+    return {name: o.reindexed(index[: o.n]) for name, o in found.items()}
 
 
 def _model_facts(model, dm) -> dict:

@@ -6,7 +6,9 @@ each run once) becomes one row; a Hydra job folder (one with
 a `.hydra/` folder) without a metrics.json becomes a row with status "missing", so failed,
 unfinished and never-started jobs stay visible. Statuses: ok, partial (some
 analyses missing, accuracies present), interrupted, failed, running, missing, invalid (an
-unreadable metrics.json). Writes `runs.csv` (rank sweeps flattened into `low@k` / `high@k`
+unreadable metrics.json). A finished run that repeats a newer one of the same identity
+and seed keeps its row, with `duplicate_of` naming the run kept (seeds.py: one result, never
+two seeds). Writes `runs.csv` (rank sweeps flattened into `low@k` / `high@k`
 columns) and `runs.json` (rank sweeps, RIG and perturbation spectra kept nested).
 Reads files only (see results.py for the metrics.json contract).
 """
@@ -14,14 +16,17 @@ Reads files only (see results.py for the metrics.json contract).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from rankrobust.errors import STORAGE_ERRNOS
+from rankrobust.files import atomic_open, write_json
 from rankrobust.identity import IDENTITY_KEYS, row_kind, run_identity
+from rankrobust.reporting.seeds import duplicates
 from rankrobust.results import FILENAME, read_metrics, run_folder_of
 from rankrobust.run_folders import find_run_dirs
 
@@ -29,8 +34,9 @@ __all__ = ["collect", "collect_for_cli", "find_run_dirs", "main", "read_run", "w
 
 # Row fields the reader sets from where the run is, never from the file (a copied run's or a
 # newer version's metrics.json may hold keys of these names).
-_READER_KEYS = ("run_dir", "group", "rig_npz", "schema", "command")
-BASE_COLUMNS = ("run_dir", "group", "status", "error", "kind", "clean_acc", "robust_acc")
+_READER_KEYS = ("run_dir", "group", "rig_npz", "schema", "command", "duplicate_of")
+BASE_COLUMNS = ("run_dir", "group", "status", "error", "duplicate_of", "kind", "clean_acc",
+                "robust_acc")  # fmt: skip
 
 
 def _hydra_plain(run_dir: Path) -> dict | None:
@@ -104,6 +110,9 @@ def read_run(run_dir: str | Path) -> dict:
     )
     row["status"] = metrics.get("status", "ok")
     row["rig_npz"] = str(run_dir / "rig.npz") if (run_dir / "rig.npz").is_file() else None
+    named = metrics.get("per_image")  # per_image.npz (rankrobust.runs); older runs: none
+    found = run_dir / str(named) if isinstance(named, str) and named else None
+    row["per_image_npz"] = str(found) if found is not None and found.is_file() else None
     if not row.get("resolved_config"):  # older runs: the composed config Hydra saved
         row["resolved_config"] = _hydra_plain(run_dir)
     return _finish(row)
@@ -117,6 +126,8 @@ def _finish(row: dict) -> dict:
     row.setdefault("robust_acc", None)
     row.setdefault("error", None)
     row.setdefault("rig_npz", None)
+    row.setdefault("per_image_npz", None)
+    row["duplicate_of"] = None  # set by collect: the newer run of this identity and seed
     # The one rule (identity.row_kind): declared in metrics.json, else the old attack-name rule.
     known = row.get("kind") or row["attack"] is not None
     row["kind"] = row_kind(row).kind if known else None
@@ -128,7 +139,10 @@ def collect(roots: str | Path | Sequence[str | Path]) -> list[dict]:
     """One row per run folder under `roots` (see the module docstring)."""
     if isinstance(roots, str | Path):
         roots = [roots]
-    return [read_run(d) for d in find_run_dirs(roots)]
+    rows = [read_run(d) for d in find_run_dirs(roots)]
+    for dropped, kept in duplicates(rows):  # one result, not two seeds (seeds.py)
+        dropped["duplicate_of"] = kept["run_dir"]
+    return rows
 
 
 def _flat(row: dict) -> dict:
@@ -160,13 +174,13 @@ def write_table(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
     for f in flats:
         columns += [c for c in f if c not in columns]
     csv_path = out / "runs.csv"
-    with csv_path.open("w", newline="") as fh:
+    with atomic_open(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns or list(BASE_COLUMNS))
         writer.writeheader()
         for f in flats:
             writer.writerow({k: "" if v is None else v for k, v in f.items()})
     json_path = out / "runs.json"
-    json_path.write_text(json.dumps(rows, indent=2, sort_keys=True, default=str))
+    write_json(json_path, rows, indent=2, sort_keys=True, default=str)
     return csv_path, json_path
 
 
@@ -182,6 +196,24 @@ def _refuse(prog: str, message: str) -> None:
     """One paragraph on stderr and exit code 2 (nothing has been written or deleted)."""
     print(f"{prog}: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+@contextlib.contextmanager
+def writing(prog: str, out: str | Path) -> Iterator[None]:
+    """The writes of the collect / figures / report commands: a full disk, a quota or a read-only
+    folder is one paragraph and exit 2. Every file is written whole (files.py), so each file
+    under `out` is the previous one or the new one, never a part."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        _refuse(
+            prog,
+            f"'{err.filename or out}' could not be written ({err.strerror or err}). Free space "
+            f"or give another --out; the files under {out} are whole (each the previous one or "
+            "the new one).",
+        )
 
 
 def collect_for_cli(roots: Sequence[str | Path], out: str | Path, prog: str) -> list[dict]:
@@ -221,11 +253,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/figures", help="where runs.csv/json go")
     args = parser.parse_args(argv)
     rows = collect_for_cli(args.roots, args.out, "collect")
-    csv_path, json_path = write_table(rows, args.out)
+    with writing("collect", args.out):
+        csv_path, json_path = write_table(rows, args.out)
     print(f"[collect] {summary_line(rows)} -> {csv_path}, {json_path}")
     for r in rows:
         if r["status"] != "ok":
             print(f"[collect]   {r['status']:8s} {r['run_dir']}: {r.get('error')}")
+        if r["duplicate_of"]:
+            print(f"[collect]   repeats  {r['run_dir']}: same identity and seed as (newer, kept) "
+                  f"{r['duplicate_of']}")  # fmt: skip
     return 0
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
 
+from rankrobust.files import write_text
 from rankrobust.pipeline.loggers import has_api_key, offline_reason  # noqa: F401  (dashboard's API)
 from rankrobust.reporting.claims import FIGURES, STATEMENTS
 
@@ -148,7 +149,8 @@ def sections() -> list[ws.Section]:
         "C2": {
             "C2/0/natural_acc_k": "C2 natural accuracy on H_4(x)",
             "C2/0/robust_acc_k": "C2 robust accuracy on H_4(x)",
-            "C2/0/chance": "C2 chance",
+            "C2/0/natural_chance": "C2 natural model's chance",
+            "C2/0/robust_chance": "C2 robust model's chance",
         },
         "C3": {"C3/0/share_difference": "C3 top-4 share: robust - natural"},
         "C4": {},
@@ -264,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = json.dumps(dry_run(workspace(args.entity or "<entity>", args.project)), indent=2)
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(text + "\n")
+            write_text(args.out, text + "\n")
             print(f"[dashboard] dry run: {args.out}")
         else:
             print(text)

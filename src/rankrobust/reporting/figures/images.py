@@ -17,7 +17,15 @@ from rankrobust.attribution.plot import (
     saliency_image,
 )
 from rankrobust.reporting import claims as C
-from rankrobust.reporting.figures.style import MARKERS, OKABE_ITO, Skip, colour_for, plt, save
+from rankrobust.reporting.figures.style import (
+    MARKERS,
+    OKABE_ITO,
+    Skip,
+    colour_for,
+    plt,
+    save,
+    subplots,
+)
 
 
 def _first_images(source: str | None, n: int) -> tuple[np.ndarray, str]:
@@ -69,7 +77,9 @@ def fig_rank_examples(
     fac = factorize(x)
     pyplot = plt()
     cols = 1 + 2 * len(ks)
-    fig, axes = pyplot.subplots(len(x), cols, figsize=(1.35 * cols, 1.3 * len(x) + 0.9))
+    fig, axes = subplots(
+        pyplot, len(x), cols, figsize=(1.35 * cols, 1.3 * len(x) + 0.9), grid=True, layout=None
+    )
     axes = np.atleast_2d(axes)
 
     def show(ax, img, title):
@@ -121,9 +131,10 @@ def fig_rig(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
             (kind, "pixel", f"{kind}:\nRIG"),
         ]
     pyplot = plt()
-    fig, axes = pyplot.subplots(
-        n, len(columns), figsize=(1.9 * len(columns) + 0.8, 1.9 * n + 1.0), squeeze=False
-    )
+    fig, axes = subplots(
+        pyplot, n, len(columns), figsize=(1.9 * len(columns) + 0.8, 1.9 * n + 1.0),
+        squeeze=False, grid=True, layout=None,
+    )  # fmt: skip
     mappable = None
     for i in range(n):
         for j, (kind, key, title) in enumerate(columns):
@@ -171,7 +182,7 @@ def fig_perturbation_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list
             "(set analysis.perturbation_spectrum=true)"
         )
     pyplot = plt()
-    fig, (ax, ax_n) = pyplot.subplots(1, 2, figsize=(11.5, 4.4), layout="constrained")
+    fig, (ax, ax_n) = subplots(pyplot, 1, 2, figsize=(11.5, 4.4))
     index: dict[str, int] = {}
     clean_drawn = False
     eps_values = set()
