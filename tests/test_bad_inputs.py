@@ -114,6 +114,59 @@ def test_bad_values_exit_2_on_the_cli_before_training(tmp_path):
     assert "Traceback" not in result.stderr and "Epoch" not in result.stdout
 
 
+# A key the config lacks, without `+`: Hydra's "not in struct" (exit 1) becomes one paragraph
+# naming the key and the closest valid key; `+` is suggested only where a _target_ takes it.
+# (command line, what the paragraph must hold, what it must not)
+MISTYPED = [
+    ([*FAST, "model.widht=8"], ["model.widht", "model.width=8"], ["+model"]),
+    (["attack=pgd_linf", "attack.train.stepz=3"], ["attack.train.steps=3"], ["+attack"]),
+    (["trainer.foo=1"], ["trainer.foo", "trainer has: "], ["+trainer"]),
+    (["trainer.gradient_clip_val=1"], ["`+trainer.gradient_clip_val=1`"], []),
+    (["sed=3"], ["`seed=3`"], []),
+    (["-m", "rank=1,4", "optim.lrr=0.1"], ["optim.lr=0.1"], []),
+    (["-m", "attack=none,pgd_linf", "attack.eval.epz=0.1"], ["attack.eval.eps=0.1"], []),
+    (["nosuch.deep.key=1"], ["nosuch.deep does not exist"], []),
+    (["dataset.num_clases=10"], ["dataset.num_classes=10"], []),
+]
+
+
+@pytest.mark.parametrize(("argv", "said", "unsaid"), MISTYPED, ids=[m[0][-1] for m in MISTYPED])
+def test_a_mistyped_key_is_one_paragraph_naming_the_closest(argv, said, unsaid, capsys):
+    from rankrobust.launch.overrides import check_cli
+
+    with pytest.raises(SystemExit) as info:
+        check_cli(argv, ROOT / "conf")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 1 and err.startswith("rankrobust: configuration error"), err
+    assert all(s in err for s in said) and not any(s in err for s in unsaid), err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rank=4", "attack=pgd_linf", "attack.train.steps=3", "trainer.max_epochs=2"],
+        ["+trainer.gradient_clip_val=1", "++optim.lr=0.2", "~logger"],
+        ["-m", "rank=1,4", "attack=none,pgd_linf", "hydra.sweep.dir=x"],
+        ["model=no_such_model"],  # not a key: Hydra's own message names the option
+        ["rank=[1"],  # a syntax error: Hydra's own message
+        ["--help"],
+        ["rank=4", "-m", "a.b=1"],  # an option after an override: Hydra's usage message
+    ],
+)
+def test_valid_keys_and_other_errors_are_left_to_hydra(argv):
+    from rankrobust.launch.overrides import check_cli
+
+    assert check_cli(argv, ROOT / "conf") is None
+
+
+def test_a_mistyped_key_exits_2_on_the_cli(tmp_path):
+    result = run_cli(*FAST, "model.widht=8", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "model.width=8" in result.stderr and "not in struct" not in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "outputs").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Run folders: never shared, never overwritten, never "resumed" from nothing.
 
