@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rankrobust.launch.preflight import _stop
 
+
 def _cli_overrides(argv: Sequence[str]) -> list[str] | None:
     """The overrides of a run.py command line (None when it names another config)."""
     from hydra._internal.utils import get_args_parser
@@ -142,4 +143,3 @@ def check_cli(argv: Sequence[str], config_dir: str | Path, config_name: str = "c
         message = unknown_key_message(cfg, o.key_or_group, value)
         if message:
             _stop(message)
-
