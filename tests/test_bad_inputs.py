@@ -414,3 +414,78 @@ def test_a_diverging_run_fails_naming_the_step(tmp_path):
 def test_random_weights_only_when_asked(tmp_path):
     cfg = make_cfg(*QUICK, "train=false", "model.checkpoint=random", "eval.n_robust=0")
     assert task.run(cfg, tmp_path / "run")["status"] == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# Images too small for a setting: one paragraph naming the setting and the size, before training.
+
+
+@pytest.fixture()
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANKROBUST_CACHE", str(tmp_path / "cache"))
+
+
+def _small_tree(root, h: int, w: int, classes=("cat", "dog"), n: int = 3):
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((h, w, 3), 40 * i, np.uint8)).save(
+                    root / split / cls / f"{i}.png"
+                )
+    return root
+
+
+def _folder_module(root, **kw):
+    from rankrobust.pipeline.datamodule import ImageDataModule
+
+    kw = {"num_classes": 2, "on_device": False, "local_copy": False, **kw}
+    return ImageDataModule("image_folder", root=str(root), **kw)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (4, 4), (1, 9), (9, 3)], ids=str)
+def test_images_too_small_for_the_augmentation_are_named(tmp_path, size, own_cache):
+    dm = _folder_module(_small_tree(tmp_path / "tree", *size))
+    with pytest.raises(ConfigError) as info:
+        dm.setup("fit")
+    message = str(info.value)
+    assert "dataset.augment" in message and f"{size[0]}x{size[1]} images" in message
+    assert str(tmp_path / "tree") in message and "\n" not in message
+    _folder_module(tmp_path / "tree", augment=False).setup("fit")  # the fix it names works
+    _folder_module(tmp_path / "tree").setup("test")  # evaluation does not augment
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"sweep": {"ranks": [1, 4]}}, "sweep.ranks"),
+        ({"sweep": {"ranks": [1, 2]}}, "sweep.ranks"),
+        ({"rig": {"enabled": True, "ranks": [1, 4]}}, "rig.ranks"),
+    ],
+)
+def test_ranks_beyond_the_images_read_are_named_before_training(tmp_path, settings, key, own_cache):
+    from types import SimpleNamespace
+
+    from rankrobust.pipeline.checks import check_image_size
+
+    sweep = {"enabled": True, "ranks": None, **settings.get("sweep", {})}
+    rig = {"enabled": False, "ranks": None, **settings.get("rig", {})}
+    spec = SimpleNamespace(sweep=SimpleNamespace(**sweep), rig=SimpleNamespace(**rig))
+    dm = _folder_module(_small_tree(tmp_path / "tree", 1, 1), augment=False)
+    dm.size_checks.append(lambda h, w: check_image_size(spec, h, w))
+    with pytest.raises(ConfigError, match=key) as info:
+        dm.setup("fit")
+    assert "1x1" in str(info.value) or "(1)" in str(info.value)
+    assert dm.train_set is None  # nothing was prepared
+
+
+def test_one_pixel_images_exit_2_on_the_cli_naming_the_setting(tmp_path, own_cache):
+    root = _small_tree(tmp_path / "tree", 1, 1)
+    args = [*FAST, "dataset=image_folder", f"dataset.root={root}", "dataset.num_classes=2"]
+    result = run_cli(*args, "dataset.image_size=null", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "dataset.augment" in result.stderr and "1x1 images" in result.stderr
+    assert "Traceback" not in result.stderr and "Epoch" not in result.stdout
