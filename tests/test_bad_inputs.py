@@ -489,3 +489,16 @@ def test_one_pixel_images_exit_2_on_the_cli_naming_the_setting(tmp_path, own_cac
     assert result.returncode == 2, result.stderr[-3000:]
     assert "dataset.augment" in result.stderr and "1x1 images" in result.stderr
     assert "Traceback" not in result.stderr and "Epoch" not in result.stdout
+
+
+def test_a_decompression_bomb_exits_2_on_the_cli_naming_the_file(tmp_path, own_cache):
+    from test_data_folder import _png_with_header
+
+    root = _small_tree(tmp_path / "tree", 8, 8)
+    bomb = root / "test" / "dog" / "bomb.png"
+    bomb.write_bytes(_png_with_header(40_000, 40_000))
+    args = [*FAST, "dataset=image_folder", f"dataset.root={root}", "dataset.num_classes=2"]
+    result = run_cli(*args, "dataset.image_size=null", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert str(bomb) in result.stderr and "too large to decode safely" in result.stderr
+    assert "Traceback" not in result.stderr and "DecompressionBomb" not in result.stderr
