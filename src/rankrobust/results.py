@@ -43,13 +43,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rankrobust._metrics_schema import (  # noqa: F401  (re-exported: the contract's home)
-    CONFIG_KEYS,
-    REQUIRED,
-    _is_number,
-    load_json,
-    validate_metrics,
-)
 from rankrobust.identity import (  # noqa: F401  (re-exported: results is their old home)
     IDENTITY_KEYS,
     KINDS,
@@ -70,9 +63,17 @@ from rankrobust.identity import (  # noqa: F401  (re-exported: results is their 
     setup_fingerprint,
     threat_label,
 )
+from rankrobust.run_folders import (  # noqa: F401  (re-exported: the contract's home)
+    CONFIG_KEYS,
+    FILENAME,
+    REQUIRED,
+    _is_number,
+    load_json,
+    run_folder_of,
+    validate_metrics,
+)
 
 SCHEMA = 1
-FILENAME = "metrics.json"
 
 FILES = {
     "rig_npz": "rig.npz",
@@ -82,13 +83,6 @@ FILES = {
 }
 # rig.top4_share: the share of |RIG rank attribution| in the path's ranks <= this (claim C3).
 RIG_TOP_RANKS = 4
-
-
-def run_folder_of(path: str | Path) -> Path:
-    """The run folder a path names: the folder itself, or the folder of its metrics.json
-    (``~`` expanded; a relative path stays relative to the current directory)."""
-    path = Path(path).expanduser()
-    return path.parent if path.name == FILENAME and path.is_file() else path
 
 
 def run_status(run_dir: str | Path) -> str | None:
