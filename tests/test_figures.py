@@ -219,18 +219,20 @@ def _many_rows(tmp_path, n: int, labels: int, field: str) -> list[dict]:
     return out
 
 
-FIGURES_PER_RUN = {
-    "perturbation_spectrum": ("fig_perturbation_spectrum", figures_images),
-    "rig": ("fig_rig_spectrum", figures_claims),
+FIGURES_PER_RUN = {  # figure -> (the field its runs hold, its module)
+    "fig_perturbation_spectrum": ("perturbation_spectrum", figures_images),
+    "fig_rig_spectrum": ("rig", figures_claims),
+    "fig_rank_accuracy": ("rank_sweep", figures_claims),  # one curve per training identity
+    "fig_high_rank": ("rank_sweep", figures_claims),
 }
 
 
-@pytest.mark.parametrize("field", sorted(FIGURES_PER_RUN))
+@pytest.mark.parametrize("name", sorted(FIGURES_PER_RUN))
 @pytest.mark.parametrize(("n", "labels"), [(2000, 2000), (2000, 3)])
-def test_a_figure_of_thousands_of_runs_has_a_normal_size(tmp_path, field, n, labels, caplog):
+def test_a_figure_of_thousands_of_runs_has_a_normal_size(tmp_path, name, n, labels, caplog):
     from PIL import Image
 
-    name, module = FIGURES_PER_RUN[field]
+    field, module = FIGURES_PER_RUN[name]
     draw = getattr(module, name)
     rows = _many_rows(tmp_path, n, labels, field)
     few = draw(rows[:2], tmp_path / "few")

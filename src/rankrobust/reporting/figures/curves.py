@@ -34,10 +34,18 @@ def _datasets(gs) -> str:
     return ", ".join(sorted({g.dataset for g in gs}))
 
 
+def _capped(groups: list, what: str) -> tuple[list, str]:
+    """At most MAX_CURVES training identities (style.grouped_curves), in their order."""
+    curves, note = grouped_curves(groups, lambda g: g.label, what, lambda g: g.kind, "")
+    kept = {id(g) for _, gs in curves for g in gs}
+    return [g for g in groups if id(g) in kept], note
+
+
 def fig_rank_accuracy(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     groups = C.sweep_groups(rows, "low")
     if not groups:
         raise Skip("no finished full-image run with a low-rank sweep (rank_sweep.low)")
+    groups, note = _capped(groups, "fig-rank-accuracy")
     pyplot = plt()
     fig, (ax, ax_rel) = pyplot.subplots(1, 2, figsize=(11.5, 4.4), layout="constrained")
     labels, labels_rel = ValueLabels(ax), ValueLabels(ax_rel)
@@ -91,7 +99,8 @@ def fig_rank_accuracy(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     labels_rel.draw()
     fig.suptitle(
         f"C1 ({_datasets(groups)}): robust models keep more accuracy on low-rank images\n"
-        + CI_NOTE,
+        + CI_NOTE
+        + (f"\n{note}" if note else ""),
         fontsize=10,
     )
     return save(fig, out_dir, "fig-rank-accuracy")
@@ -101,6 +110,7 @@ def fig_high_rank(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     groups = C.sweep_groups(rows, "high")
     if not groups:
         raise Skip("no finished full-image run with a high-rank sweep (rank_sweep.high)")
+    groups, note = _capped(groups, "fig-high-rank")
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(6.8, 4.4), layout="constrained")
     labels = ValueLabels(ax)
@@ -124,7 +134,8 @@ def fig_high_rank(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     pct_axis(ax, r"top-1 accuracy on $H_k(x)$")
     ax.set_title(
         f"C2 ({_datasets(groups)}): accuracy on high-rank residuals\n"
-        f"grey band: chance ± {100 * C.MARGIN_C2:.0f} points; {CI_NOTE}",
+        f"grey band: chance ± {100 * C.MARGIN_C2:.0f} points; {CI_NOTE}"
+        + (f"\n{note}" if note else ""),
         fontsize=9,
     )
     ax.legend(loc="best")
