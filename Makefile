@@ -20,6 +20,10 @@ FIGS       ?= $(RUNS)/figures
 FIG_NAMES  := rank-accuracy high-rank rank-examples rig rig-spectrum train-rank perturbation-spectrum \
 	bases-energy bases-high heat-maps
 FIG_TARGETS := $(addprefix fig-,$(FIG_NAMES))
+# FIG_STYLE=paper: no titles (captions.md instead), FIG_WIDTH=single|double column, fonts >= 8 pt
+FIG_STYLE  ?= default
+FIG_WIDTH  ?= double
+FIG_OPTS   := --style $(FIG_STYLE) --width $(FIG_WIDTH)
 REPORT_OPTS ?= --wandb
 DEMO       ?= $(RUNS)/demo
 DEMO_LOGGER ?= csv
@@ -50,10 +54,10 @@ collect: install  ## runs.csv / runs.json of every run under RUNS
 	$(PY) -m rankrobust.reporting.collect $(RUNS) --out $(FIGS)
 
 figures: install  ## every paper figure from the runs under RUNS
-	$(PY) -m rankrobust.reporting.figures $(RUNS) --out $(FIGS) --images $(DATA)
+	$(PY) -m rankrobust.reporting.figures $(RUNS) --out $(FIGS) --images $(DATA) $(FIG_OPTS)
 
 $(FIG_TARGETS): fig-%: install  ## one figure, e.g. make fig-rank-accuracy
-	$(PY) -m rankrobust.reporting.figures $(RUNS) --out $(FIGS) --images $(DATA) --only $*
+	$(PY) -m rankrobust.reporting.figures $(RUNS) --out $(FIGS) --images $(DATA) --only $* $(FIG_OPTS)
 
 report: install  ## report.md: claims C1-C4 with verdicts and intervals
 	$(PY) -m rankrobust.reporting.report $(RUNS) --out $(FIGS) $(REPORT_OPTS)
@@ -75,7 +79,7 @@ reproduce-demo: install  ## the demo: natural + FGSM-RS robust resnet_small on C
 		dataset.n_test=500 trainer.max_epochs=2 eval.n_robust=100 \
 		hydra.sweep.dir=$(DEMO)/rank_sweep $(SUBDIR)
 	@echo "[demo 4/4] figures and the claims report"
-	$(PY) -m rankrobust.reporting.figures $(DEMO) --out $(DEMO)/figures --images $(DATA)
+	$(PY) -m rankrobust.reporting.figures $(DEMO) --out $(DEMO)/figures --images $(DATA) $(FIG_OPTS)
 	$(PY) -m rankrobust.reporting.report $(DEMO) --out $(DEMO)/figures $(REPORT_OPTS)
 
 reproduce-cifar10: install cifar10-runs  ## the paper-scale CIFAR-10 runs (PreActResNet-18; a GPU)
@@ -101,7 +105,7 @@ cifar10-runs:
 	$(CIFAR10_RUN) experiment=cifar10_robust rig.enabled=true hydra.run.dir=$(CIFAR10_OUT)/robust
 	$(CIFAR10_RUN) -m experiment=cifar10_natural rank=$(CIFAR10_RANKS) sweep.enabled=false \
 		hydra.sweep.dir=$(CIFAR10_OUT)/rank_sweep $(SUBDIR)
-	$(PY) -m rankrobust.reporting.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA)
+	$(PY) -m rankrobust.reporting.figures $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures --images $(DATA) $(FIG_OPTS)
 	$(PY) -m rankrobust.reporting.report $(CIFAR10_OUT) --out $(CIFAR10_OUT)/figures $(REPORT_OPTS)
 
 # The paper's ImageNet half (docs/external-models.md): a natural and a robust ResNet-50 evaluated
@@ -128,7 +132,7 @@ reproduce-imagenet: install  ## ImageNet: natural vs robust ResNet-50 (IMAGENET=
 		$(PY) run.py experiment=imagenet_eval dataset.root=$(IMAGENET) $(ROBUST_MODEL) \
 		$(IMAGENET_ARGS) hydra.run.dir=$(IMAGENET_OUT)/robust; fi
 	@echo "[imagenet 3/3] figures and the claims report"
-	$(PY) -m rankrobust.reporting.figures $(IMAGENET_OUT) --out $(IMAGENET_OUT)/figures --images $(IMAGENET)
+	$(PY) -m rankrobust.reporting.figures $(IMAGENET_OUT) --out $(IMAGENET_OUT)/figures --images $(IMAGENET) $(FIG_OPTS)
 	$(PY) -m rankrobust.reporting.report $(IMAGENET_OUT) --out $(IMAGENET_OUT)/figures $(REPORT_OPTS)
 
 install: $(STAMP)  ## the venv (.venv) with torch and the package

@@ -50,6 +50,11 @@ def pytest_configure(config):
     log = os.path.join(folder, "outside.log")
     os.environ[reach.REACH_LOG_ENV] = log
     config.stash[_REACH] = (folder, log)
+    # W&B's own data, cache and artifact staging go to the session's temporary folder, not the
+    # user's home: a test's result never depends on (or adds to) what a machine's home holds.
+    for key, sub in (("WANDB_DATA_DIR", "data"), ("WANDB_CACHE_DIR", "cache"),
+                     ("WANDB_ARTIFACT_DIR", "artifacts")):  # fmt: skip
+        os.environ[key] = os.path.join(folder, "wandb", sub)
     reach.install(log)
 
 

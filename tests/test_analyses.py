@@ -15,6 +15,7 @@ from rankrobust.pipeline import analyses
 def _datamodule(x, y, classes=("a", "b", "c", "d")):
     return SimpleNamespace(
         test_tensors=lambda raw=False, n=None, seed=None: (x[:n], y[:n]),
+        test_index=lambda n=None, seed=None: torch.arange(len(y))[:n].numpy(),
         test_set=SimpleNamespace(classes=classes),
     )
 

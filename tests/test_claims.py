@@ -114,7 +114,8 @@ def test_partial_runs_count_interrupted_and_failed_do_not(tmp_path):
     for r in rows:
         if r["run_dir"].endswith("robust"):
             r["status"] = "interrupted"
-    assert C.claim_c1(rows).verdict == C.NOT_TESTABLE
+    want = "missing runs: no robust run with a rank sweep on L_k(x) (have: natural: small_cnn, "
+    assert C.claim_c1(rows).verdict == C.not_testable(want + "synthetic)")
     for r in rows:
         if r["status"] == "interrupted":
             r["status"] = "partial"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ def test_smoke_run_writes_metrics_and_offline_wandb_run(tmp_path, monkeypatch):
     assert 0.0 <= written["robust_acc"] <= written["clean_acc"]
     assert written["config"]["dataset"] == "synthetic" and written["config"]["rank"] is None
     assert {"setup", "fit", "test", "total"} <= set(written["timings"])
+    finished = datetime.fromisoformat(written["finished_at"])  # the newer of two seeds is kept
+    assert finished.tzinfo is not None and finished <= datetime.now(UTC)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     sweep = written["rank_sweep"]
     assert set(sweep) == {"low", "high"} and sorted(sweep["low"]) == [1, 2, 4, 8, 16, 32]
@@ -212,6 +215,10 @@ def test_a_failing_analysis_keeps_the_test_accuracies(tmp_path, monkeypatch):
         and "sweep exploded" in written["analysis_errors"]["rank_sweep"]
     )
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    from rankrobust.runs import per_image
+
+    kept = per_image(tmp_path)  # the test's per-image outcomes are kept too
+    assert set(kept) == {"clean", "robust"} and kept["clean"].n == written["n_test"] == 64
 
 
 def test_a_run_is_quiet_logs_to_run_log_and_ends_with_what_it_found(tmp_path):

@@ -55,7 +55,6 @@ __all__ = [
     "AUTOATTACK_ATTACKS",
     "AttackSpec",
     "autoattack",
-    "eval_mode",
     "fgsm_rs",
     "make_attack",
     "pgd_l2",
@@ -65,9 +64,6 @@ __all__ = [
 ATTACK_NAMES: tuple[str, ...] = ("none", "pgd_linf", "pgd_l2", "fgsm_rs", "autoattack")
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -32,6 +33,7 @@ from rankrobust.inputs import (
     logits,
 )
 from rankrobust.models import eval_mode
+from rankrobust.runs import Outcomes, SweepResult
 from rankrobust.svd import Factorization, at_full_rank, factorize, validate_rank
 
 __all__ = [
@@ -120,15 +122,15 @@ def _takes_pixels(attack: Attack) -> bool:
         return False
 
 
-def _count_correct(
+def _predictions(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
     device: torch.device,
     attack: Attack | None = None,
     pixels: bool = True,
-) -> int:
-    """Number of correct top-1 predictions on one batch (attacked first if ``attack``).
+) -> Tensor:
+    """Top-1 predictions (on the CPU) for one batch (attacked first if ``attack``).
 
     ``pixels=False``: x leaves [0, 1] on purpose (H_k residuals); an attack taking ``pixels``
     (rankrobust.attacks.make_attack's) is told not to clamp to [0, 1]."""
@@ -141,8 +143,27 @@ def _count_correct(
             x = attack(model, x, y).detach()
         model.eval()  # an attack may have changed the mode; predictions are in eval mode
     with torch.no_grad():
-        pred = _predict(model, x, y)
-    return int((pred == y).sum().item())
+        return _predict(model, x, y).cpu()
+
+
+def _count_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    device: torch.device,
+    attack: Attack | None = None,
+    pixels: bool = True,
+) -> int:
+    """Number of correct top-1 predictions on one batch (`_predictions`)."""
+    pred = _predictions(model, x, y, device, attack, pixels)
+    return int((pred == y.cpu()).sum().item())
+
+
+def _outcomes(labels: Tensor, ks: list[int], preds: dict[int, list[Tensor]]) -> Outcomes:
+    """(K, N) outcomes from each k's per-batch predictions; index = position in the images."""
+    n = len(labels)
+    pred = torch.stack([torch.cat(preds[k]) if preds[k] else torch.empty(0) for k in ks])
+    return Outcomes(np.arange(n), labels.cpu().numpy(), pred.long().numpy(), np.asarray(ks))
 
 
 def accuracy(
@@ -201,7 +222,8 @@ def rank_sweep(
     clamp: bool = True,
     attack: Attack | None = None,
     factorization: Factorization | None = None,
-) -> dict[str, dict[int, float]]:
+    per_image: bool = False,
+) -> dict[str, dict[int, float]] | SweepResult:
     """Accuracy on rank-k approximations L_k(x) ("low") and residuals H_k(x) ("high") per k.
 
     The images are factorised ONCE (in chunks of ``batch_size`` on the model's device, the
@@ -212,7 +234,9 @@ def rank_sweep(
     Returns:
         ``{"low": {k: acc}, "high": {k: acc}}`` for the requested modes (int keys, ranks in the
         given order), plus ``"low_robust"`` / ``"high_robust"`` when ``attack`` is given
-        (accuracy on ``attack`` applied to the transformed images).
+        (accuracy on ``attack`` applied to the transformed images). ``per_image=True``: a
+        :class:`~rankrobust.runs.SweepResult` instead, the per-image predictions behind
+        those numbers (index = position in ``images``; ``.accuracies()`` is the dict above).
     """
     labels = _check_data(images, labels, batch_size, model if attack is not None else None)
     modes = tuple(modes)
@@ -248,23 +272,24 @@ def rank_sweep(
         )
 
     keys = list(modes) + ([f"{m}_robust" for m in modes] if attack is not None else [])
-    correct: dict[str, dict[int, int]] = {key: {} for key in keys}
+    preds: dict[str, dict[int, list[Tensor]]] = {key: {} for key in keys}
     with eval_mode(model):
         for k in tqdm(checked, desc="rank sweep", unit="rank", disable=None):
             for key in keys:
-                correct[key][k] = 0
+                preds[key][k] = []
             for sl in _batches(n, batch_size):
                 fac = factorization[sl].to(device)
                 x = images[sl].to(device)
                 y = labels[sl]
                 for mode in modes:
                     xt = _transform(fac, x, mode, k, clamp)
-                    correct[mode][k] += _count_correct(model, xt, y, device)
+                    preds[mode][k].append(_predictions(model, xt, y, device))
                     if attack is not None:
-                        correct[f"{mode}_robust"][k] += _count_correct(
-                            model, xt, y, device, attack, pixels=mode == "low"
+                        preds[f"{mode}_robust"][k].append(
+                            _predictions(model, xt, y, device, attack, pixels=mode == "low")
                         )
-    return {key: {k: c / n for k, c in per_k.items()} for key, per_k in correct.items()}
+    result = SweepResult({key: _outcomes(labels, checked, p) for key, p in preds.items()})
+    return result if per_image else result.accuracies()
 
 
 def basis_sweep(
@@ -277,7 +302,8 @@ def basis_sweep(
     batch_size: int = 500,
     clamp: bool = True,
     wavelet: str = "haar",
-) -> dict[str, dict[int, float]]:
+    per_image: bool = False,
+) -> dict[str, dict[int, float]] | SweepResult:
     """Accuracy on the low-pass ("low", clamped if ``clamp``) and high-pass ("high") images of
     :mod:`rankrobust.bases` per cutoff k, and the mean energy kept ||low||^2 / ||x||^2 ("energy",
     unclamped low-pass, averaged over images). Each batch is transformed once (one SVD, FFT,
@@ -287,7 +313,8 @@ def basis_sweep(
 
     Returns:
         ``{"low": {k: acc}, "high": {k: acc}, "energy": {k: mean energy kept}}`` (the modes
-        asked for, plus energy), int keys in the given order.
+        asked for, plus energy), int keys in the given order; ``per_image=True``: a
+        :class:`~rankrobust.runs.SweepResult` (per-image predictions and the energy).
     """
     labels = _check_data(images, labels, batch_size)
     modes = tuple(modes)
@@ -302,7 +329,7 @@ def basis_sweep(
     if not checked:
         raise ConfigError(f"cutoffs is empty: give at least one {bases.WHAT_K[basis]}")
     device, n = _model_device(model), images.shape[0]
-    correct = {m: dict.fromkeys(checked, 0) for m in modes}
+    preds: dict[str, dict[int, list[Tensor]]] = {m: {k: [] for k in checked} for m in modes}
     energy = dict.fromkeys(checked, 0.0)
     with eval_mode(model):
         for sl in tqdm(list(_batches(n, batch_size)), desc=f"{basis} sweep", disable=None):
@@ -312,10 +339,10 @@ def basis_sweep(
                 energy[k] += float(dec.energy_kept(k).sum())
                 for mode in modes:
                     xt = dec.low(k, clamp=clamp) if mode == "low" else dec.high(k)
-                    correct[mode][k] += _count_correct(model, xt, y, device)
-    out = {m: {k: c / n for k, c in per_k.items()} for m, per_k in correct.items()}
-    out["energy"] = {k: e / n for k, e in energy.items()}
-    return out
+                    preds[mode][k].append(_predictions(model, xt, y, device))
+    outcomes = {m: _outcomes(labels, checked, p) for m, p in preds.items()}
+    result = SweepResult(outcomes, {k: e / n for k, e in energy.items()})
+    return result if per_image else result.accuracies()
 
 
 @dataclass

@@ -17,7 +17,9 @@ Keys (schema 1):
         (attribution.npz / attribution.png),
     analysis_errors (optional): {analysis: error} (then status is "partial"),
     checkpoint (str | null: the weights evaluated; `last_checkpoint` for a trained run),
-    run_dir (str), command (str: how to resume / rerun)
+    run_dir (str), command (str: how to resume / rerun),
+    finished_at (optional, str): when the run finished, ISO 8601 in UTC (of two runs of one
+    identity and seed the reports keep the newer: reporting/seeds.py)
 
 `python -m rankrobust.results status RUN_DIR` prints a folder's status (exit 0 when "ok", 1
 otherwise): what the Makefile asks to skip finished stages.
@@ -40,6 +42,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,7 @@ FILES = {
     "rig_png": "rig.png",
     "attribution_npz": "attribution.npz",
     "attribution_png": "attribution.png",
+    "per_image_npz": "per_image.npz",  # the per-image record (rankrobust.runs.write_per_image)
 }
 # rig.top4_share: the share of |RIG rank attribution| in the path's ranks <= this (claim C3).
 RIG_TOP_RANKS = 4
@@ -103,6 +107,11 @@ def last_checkpoint(run_dir: str | Path, config: dict | None) -> Path:
     dirpath = _select(config or {}, "callbacks.last_checkpoint.dirpath") or "checkpoints"
     folder = Path(dirpath).expanduser()
     return (folder if folder.is_absolute() else Path(run_dir) / folder) / "last.ckpt"
+
+
+def now_utc() -> str:
+    """The time now, ISO 8601 in UTC to the second (metrics.json's `finished_at`)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def final_status(analysis_errors: dict | None) -> str:

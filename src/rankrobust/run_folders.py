@@ -216,6 +216,12 @@ def either(*checks: Check, what: str) -> Check:
     return check
 
 
+def file_name(value: Any, where: str) -> None:
+    """The name of a file beside metrics.json (per_image.npz), never a path elsewhere."""
+    if value is not None and not (isinstance(value, str) and value and Path(value).name == value):
+        raise ValueError(f"{where}={value!r} is not the name of a file in the run folder")
+
+
 def anything(value: Any, where: str) -> None:
     return None
 
@@ -273,6 +279,7 @@ SHAPE: dict[str, Check] = {
         evaluations=map_of(NUM),
     ),  # fmt: skip
     "warnings": list_of(text),
+    "per_image": file_name,  # per_image.npz, beside metrics.json (rankrobust.runs)
 }
 
 

@@ -32,6 +32,9 @@ from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
 from rankrobust.svd import Factorization, factorize
 
 log = logging.getLogger("rankrobust")
+# the key under which an analysis returns its per-image outcomes ({group: Outcomes}); the task
+# takes them out of the metrics and writes them to per_image.npz (rankrobust.runs)
+OUTCOMES = "per_image_outcomes"
 
 
 @dataclass
@@ -107,21 +110,28 @@ def run_rank_sweep(
             for lo in range(0, len(labels), batch_size)
         ]
     )
-    sweep = rank_sweep(
-        model, images, labels, ranks, modes=modes, batch_size=batch_size, factorization=fac
-    )
+    found = rank_sweep(
+        model, images, labels, ranks, modes=modes, batch_size=batch_size, factorization=fac,
+        per_image=True,
+    ).outcomes  # fmt: skip
     if settings.robust and attack is not None:
         n = settings.n_robust or len(labels)
         robust = rank_sweep(
             model, images[:n], labels[:n], ranks, modes=modes, batch_size=batch_size,
-            attack=attack, factorization=fac[:n],
-        )  # fmt: skip
-        sweep.update({k: v for k, v in robust.items() if k.endswith("_robust")})
+            attack=attack, factorization=fac[:n], per_image=True,
+        ).outcomes  # fmt: skip
+        found.update({k: v for k, v in robust.items() if k.endswith("_robust")})
         # the clean accuracy of the attacked images, for results.number_warnings
-        attacked = {m: robust[m] for m in modes}
+        attacked = {m: robust[m].accuracy() for m in modes}
+    sweep = {mode: o.accuracy() for mode, o in found.items()}
     counts = {m: min(settings.n_robust or len(labels), len(labels)) for m in sweep}
     counts.update({m: int(len(labels)) for m in modes})
-    out = {"rank_sweep": sweep, "rank_sweep_n": counts}
+    index = datamodule.test_index(n=settings.n_images)
+    out = {
+        "rank_sweep": sweep,
+        "rank_sweep_n": counts,
+        OUTCOMES: {f"rank_sweep.{m}": o.reindexed(index[: o.n]) for m, o in found.items()},
+    }
     if settings.robust and attack is not None:
         out["rank_sweep_clean_attacked"] = attacked
     return out
@@ -213,7 +223,8 @@ def run_rig(
 
 def run_all(spec, module, datamodule, run_dir: str | Path) -> tuple[dict, dict, dict]:
     """Every enabled analysis on the tested module (eval mode, autocast off) -> (metrics.json
-    fields, {analysis: error} for those that failed, {analysis: seconds}).
+    fields, {analysis: error} for those that failed, {analysis: seconds}). The fields hold the
+    sweeps' per-image outcomes under OUTCOMES, for per_image.npz (not for metrics.json).
 
     A failing analysis does not lose the test accuracies or the other analyses: its error is
     returned and the run becomes `partial` (results.final_status).
@@ -260,7 +271,9 @@ def run_all(spec, module, datamodule, run_dir: str | Path) -> tuple[dict, dict, 
         tick = time.perf_counter()
         try:
             with torch.autocast(device_type=module.device.type, enabled=False):
-                out.update(fn(module, datamodule, *args))
+                found = fn(module, datamodule, *args)
+            out.setdefault(OUTCOMES, {}).update(found.pop(OUTCOMES, {}))
+            out.update(found)
         except Exception as err:
             log.warning("[rankrobust] analysis %s failed: %s", name, err)
             errors[name] = f"{type(err).__name__}: {err}"
@@ -318,15 +331,19 @@ def run_basis_sweep(model: nn.Module, datamodule, settings: SweepSettings, batch
         n = min(n, settings.n_images)  # some of the rank sweep's images, never others
     images, labels = datamodule.test_tensors(raw=True, n=n)
     H, W = int(images.shape[-2]), int(images.shape[-1])
-    out = {}
+    out, outcomes = {}, {}
+    index = datamodule.test_index(n=n)
     for basis in settings.bases:
         cuts = (settings.cutoffs or {}).get(basis)
         cuts = list(cuts) if cuts else bases.default_cutoffs(basis, H, W, settings.wavelet)
-        out[basis] = basis_sweep(
+        found = basis_sweep(
             model, images, labels, basis, cuts, tuple(settings.modes), batch_size,
-            wavelet=settings.wavelet,
+            wavelet=settings.wavelet, per_image=True,
         )  # fmt: skip
-    return {"basis_sweep": out, "basis_sweep_n": int(len(labels))}
+        out[basis] = found.accuracies()
+        for mode, o in found.outcomes.items():
+            outcomes[f"basis_sweep.{basis}.{mode}"] = o.reindexed(index)
+    return {"basis_sweep": out, "basis_sweep_n": int(len(labels)), OUTCOMES: outcomes}
 
 
 def run_heat_maps(

@@ -8,6 +8,7 @@ valid. `check_config` is the one entry point (the task calls it first) and retur
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -231,12 +232,14 @@ def _is_zero_budget(node: DictConfig) -> bool:
     return node.get("name") not in (None, "none") and node.get("eps") == 0
 
 
-def _keyed(prefix: str, message: str) -> str:
-    """'attack.train.eps=0: ...' for a message that starts with a field ('eps=0: ...'), else
-    'attack.train: <message>'."""
-    field = message.split("=", 1)[0]
-    if "=" in message and field.isidentifier():
+def _keyed(prefix: str, message: str, node: DictConfig) -> str:
+    """'attack.train.eps=0: ...' for a message that starts with a field ('eps=0: ...' or
+    'steps must be ...': the field and its value named), else 'attack.train: <message>'."""
+    field = re.split(r"[= ]", message, maxsplit=1)[0]
+    if field.isidentifier() and message.startswith(f"{field}="):
         return f"{prefix}.{message}"
+    if field.isidentifier() and field in node:
+        return f"{prefix}.{field}={node.get(field)}: {message}"
     return f"{prefix}: {message}"
 
 
@@ -251,7 +254,7 @@ def check_attacks(cfg: DictConfig) -> dict[str, AttackSpec | None]:
             spec = specs[part] = _build(node).validate()
         except ConfigError as err:  # name the key: attack.train.eps=..., else attack.train: ...
             raise ConfigError(
-                _keyed(f"attack.{part}", str(err))
+                _keyed(f"attack.{part}", str(err), node)
                 + NO_ATTACK.get(part if _is_zero_budget(node) else "", "")
             ) from None
         norm = spec.norm or ("L2" if spec.name == "pgd_l2" else "Linf")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from rankrobust.data.batches import (
     CROP_PADDING,
@@ -82,6 +83,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_set: ImageSet | None = None
         self.test_set: ImageSet | None = None
         self._streams = None
+        self._test_pick: torch.Tensor | None = None  # positions of the used test images
         self._eval_only = False
         # images each split uses (set at setup): n_train / n_test, or fewer if the data is smaller
         self.n_train_used: int | None = None
@@ -114,6 +116,12 @@ class ImageDataModule(pl.LightningDataModule):
                 f"Unknown dataset '{self.name}': use cifar10, image_folder, imagenet or synthetic."
             )
         self._note_counts(len(train.labels), len(test.labels))
+        # ImageSet.subset's pick of the test split, kept for the per-image records' indices
+        self._test_pick = (
+            _pick(len(test.labels), self.n_test, self.seed + 1)
+            if (self.n_test is not None and self.n_test < len(test.labels))
+            else None
+        )
         return train.subset(self.n_train, self.seed), test.subset(self.n_test, self.seed + 1)
 
     def _note_counts(self, n_train: int, n_test: int) -> None:
@@ -199,6 +207,8 @@ class ImageDataModule(pl.LightningDataModule):
         for split, n, offset in (("train", self.n_train, 0), ("test", self.n_test, 1)):
             if split in splits:
                 splits[split] = random_subset(splits[split], n, self.seed + offset)
+        test = splits["test"]
+        self._test_pick = torch.tensor(test.indices) if hasattr(test, "indices") else None
         self._streams = splits
         self.full_rank = size
         self._check_size(size, size)
@@ -277,25 +287,42 @@ class ImageDataModule(pl.LightningDataModule):
         pick whether the set is in memory or streamed (analyses such as RIG use it).
         Streamed sets read only the images returned, never the whole validation set.
         """
+        pick = self._positions(n, seed)
         if self._streams is None:
             data = self.raw_test_set if raw else self.test_set
-            if seed is None:
-                if n is None or n >= len(data.labels):
-                    return data.images, data.labels
-                # the streamed rule (random_subset): n at random, seeded, in set order. Not the
-                # first n: a full ImageFolder test set lists class by class, and its first 1,000
-                # CIFAR-10 images are all one class.
-                pick = torch.tensor(subset_indices(len(data.labels), n, self.seed + 2))
-            else:
-                pick = _pick(len(data.labels), n, seed)
+            if pick is None:
+                return data.images, data.labels
             pick = pick.to(data.labels.device)
             return data.images[pick], data.labels[pick]
         ds = self._streams["test"]
-        if seed is None:
-            ds = random_subset(ds, n, self.seed + 2)
-        else:
-            ds = torch.utils.data.Subset(ds, _pick(len(ds), n, seed).tolist())
-        return self._read_stream(ds, raw)
+        return self._read_stream(ds if pick is None else Subset(ds, pick.tolist()), raw)
+
+    def _positions(self, n: int | None, seed: int | None) -> torch.Tensor | None:
+        """The positions in the test set that test_tensors(n=n, seed=seed) returns (None: all,
+        in order); the one rule for both the images and their indices."""
+        size = (
+            len(self._streams["test"]) if self._streams is not None else len(self.test_set.labels)
+        )
+        if seed is not None:
+            return _pick(size, n, seed)
+        if n is None or n >= size:
+            return None
+        # the streamed rule (random_subset): n at random, seeded, in set order. Not the first
+        # n: a full ImageFolder test set lists class by class, and its first 1,000 CIFAR-10
+        # images are all one class.
+        return torch.tensor(subset_indices(size, n, self.seed + 2))
+
+    def test_index(self, n: int | None = None, seed: int | None = None) -> np.ndarray:
+        """The test-set indices (positions in the full test split as loaded, before
+        dataset.n_test's subset) of the images test_tensors(n=n, seed=seed) returns: two runs
+        on the same data pair their per-image outcomes by them. n=None: every test image."""
+        size = (
+            len(self._streams["test"]) if self._streams is not None else len(self.test_set.labels)
+        )
+        pick = self._positions(n, seed)
+        here = np.arange(size) if pick is None else pick.numpy()
+        full = getattr(self, "_test_pick", None)
+        return here if full is None else np.asarray(full)[here]
 
     def _read_stream(self, ds, raw: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Every image of a (small) streamed subset, on the device, rank-transformed unless raw."""

@@ -6,6 +6,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from rankrobust.attacks import Attack
 from rankrobust.inputs import check_finite_logits, check_labels
+from rankrobust.runs import Outcomes
 
 # The valid values (checks.py tests the config against these same tuples before any work).
 CHANNELS_LAST = (True, False, "auto")
@@ -105,6 +107,7 @@ class RobustClassifier(pl.LightningModule):
         self.test_robust_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_clean_attacked = MulticlassAccuracy(num_classes, average="micro")
         self._robust_seen = 0
+        self._per_image: dict[str, list[torch.Tensor]] = {"label": [], "clean": [], "robust": []}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -174,6 +177,23 @@ class RobustClassifier(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._robust_seen = 0
+        self._per_image: dict[str, list[torch.Tensor]] = {"label": [], "clean": [], "robust": []}
+
+    def test_outcomes(self) -> dict[str, Outcomes] | None:
+        """The last test's per-image outcomes {"clean", "robust"} (index = position in the test
+        set, in the test loader's order), or None when the test ran on several processes (each
+        saw an interleaved share) or has not run."""
+        seen = self._per_image
+        if not seen["label"] or self.trainer.world_size > 1:
+            return None
+        label = torch.cat(seen["label"]).long() if seen["label"] else torch.empty(0).long()
+        clean = torch.cat(seen["clean"]).long() if seen["clean"] else label
+        out = {"clean": Outcomes(np.arange(len(label)), label.numpy(), clean.numpy())}
+        if seen["robust"]:
+            robust = torch.cat(seen["robust"]).long()
+            m = len(robust)  # the first n_robust test images were attacked
+            out["robust"] = Outcomes(np.arange(m), label[:m].numpy(), robust.numpy())
+        return out
 
     @contextlib.contextmanager
     def evaluation_precision(self, x: torch.Tensor) -> Iterator[None]:
@@ -197,6 +217,8 @@ class RobustClassifier(pl.LightningModule):
         y = check_labels(y, len(y), "test labels", out.shape[1])
         pred = out.argmax(1)
         self.test_acc.update(pred, y)
+        self._per_image["label"].append(y.detach().cpu())
+        self._per_image["clean"].append(pred.detach().cpu())
         self.n_clean.update(len(y))
         self.log("test/clean_acc", self.test_acc, on_epoch=True)
         self.log("test/n_clean", self.n_clean, on_epoch=True)
@@ -210,6 +232,7 @@ class RobustClassifier(pl.LightningModule):
         with torch.no_grad():
             adv = check_finite_logits(self(x_adv), "model (on the attacked images)")
             self.test_robust_acc.update(adv.argmax(1), y)
+            self._per_image["robust"].append(adv.argmax(1).detach().cpu())
         self._robust_seen += len(y)
         self.n_attacked.update(len(y))
         self.log("test/robust_acc", self.test_robust_acc, on_epoch=True)

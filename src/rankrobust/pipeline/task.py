@@ -24,7 +24,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from rankrobust import results
+from rankrobust import results, runs
 from rankrobust.errors import ConfigError, StorageError, as_config_error, storage_error
 from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
@@ -210,6 +210,9 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
         return {**metrics, "status": results.final_status(None)}
     module.to(trainer.strategy.root_device)  # Lightning's teardown moved it to the CPU
     found, errors, spent = analyses.run_all(spec, module, dm, job.run_dir)
+    per_image = {**_test_outcomes(module, dm), **found.pop(analyses.OUTCOMES, {})}
+    if per_image:
+        metrics["per_image"] = runs.PER_IMAGE
     metrics.update(found, status=results.final_status(errors))
     metrics["warnings"] = results.number_warnings(metrics)
     if errors:
@@ -217,7 +220,10 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     if spec.skipped:
         metrics["skipped_analyses"] = list(spec.skipped)
     timings.update(spent, total=time.perf_counter() - start)
+    metrics["finished_at"] = results.now_utc()  # the newer of two runs of one seed is kept
     try:
+        if per_image:
+            runs.write_per_image(job.run_dir / runs.PER_IMAGE, per_image)
         results.write_metrics(job.run_dir, metrics)
     except OSError as err:  # a full disk: show what was computed, then one paragraph
         log.info("\n".join(results.closing_lines(metrics)))
@@ -287,6 +293,16 @@ def _as_dict(spec) -> dict | None:
 
 def _finished(run_dir: Path) -> bool:
     return results.run_status(run_dir) in ("ok", "partial")
+
+
+def _test_outcomes(module, dm) -> dict:
+    """The test's per-image outcomes {"clean", "robust"} indexed by test-set index ({} when
+    the test ran on several processes: each saw an interleaved share)."""
+    found = module.test_outcomes()
+    if not found:
+        return {}
+    index = dm.test_index()
+    return {name: o.reindexed(index[: o.n]) for name, o in found.items()}
 
 
 def _model_facts(model, dm) -> dict:

@@ -6,7 +6,9 @@ each run once) becomes one row; a Hydra job folder (one with
 a `.hydra/` folder) without a metrics.json becomes a row with status "missing", so failed,
 unfinished and never-started jobs stay visible. Statuses: ok, partial (some
 analyses missing, accuracies present), interrupted, failed, running, missing, invalid (an
-unreadable metrics.json). Writes `runs.csv` (rank sweeps flattened into `low@k` / `high@k`
+unreadable metrics.json). A finished run that repeats a newer one of the same identity
+and seed keeps its row, with `duplicate_of` naming the run kept (seeds.py: one result, never
+two seeds). Writes `runs.csv` (rank sweeps flattened into `low@k` / `high@k`
 columns) and `runs.json` (rank sweeps, RIG and perturbation spectra kept nested).
 Reads files only (see results.py for the metrics.json contract).
 """
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rankrobust.reporting.seeds import duplicates
 from rankrobust.results import (
     FILENAME,
     IDENTITY_KEYS,
@@ -35,8 +38,9 @@ __all__ = ["collect", "collect_for_cli", "find_run_dirs", "main", "read_run", "w
 
 # Row fields the reader sets from where the run is, never from the file (a copied run's or a
 # newer version's metrics.json may hold keys of these names).
-_READER_KEYS = ("run_dir", "group", "rig_npz", "schema", "command")
-BASE_COLUMNS = ("run_dir", "group", "status", "error", "kind", "clean_acc", "robust_acc")
+_READER_KEYS = ("run_dir", "group", "rig_npz", "schema", "command", "duplicate_of")
+BASE_COLUMNS = ("run_dir", "group", "status", "error", "duplicate_of", "kind", "clean_acc",
+                "robust_acc")  # fmt: skip
 
 
 def _hydra_plain(run_dir: Path) -> dict | None:
@@ -110,6 +114,9 @@ def read_run(run_dir: str | Path) -> dict:
     )
     row["status"] = metrics.get("status", "ok")
     row["rig_npz"] = str(run_dir / "rig.npz") if (run_dir / "rig.npz").is_file() else None
+    named = metrics.get("per_image")  # per_image.npz (rankrobust.runs); older runs: none
+    found = run_dir / str(named) if isinstance(named, str) and named else None
+    row["per_image_npz"] = str(found) if found is not None and found.is_file() else None
     if not row.get("resolved_config"):  # older runs: the composed config Hydra saved
         row["resolved_config"] = _hydra_plain(run_dir)
     return _finish(row)
@@ -123,6 +130,8 @@ def _finish(row: dict) -> dict:
     row.setdefault("robust_acc", None)
     row.setdefault("error", None)
     row.setdefault("rig_npz", None)
+    row.setdefault("per_image_npz", None)
+    row["duplicate_of"] = None  # set by collect: the newer run of this identity and seed
     # The one rule (results.row_kind): declared in metrics.json, else the old attack-name rule.
     known = row.get("kind") or row["attack"] is not None
     row["kind"] = row_kind(row).kind if known else None
@@ -134,7 +143,10 @@ def collect(roots: str | Path | Sequence[str | Path]) -> list[dict]:
     """One row per run folder under `roots` (see the module docstring)."""
     if isinstance(roots, str | Path):
         roots = [roots]
-    return [read_run(d) for d in find_run_dirs(roots)]
+    rows = [read_run(d) for d in find_run_dirs(roots)]
+    for dropped, kept in duplicates(rows):  # one result, not two seeds (seeds.py)
+        dropped["duplicate_of"] = kept["run_dir"]
+    return rows
 
 
 def _flat(row: dict) -> dict:
@@ -232,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         if r["status"] != "ok":
             print(f"[collect]   {r['status']:8s} {r['run_dir']}: {r.get('error')}")
+        if r["duplicate_of"]:
+            print(f"[collect]   repeats  {r['run_dir']}: same identity and seed as (newer, kept) "
+                  f"{r['duplicate_of']}")  # fmt: skip
     return 0
 
 

@@ -148,7 +148,8 @@ def sections() -> list[ws.Section]:
         "C2": {
             "C2/0/natural_acc_k": "C2 natural accuracy on H_4(x)",
             "C2/0/robust_acc_k": "C2 robust accuracy on H_4(x)",
-            "C2/0/chance": "C2 chance",
+            "C2/0/natural_chance": "C2 natural model's chance",
+            "C2/0/robust_chance": "C2 robust model's chance",
         },
         "C3": {"C3/0/share_difference": "C3 top-4 share: robust - natural"},
         "C4": {},

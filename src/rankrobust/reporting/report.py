@@ -28,24 +28,34 @@ from rankrobust.reporting.claims import (
 )
 from rankrobust.reporting.collect import collect_for_cli, summary_line, write_table
 from rankrobust.reporting.intervals import Estimate, fmt
+from rankrobust.reporting.seeds import duplicates
 
 __all__ = ["NOT_TESTABLE", "log_wandb", "main", "render_report", "report", "report_summary"]
 
 HOW_TO_READ = (
     "Numbers are point estimates with 95% intervals in brackets: Wilson intervals for one run's "
-    "accuracy on n test images, t-intervals over seeds when a group has several runs, the delta "
-    "method for a ratio and Welch's rule for a difference. A verdict is **holds** when the "
+    "accuracy on n test images, t-intervals over seeds when a group has several runs. C1's share "
+    "kept (accuracy on L_k(x) / clean accuracy on the same images) and the robust - natural "
+    "difference of it: a paired percentile bootstrap over the test images both models evaluated "
+    "(2000 resamples, image indices drawn jointly; with several seeds, seeds first, then images), "
+    "from the runs' per-image records; runs without them (older folders) keep the delta method "
+    "for the ratio and Welch's rule for the difference, flagged 'unpaired'. C2's chance is each "
+    "model's own: sum over classes of p(predicted) * p(true) on the images it was evaluated on "
+    "(1/classes for runs without per-image records, flagged). A verdict is **holds** when the "
     "interval of the quantity its rule tests lies wholly on the rule's side of the threshold, "
     "**does not hold** when it lies wholly on the other side, and **inconclusive** when it "
     "straddles the threshold or the image count behind a number was not recorded "
-    "('n unknown'). Runs are averaged only over seeds of one training identity and compared "
-    "only within the same data and architecture."
+    "('n unknown'). Runs are averaged only over seeds of one training identity (two runs of one "
+    "seed count once) and compared only within the same data and architecture."
 )
 
 
 HEADERS = {
     "k": "k",
-    "chance": "chance",
+    "natural_chance": "natural chance",
+    "robust_chance": "robust chance",
+    "chance_from": "chance from",
+    "pairing": "interval",
     "natural_acc_k": "natural on image_k",
     "natural_clean": "natural clean",
     "natural_kept": "natural kept",
@@ -93,14 +103,16 @@ def _key_numbers(c: ClaimResult) -> str:
     parts = []
     for x in c.comparisons:
         if c.claim == "C1":
+            unpaired = " (unpaired)" if x["kept_difference"].method.startswith("unpaired") else ""
             parts.append(
                 f"k={x['k']}: kept natural {fmt(x['natural_kept'])} vs robust "
-                f"{fmt(x['robust_kept'])}"
+                f"{fmt(x['robust_kept'])}{unpaired}"
             )
         elif c.claim == "C2":
             parts.append(
                 f"k={x['k']}: natural {fmt(x['natural_acc_k'])}, robust "
-                f"{fmt(x['robust_acc_k'])}, chance {100 * x['chance']:.1f}%"
+                f"{fmt(x['robust_acc_k'])}, chance {100 * x['natural_chance']:.1f}% / "
+                f"{100 * x['robust_chance']:.1f}%"
             )
         elif c.claim == "C3":
             parts.append(
@@ -253,6 +265,8 @@ def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Pat
         lines += (
             _comparison_table(c) if c.comparisons else ["No runs to test it: " + _needs(c.claim)]
         )
+        for x in c.extra.get("not_testable") or []:
+            lines.append(f"- not testable: {x['natural']} vs {x['robust']}: {x['reason']}")
         if c.extra.get("map_structure"):
             lines += [
                 "",
@@ -280,6 +294,7 @@ def render_report(rows: list[dict], results: Sequence[ClaimResult], out_dir: Pat
             ]
     lines += _suspect_lines(rows)
     lines += _unlabelled_lines(rows)
+    lines += _duplicate_lines(rows)
     bad = [r for r in rows if r.get("status") != "ok"]
     if bad:
         lines += ["", "## Runs not finished (only `partial` ones count above)", ""]
@@ -325,6 +340,23 @@ def _unlabelled_lines(rows: list[dict]) -> list[str]:
         "",
     ]
     return lines + [f"- `{r['run_dir']}` ({r.get('model')}, {r.get('weights')})" for r in unknown]
+
+
+def _duplicate_lines(rows: list[dict]) -> list[str]:
+    """Runs of one identity and one seed, collapsed to one result (seeds.duplicates)."""
+    found = duplicates(rows)
+    if not found:
+        return []
+    lines = ["", "## Duplicate runs collapsed (one identity, one seed: one result)", ""]
+    lines += [
+        "These runs repeat a newer run of the same identity and seed (a sweep rerun into the "
+        "same folder, or a copied run folder): each counts once, as the newer run, never as "
+        "another seed.",
+        "",
+        "| left out | kept (newer) |",
+        "|---|---|",
+    ]
+    return lines + [f"| `{d.get('run_dir')}` | `{k.get('run_dir')}` |" for d, k in found]
 
 
 def report(rows: list[dict], out_dir: str | Path) -> tuple[Path, list[ClaimResult]]:

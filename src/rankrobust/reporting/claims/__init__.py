@@ -5,7 +5,9 @@ rule of each claim and its verdict with 95% intervals. Which runs are averaged a
 Data flows one way: results -> collect -> claims -> figures / report (both read this module).
 
 Intervals (rankrobust.reporting.intervals): Wilson for one run, t over seeds for a group of
-several, the delta method for a ratio, Welch for a difference. A verdict is "holds" / "does not
+several, the delta method for a ratio, Welch for a difference; C1's share kept and its
+difference are paired over images when the runs have per-image records (reporting/paired.py,
+claims/rank.py holds C1 and C2). A verdict is "holds" / "does not
 hold" when the interval lies wholly on one side of the rule's threshold, "inconclusive" when it
 straddles it or a count it needs is unknown.
 """
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from rankrobust.reporting.claims import rank
 from rankrobust.reporting.claims.attribution import cleaner_maps
 from rankrobust.reporting.claims.bases import RULE_C5, STATEMENT_C5
 from rankrobust.reporting.claims.bases import claim_c5 as _c5_comparisons
@@ -38,6 +41,13 @@ from rankrobust.reporting.claims.grouping import (
     unlabelled,
     usable,
 )
+from rankrobust.reporting.claims.rank import (
+    K_REF,
+    MARGIN_C1,
+    MARGIN_C2,
+    nearest_k,
+    not_testable,
+)
 from rankrobust.reporting.intervals import (
     FAILS,
     HOLDS,
@@ -47,16 +57,12 @@ from rankrobust.reporting.intervals import (
     all_of,
     difference,
     mean_of,
-    within,
 )
 from rankrobust.results import RIG_TOP_RANKS, number_warnings
 
-K_REF = 4  # the rank the C1/C2 rules look at (the nearest measured rank below it if absent)
-MARGIN_C1 = 0.05  # robust must keep this much more of its clean accuracy than natural
-MARGIN_C2 = 0.05  # "above chance" = more than chance + margin; "at chance" = within it
 TOP_RANKS_C3 = RIG_TOP_RANKS  # C3: the share of |rank attribution| in path ranks <= this
 FLAT_C4 = 0.02  # a C4 change smaller than 2 accuracy points over the k range is "flat"
-NOT_TESTABLE = "not testable (missing runs)"
+NOT_TESTABLE = not_testable("missing runs")
 REPORTED = "reported"
 STATEMENTS = {
     "C1": "On rank-k approximations of test images, robust models keep much more of their "
@@ -80,6 +86,9 @@ __all__ = [
     "FAILS",
     "HOLDS",
     "INCONCLUSIVE",
+    "K_REF",
+    "MARGIN_C1",
+    "MARGIN_C2",
     "USABLE",
     "ClaimResult",
     "Group",
@@ -87,6 +96,8 @@ __all__ = [
     "dataset_name",
     "full_image",
     "groups",
+    "nearest_k",
+    "not_testable",
     "num_classes",
     "pairs",
     "rank_attribution",
@@ -97,11 +108,6 @@ __all__ = [
     "unlabelled",
     "usable",
 ]
-
-
-def nearest_k(ks: Sequence[int], k: int = K_REF) -> int:
-    below = [x for x in ks if x <= k]
-    return max(below) if below else min(ks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,78 +194,33 @@ def _suspects(gs: Sequence[Group]) -> dict:
     return {"suspect_runs": runs} if runs else {}
 
 
-def _result(claim: str, rule: str, comps: list[dict], **extra: Any) -> ClaimResult:
-    verdict = all_of(c["verdict"] for c in comps) if comps else NOT_TESTABLE
+def _result(
+    claim: str,
+    rule: str,
+    comps: list[dict],
+    verdict: str | None = None,
+    untestable: list[dict] | None = None,
+    **extra: Any,
+) -> ClaimResult:
+    """The claim's result; `untestable`: the pairs no interval could be made for, each with
+    its reason (listed in the report beside the tested ones)."""
+    if verdict is None:
+        verdict = all_of(c["verdict"] for c in comps) if comps else NOT_TESTABLE
+    if untestable:
+        extra["not_testable"] = untestable
     return ClaimResult(claim, rule, verdict, comps, FIGURES[claim], extra)
 
 
 def claim_c1(rows: Sequence[dict]) -> ClaimResult:
-    rule = (
-        f"at k = {K_REF} (or the nearest measured rank below it), the robust model's accuracy on "
-        "L_k(x) divided by its clean accuracy minus the natural model's (the difference in share "
-        f"of clean accuracy kept) must exceed {MARGIN_C1:.2f}: holds when its 95% interval lies "
-        "above, does not hold when it lies at or below, for every natural/robust pair"
-    )
-    comps, used = [], []
-    for n, r in pairs(sweep_groups(rows, "low")):
-        common = sorted(set(n.sweep_ks("low")) & set(r.sweep_ks("low")))
-        if not common:
-            continue
-        k = nearest_k(common)
-        kept_n, kept_r = n.kept(k), r.kept(k)
-        if kept_n is None or kept_r is None:
-            continue
-        diff = difference(kept_r, kept_n)
-        used += [n, r]
-        comps.append(
-            {
-                "natural": n.label,
-                "robust": r.label,
-                "k": k,
-                "natural_acc_k": n.sweep("low", k),
-                "natural_clean": n.clean(),
-                "natural_kept": kept_n,
-                "robust_acc_k": r.sweep("low", k),
-                "robust_clean": r.clean(),
-                "robust_kept": kept_r,
-                "kept_difference": diff,
-                "verdict": above(diff, MARGIN_C1),
-            }
-        )
-    return _result("C1", rule, comps, **_suspects(used))
+    """Robust models keep more of their accuracy on L_k(x) (claims/rank.py)."""
+    rule, verdict, comps, skipped, used = rank.claim_c1(rows)
+    return _result("C1", rule, comps, verdict, skipped, **_suspects(used))
 
 
 def claim_c2(rows: Sequence[dict]) -> ClaimResult:
-    rule = (
-        f"at k = {K_REF} (or the nearest measured rank below it), the natural model's accuracy on "
-        f"H_k(x) must lie above chance + {MARGIN_C2:.2f} and the robust model's within "
-        f"{MARGIN_C2:.2f} of chance (chance = 1/classes), each judged by its 95% interval"
-    )
-    comps, used = [], []
-    for n, r in pairs(sweep_groups(rows, "high")):
-        common = sorted(set(n.sweep_ks("high")) & set(r.sweep_ks("high")))
-        if not common:
-            continue
-        k = nearest_k(common)
-        chance = 1.0 / num_classes(n.runs)
-        an, ar = n.sweep("high", k), r.sweep("high", k)
-        natural_part = above(an, chance + MARGIN_C2)
-        robust_part = within(ar, chance - MARGIN_C2, chance + MARGIN_C2)
-        used += [n, r]
-        comps.append(
-            {
-                "natural": n.label,
-                "robust": r.label,
-                "k": k,
-                "chance": chance,
-                "natural_acc_k": an,
-                "robust_acc_k": ar,
-                "natural_above_chance": natural_part,
-                "robust_at_chance": robust_part,
-                "verdict": all_of([natural_part, robust_part]),
-            }
-        )
-    return _result("C2", rule, comps, **_suspects(used))
+    """Natural models stay above chance on H_k(x), robust ones fall to it (claims/rank.py)."""
+    rule, verdict, comps, skipped, used = rank.claim_c2(rows)
+    return _result("C2", rule, comps, verdict, skipped, **_suspects(used))
 
 
 def claim_c3(rows: Sequence[dict]) -> ClaimResult:
@@ -269,10 +230,13 @@ def claim_c3(rows: Sequence[dict]) -> ClaimResult:
         "over seeds), for every natural/robust pair of full-image runs"
     )
     gs = groups(rows, lambda r: full_image(r) and (bool(r.get("rig")) or bool(r.get("rig_npz"))))
-    comps = []
+    comps, skipped = [], []
     for n, r in pairs(gs):
         sn, sr = group_top_share(n), group_top_share(r)
         if sn is None or sr is None:
+            run = (n if sn is None else r).runs[0].get("run_dir")
+            skipped.append({"natural": n.label, "robust": r.label,
+                            "reason": f"no RIG rank attribution in run {run}"})  # fmt: skip
             continue
         diff = difference(sr, sn)
         comps.append(
@@ -285,9 +249,14 @@ def claim_c3(rows: Sequence[dict]) -> ClaimResult:
                 "verdict": above(diff, 0.0),
             }
         )
+    verdict = None
+    if not comps:
+        why = "; ".join(dict.fromkeys(x["reason"] for x in skipped))
+        verdict = not_testable(why or rank.missing_pair(gs, "RIG (rig.enabled=true)"))
     return _result(
-        "C3", rule, comps, map_structure=map_structure(rows), cleaner_maps=cleaner_maps(rows)
-    )
+        "C3", rule, comps, verdict, skipped,
+        map_structure=map_structure(rows), cleaner_maps=cleaner_maps(rows),
+    )  # fmt: skip
 
 
 def map_structure(rows: Sequence[dict], top: int = TOP_RANKS_C3) -> list[dict]:
@@ -367,14 +336,20 @@ def claim_c4(rows: Sequence[dict]) -> ClaimResult:
                 "robust_trend": trend(s["ks"], s["robust"]),
             }
         )
-    verdict = REPORTED if any(len(c["ks"]) > 1 for c in comps) else NOT_TESTABLE
+    if any(len(c["ks"]) > 1 for c in comps):
+        verdict = REPORTED
+    elif comps:
+        one = ", ".join(f"{c['group']} (k={c['ks'][0]})" for c in comps)
+        verdict = not_testable(f"missing runs: one training rank per series ({one}); C4 needs two")
+    else:
+        verdict = not_testable("missing runs: no finished run trained on rank-k data (rank=k)")
     return ClaimResult("C4", rule, verdict, comps, FIGURES["C4"])
 
 
 def claim_c5(rows: Sequence[dict]) -> ClaimResult:
     """Is it rank, or just frequency? (claims/bases.py: the matching and the intervals)."""
     verdict, comps = _c5_comparisons(rows)
-    return ClaimResult("C5", RULE_C5, REPORTED if comps else NOT_TESTABLE, comps, FIGURES["C5"])
+    return ClaimResult("C5", RULE_C5, verdict, comps, FIGURES["C5"])
 
 
 def claims(rows: Sequence[dict]) -> list[ClaimResult]:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rankrobust.reporting.claims.grouping import Group, full_image, groups, pairs
+from rankrobust.reporting.claims.rank import missing_pair
 from rankrobust.reporting.intervals import Estimate, binomial, difference, mean_of
 
 LEVELS_C5 = (0.95, 0.97, 0.99)  # energy kept at which the bases are compared
@@ -113,7 +114,15 @@ def claim_c5(rows: Sequence[dict]) -> tuple[str, list[dict]]:
                 entry[f"{basis}_difference"] = gap
             entry["svd_minus_fourier_difference"] = difference(gaps["svd"], gaps["fourier"])
             comps.append(entry)
-    return ("reported" if comps else "not testable (missing runs)"), comps
+    if comps:
+        return "reported", comps
+    gs = groups(rows, _has_sweep)
+    if pairs(gs):
+        return (
+            "not testable (no energy level at which both models' SVD and Fourier sweeps "
+            "could be compared)"
+        ), comps
+    return f"not testable ({missing_pair(gs, 'SVD and Fourier basis sweeps')})", comps
 
 
 def group_points(g: Group, basis: str, mode: str = "low") -> list[tuple[float, Estimate]]:

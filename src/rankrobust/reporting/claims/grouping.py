@@ -1,6 +1,7 @@
 """Which runs the claims use, averaged how and compared with which: grouping and pairing.
 
-- Usable runs: status "ok" or "partial" (accuracies present, some analysis missing).
+- Usable runs: status "ok" or "partial" (accuracies present, some analysis missing), each
+  result once: of two runs of one identity and one seed only the newer counts (seeds.py).
 - Grouping: runs are averaged only over seeds: a group shares every `IDENTITY_KEYS` field but
   seed, run name and experiment preset (an image_folder dataset counts with its root), so a
   1-epoch debug run never averages with a 3-epoch run, nor synthetic data with CIFAR-10.
@@ -21,15 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from rankrobust.reporting.intervals import Estimate, binomial, mean_of, ratio
-from rankrobust.results import IDENTITY_KEYS, row_kind, settings
+from rankrobust.reporting.seeds import GROUP_KEYS, USABLE, duplicates
+from rankrobust.reporting.seeds import data_key as data_key  # re-exported
+from rankrobust.reporting.seeds import resolved as _resolved
+from rankrobust.reporting.seeds import training_identity as _identity
+from rankrobust.results import settings
 
-USABLE = ("ok", "partial")
-GROUP_KEYS = tuple(k for k in IDENTITY_KEYS if k not in ("seed", "name", "experiment"))
 PAIR_KEYS = ("dataset", "n_train", "arch", "rank", "transform_mode", "transform_basis", "band",
              "apply_to", "train")  # fmt: skip
 DATASET_NAMES = {"cifar10": "CIFAR-10", "imagenet": "ImageNet", "synthetic": "synthetic"}
@@ -40,21 +42,10 @@ DATASET_NAMES = {"cifar10": "CIFAR-10", "imagenet": "ImageNet", "synthetic": "sy
 
 
 def usable(rows: Sequence[dict]) -> list[dict]:
-    return [r for r in rows if r.get("status") in USABLE]
-
-
-def _resolved(row: dict, *path: str) -> Any:
-    node: Any = row.get("resolved_config") or {}
-    for part in path:
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def data_key(row: dict) -> str | None:
-    """The dataset of a run; an image_folder counts with its root (two copies differ)."""
-    name = row.get("dataset")
-    root = _resolved(row, "dataset", "root")
-    return f"{name}:{root}" if name == "image_folder" and root else name
+    """Finished runs (ok / partial), each result once: a run repeating a newer run of the same
+    identity and seed is left out (seeds.duplicates), never counted as another seed."""
+    dropped = {id(r) for r, _ in duplicates(rows)}
+    return [r for r in rows if r.get("status") in USABLE and id(r) not in dropped]
 
 
 def dataset_name(row: dict) -> str:
@@ -155,14 +146,6 @@ def _sweep_value(row: dict, mode: str, k: int) -> float | None:
     accs = (row.get("rank_sweep") or {}).get(mode) or {}
     value = accs.get(k, accs.get(str(k)))
     return None if value is None else float(value)
-
-
-def _identity(row: dict) -> dict:
-    ident = {k: row.get(k) for k in GROUP_KEYS}
-    ident["dataset"] = data_key(row)
-    ident["kind"] = row.get("kind") or row_kind(row).kind
-    ident["arch"] = row.get("arch") or row.get("model")
-    return ident
 
 
 def groups(rows: Sequence[dict], where: Callable[[dict], bool] = lambda r: True) -> list[Group]:

@@ -1,7 +1,11 @@
 """Run files -> the paper's figures (PNG + PDF); reads files (metrics.json, rig.npz), never models.
 
     python -m rankrobust.reporting.figures outputs [more dirs] --out outputs/figures \
-        [--only rank-accuracy] [--images DATA]
+        [--only rank-accuracy] [--images DATA] [--style paper [--width single|double]]
+
+`--style paper` (figures/paper.py): no titles in the figures, their captions in captions.md
+beside them (one section per figure file), exactly one column (3.5 in) or two (7.0 in) wide,
+fonts of at least 8 pt at that size, value labels that cross no curve.
 
 Figures (each skipped with a printed note when its inputs are missing):
     rank-accuracy         C1  accuracy on L_k(x) vs k, natural vs robust, clean accuracy dotted
@@ -42,7 +46,8 @@ from rankrobust.reporting.figures.images import (
     fig_rank_examples,
     fig_rig,
 )
-from rankrobust.reporting.figures.style import Skip
+from rankrobust.reporting.figures.paper import WIDTHS, write_captions
+from rankrobust.reporting.figures.style import STYLES, Look, Skip, using
 
 DRAW: dict[str, Callable[..., list[Path]]] = {
     "rank-accuracy": fig_rank_accuracy,
@@ -61,21 +66,37 @@ DRAW: dict[str, Callable[..., list[Path]]] = {
 FIGURES = tuple(DRAW)
 
 
-def draw(rows: list[dict], out_dir: str | Path, only: Sequence[str] | None = None, **opts) -> dict:
-    """Draw the named figures (all by default); {name: [paths]} or {name: "skipped: why"}."""
+def draw(
+    rows: list[dict],
+    out_dir: str | Path,
+    only: Sequence[str] | None = None,
+    style: str = "default",
+    width: str = "double",
+    **opts,
+) -> dict:
+    """Draw the named figures (all by default) in `style` (default | paper) at `width` (single
+    | double, paper only); {name: [paths]} or {name: "skipped: why"}. The paper style writes
+    each figure's caption to out_dir/captions.md."""
     out_dir = Path(out_dir)
-    done: dict[str, Any] = {}
     for name in only or FIGURES:
         if name not in DRAW:
             raise ValueError(f"only={name!r}: expected one of {', '.join(FIGURES)}")
-        try:
-            done[name] = DRAW[name](rows, out_dir, **opts)
-            print(f"[figures] fig-{name}: {', '.join(str(p) for p in done[name])}")
-        except Skip as why:
-            done[name] = f"skipped: {why}"
-            print(f"[figures] fig-{name} skipped: {why}")
-            for stale in (out_dir / f"fig-{name}.png", out_dir / f"fig-{name}.pdf"):
-                stale.unlink(missing_ok=True)  # an old figure would contradict the report
+    look = Look(style, width)  # ValueError naming style= or width=
+    done: dict[str, Any] = {}
+    with using(look):
+        for name in only or FIGURES:
+            try:
+                done[name] = DRAW[name](rows, out_dir, **opts)
+                print(f"[figures] fig-{name}: {', '.join(str(p) for p in done[name])}")
+            except Skip as why:
+                done[name] = f"skipped: {why}"
+                print(f"[figures] fig-{name} skipped: {why}")
+                for stale in (out_dir / f"fig-{name}.png", out_dir / f"fig-{name}.pdf"):
+                    stale.unlink(missing_ok=True)  # an old figure would contradict the report
+    # a caption stays only beside the paper figure it describes
+    stale = [f"fig-{n}" for n, d in done.items() if isinstance(d, str) or not look.paper]
+    if (out_dir / "captions.md").is_file() and stale:
+        write_captions(out_dir, {}, drop=tuple(stale))
     return done
 
 
@@ -85,6 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/figures", help="output folder")
     parser.add_argument("--only", nargs="*", choices=FIGURES, help="draw only these figures")
     parser.add_argument("--images", default=None, help="tarball/ImageFolder for rank-examples")
+    parser.add_argument(
+        "--style",
+        default="default",
+        choices=STYLES,
+        help="paper: no titles (captions.md instead), column width, fonts >= 8 pt",
+    )
+    parser.add_argument(
+        "--width",
+        default="double",
+        choices=tuple(WIDTHS),
+        help="paper style: single (3.5 in) or double (7.0 in) column",
+    )
     args = parser.parse_args(argv)
     if args.images is not None and not Path(args.images).exists():
         parser.error(  # exit 2, before any figure is drawn
@@ -96,5 +129,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = collect_for_cli(args.runs, out, "figures")
     write_table(rows, out)
     print(f"[figures] {summary_line(rows)} under {', '.join(args.runs)}")
-    draw(rows, out, only=args.only, images=args.images)
+    draw(rows, out, only=args.only, images=args.images, style=args.style, width=args.width)
     return 0

@@ -11,7 +11,7 @@ import numpy as np
 
 from rankrobust.attribution.plot import METHOD_TITLES, draw_method_rows, saliency_colorbar
 from rankrobust.reporting.claims.attribution import attribution_runs
-from rankrobust.reporting.figures.style import Skip, plt, save
+from rankrobust.reporting.figures.style import Skip, plt, save, subplots
 from rankrobust.results import FILES
 
 METHOD_COLOURS = {"gradient": "#7f7f7f", "ig": "#1f77b4", "rig": "#d62728", "sig": "#2ca02c"}
@@ -29,7 +29,9 @@ def fig_attribution_curves(rows: list[dict], out_dir: Path, **_: Any) -> list[Pa
     replaced, one panel per model kind, one colour per method; DiffID in the legend."""
     runs = _runs(rows)
     pyplot = plt()
-    fig, axes = pyplot.subplots(1, len(runs), figsize=(4.6 * len(runs), 3.6), squeeze=False)
+    fig, axes = subplots(
+        pyplot, 1, len(runs), figsize=(4.6 * len(runs), 3.6), squeeze=False, layout=None
+    )
     for ax, (kind, run) in zip(axes[0], runs.items(), strict=True):
         att = run["attribution"]
         for method, curve in (att.get("curves") or {}).items():
@@ -68,9 +70,10 @@ def fig_attribution_maps(rows: list[dict], out_dir: Path, **_: Any) -> list[Path
     n = min(4, *(len(d["images"]) for d in data.values()))
     widths = [1 + sum(k.startswith("map_") for k in d) for d in data.values()]
     pyplot = plt()
-    fig, axes = pyplot.subplots(
-        n, sum(widths), figsize=(1.55 * sum(widths) + 0.8, 1.6 * n + 1.0), squeeze=False
-    )
+    fig, axes = subplots(
+        pyplot, n, sum(widths), figsize=(1.55 * sum(widths) + 0.8, 1.6 * n + 1.0),
+        squeeze=False, grid=True, layout=None,
+    )  # fmt: skip
     start, mappable = 0, None
     for (kind, d), width in zip(data.items(), widths, strict=True):
         names = d.get("classes", [])

@@ -17,10 +17,12 @@ from rankrobust.reporting.figures.style import (
     CI_NOTE,
     OKABE_ITO,
     Skip,
+    columns,
     errorbar,
     pct_axis,
     plt,
     save,
+    subplots,
 )
 
 BASIS_COLOURS = {
@@ -52,7 +54,7 @@ def _draw(rows: list[dict], out_dir: Path, mode: str, name: str) -> list[Path]:
     if not gs:
         raise Skip("no finished full-image run with a basis sweep (sweep.bases=[svd,fourier,...])")
     pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(7.6, 4.8), layout="constrained")
+    fig, ax = subplots(pyplot, figsize=(7.6, 4.8))
     xs: list[float] = []
     for g in gs:
         style, marker = KIND_STYLE.get(g.kind, (":", "^"))
@@ -76,7 +78,7 @@ def _draw(rows: list[dict], out_dir: Path, mode: str, name: str) -> list[Path]:
         else "energy kept by the low-pass that was removed (log scale in 1 - energy)"
     )
     pct_axis(ax, f"top-1 accuracy on {what}")
-    ax.legend(loc="best", ncols=2)
+    ax.legend(loc="best", ncols=columns(2))
     title = "C5: accuracy against energy kept, one line per basis (solid natural, dashed robust)"
     if mode == "low":
         title += "\ngrey lines: clean accuracy"
@@ -106,8 +108,8 @@ def fig_heat_maps(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
         raise Skip("no finished full-image run with heat maps (analysis.heat_maps=true)")
     kinds = [k for k in ("natural", "robust") if k in runs]
     pyplot = plt()
-    fig, axes = pyplot.subplots(1, len(kinds) + 1, figsize=(4.2 * (len(kinds) + 1), 4.2),
-                                layout="constrained")  # fmt: skip
+    fig, axes = subplots(pyplot, 1, len(kinds) + 1, figsize=(4.2 * (len(kinds) + 1), 4.2),
+                          grid=True)  # fmt: skip
     image = None
     for ax, kind in zip(axes, kinds, strict=False):
         hm = runs[kind]["heat_maps"]["fourier"]

@@ -20,12 +20,14 @@ from rankrobust.reporting.figures.style import (
     Skip,
     ValueLabels,
     colour_for,
+    columns,
     errorbar,
     grouped_curves,
     pct_axis,
     plt,
     rank_axis,
     save,
+    subplots,
 )
 from rankrobust.reporting.intervals import mean_of
 
@@ -47,7 +49,7 @@ def fig_rank_accuracy(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
         raise Skip("no finished full-image run with a low-rank sweep (rank_sweep.low)")
     groups, note = _capped(groups, "fig-rank-accuracy")
     pyplot = plt()
-    fig, (ax, ax_rel) = pyplot.subplots(1, 2, figsize=(11.5, 4.4), layout="constrained")
+    fig, (ax, ax_rel) = subplots(pyplot, 1, 2, figsize=(11.5, 4.4))
     labels, labels_rel = ValueLabels(ax), ValueLabels(ax_rel)
     index: dict[str, int] = {}
     all_ks: set[int] = set()
@@ -94,7 +96,7 @@ def fig_rank_accuracy(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
             va="bottom",
             fontsize=7,
         )
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=columns(2))
     labels.draw()
     labels_rel.draw()
     fig.suptitle(
@@ -112,7 +114,7 @@ def fig_high_rank(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
         raise Skip("no finished full-image run with a high-rank sweep (rank_sweep.high)")
     groups, note = _capped(groups, "fig-high-rank")
     pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(6.8, 4.4), layout="constrained")
+    fig, ax = subplots(pyplot, figsize=(6.8, 4.4))
     labels = ValueLabels(ax)
     n_classes = C.num_classes(groups[0].runs)
     chance = 1.0 / n_classes
@@ -152,7 +154,7 @@ def fig_rig_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     if not items:
         raise Skip("no finished run with RIG rank attributions (metrics.json rig or rig.npz)")
     pyplot = plt()
-    fig, (ax, ax_cum) = pyplot.subplots(1, 2, figsize=(11.5, 4.4), layout="constrained")
+    fig, (ax, ax_cum) = subplots(pyplot, 1, 2, figsize=(11.5, 4.4))
     labels = ValueLabels(ax_cum)
     index: dict[str, int] = {}
     all_ks: set[int] = set()
@@ -197,7 +199,7 @@ def fig_rig_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     ax.set_title("RIG attribution share per rank (mean over images)", fontsize=10)
     pct_axis(ax_cum, r"cumulative share of $\Sigma_j |a_j|$")
     ax_cum.set_title(f"Cumulative share (dashed: top {top} ranks)", fontsize=10)
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=columns(2))
     labels.draw()
     fig.suptitle(
         "C3: which ranks RIG credits, natural vs robust\n"
@@ -214,7 +216,7 @@ def fig_train_rank(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     pyplot = plt()
     from matplotlib.lines import Line2D
 
-    fig, ax = pyplot.subplots(figsize=(7.2, 4.6), layout="constrained")
+    fig, ax = subplots(pyplot, figsize=(7.2, 4.6))
     labels = ValueLabels(ax)
     index: dict[str, int] = {}
     all_ks: set[int] = set()

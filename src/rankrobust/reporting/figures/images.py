@@ -25,6 +25,7 @@ from rankrobust.reporting.figures.style import (
     grouped_curves,
     plt,
     save,
+    subplots,
 )
 
 
@@ -77,7 +78,9 @@ def fig_rank_examples(
     fac = factorize(x)
     pyplot = plt()
     cols = 1 + 2 * len(ks)
-    fig, axes = pyplot.subplots(len(x), cols, figsize=(1.35 * cols, 1.3 * len(x) + 0.9))
+    fig, axes = subplots(
+        pyplot, len(x), cols, figsize=(1.35 * cols, 1.3 * len(x) + 0.9), grid=True, layout=None
+    )
     axes = np.atleast_2d(axes)
 
     def show(ax, img, title):
@@ -129,9 +132,10 @@ def fig_rig(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
             (kind, "pixel", f"{kind}:\nRIG"),
         ]
     pyplot = plt()
-    fig, axes = pyplot.subplots(
-        n, len(columns), figsize=(1.9 * len(columns) + 0.8, 1.9 * n + 1.0), squeeze=False
-    )
+    fig, axes = subplots(
+        pyplot, n, len(columns), figsize=(1.9 * len(columns) + 0.8, 1.9 * n + 1.0),
+        squeeze=False, grid=True, layout=None,
+    )  # fmt: skip
     mappable = None
     for i in range(n):
         for j, (kind, key, title) in enumerate(columns):
@@ -179,7 +183,7 @@ def fig_perturbation_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list
             "(set analysis.perturbation_spectrum=true)"
         )
     pyplot = plt()
-    fig, (ax, ax_n) = pyplot.subplots(1, 2, figsize=(11.5, 4.4), layout="constrained")
+    fig, (ax, ax_n) = subplots(pyplot, 1, 2, figsize=(11.5, 4.4))
     index: dict[str, int] = {}
     clean_drawn = False
     eps_values = set()

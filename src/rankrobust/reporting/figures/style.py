@@ -1,16 +1,22 @@
-"""Shared look of the figures: palette, axes, error bars, value labels that do not overlap, saving.
+"""Shared look of the figures: palette, axes, error bars, value labels placed in free space,
+the style (`default`, or `paper`: figures/paper.py) and saving.
 
 Kept apart from figures.py (the CLI and registry) so that the figure modules and the registry
-import it without importing each other.
+import it without importing each other. The style in force is set for a whole `draw` by
+`using(Look(...))`; the figure modules ask it for their size (`subplots`) and save through
+`save`, so no figure needs a style argument of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rankrobust.reporting.figures import paper
 from rankrobust.reporting.intervals import Estimate
 
 # Okabe-Ito colour-blind-safe palette.
@@ -32,8 +38,52 @@ MARKERS = {"natural": "o", "robust": "s"}
 CI_NOTE = "error bars: 95% intervals (Wilson for one run, t over seeds)"
 
 
+STYLES = ("default", "paper")
+
+
 class Skip(Exception):
     """A figure's inputs are missing; the message says which."""
+
+
+@dataclass(frozen=True)
+class Look:
+    """How figures are drawn: `default` (titles in the figure, sized for a screen) or `paper`
+    (no titles: captions.md instead; `width` single = 3.5 in or double = 7.0 in; fonts of at
+    least paper.MIN_FONT points at that size)."""
+
+    style: str = "default"
+    width: str = "double"
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"style={self.style!r}: expected one of {', '.join(STYLES)}")
+        if self.width not in paper.WIDTHS:
+            raise ValueError(f"width={self.width!r}: expected one of {', '.join(paper.WIDTHS)}")
+
+    @property
+    def paper(self) -> bool:
+        return self.style == "paper"
+
+    @property
+    def inches(self) -> float:
+        return paper.WIDTHS[self.width]
+
+
+_LOOK = [Look()]  # the look in force (using() sets it for a block)
+
+
+def look() -> Look:
+    return _LOOK[-1]
+
+
+@contextlib.contextmanager
+def using(new: Look) -> Iterator[Look]:
+    """Draw the figures of a block in this look."""
+    _LOOK.append(new)
+    try:
+        yield new
+    finally:
+        _LOOK.pop()
 
 
 def plt():
@@ -52,19 +102,67 @@ def plt():
             "axes.spines.top": False,
             "axes.spines.right": False,
             "font.size": 10,
+            "axes.titlesize": "large",
+            "axes.labelsize": "medium",
+            "xtick.labelsize": "medium",
+            "ytick.labelsize": "medium",
             "legend.fontsize": 8,
             "mathtext.fontset": "cm",
+            "pdf.fonttype": 3,
         }
     )
+    if look().paper:
+        pyplot.rcParams.update(paper.RC)
+        import logging
+
+        logging.getLogger("fontTools").setLevel(logging.ERROR)  # font dates, when embedding
     return pyplot
 
 
+def subplots(pyplot, nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8), grid=False, **kw):
+    """pyplot.subplots in the look in force: the given size by default; for `paper` the
+    column width, panels of a plot stacked in one column at single width (the axes keep the
+    shape the caller asked for), an image grid (`grid=True`) scaled to keep its aspect.
+    Constrained layout unless the caller says otherwise (always for `paper`)."""
+    current = look()
+    kw.setdefault("layout", "constrained")
+    if not current.paper:
+        return pyplot.subplots(nrows, ncols, figsize=figsize, **kw)
+    kw["layout"] = "constrained"
+    width = current.inches
+    if grid:  # image grids do not fit one column at a readable size: always two
+        fig, axes = pyplot.subplots(
+            nrows, ncols, figsize=(paper.WIDTHS["double"], figsize[1] * 7.0 / figsize[0]), **kw
+        )
+        if width < paper.WIDTHS["double"]:
+            paper.note_width(fig)
+        return fig, axes
+    stack = nrows == 1 and ncols > 1 and width < 5
+    rows, cols = (ncols, 1) if stack else (nrows, ncols)
+    fig, axes = pyplot.subplots(rows, cols, figsize=paper.plot_size(width, rows, cols), **kw)
+    if stack:
+        axes = np.asarray(axes).reshape((nrows, ncols) if kw.get("squeeze") is False else -1)
+    return fig, axes
+
+
+def columns(n: int) -> int:
+    """Legend columns: n, or one in a single-column paper figure."""
+    return 1 if look().paper and look().inches < 5 else n
+
+
 def save(fig, out_dir: Path, name: str) -> list[Path]:
-    """fig -> out_dir/name.png and .pdf; closes the figure."""
+    """fig -> out_dir/name.png and .pdf; closes the figure. In the `paper` look, the titles
+    become the figure's section of captions.md and the size is exactly the column width."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for p in paths:
-        fig.savefig(p, bbox_inches="tight")
+    if look().paper:
+        caption = paper.finish(fig, look().inches)
+        for p in paths:
+            fig.savefig(p)
+        paper.write_captions(out_dir, {name: (caption, [p.name for p in paths])})
+    else:
+        for p in paths:
+            fig.savefig(p, bbox_inches="tight")
     import matplotlib.pyplot as pyplot
 
     pyplot.close(fig)
@@ -111,50 +209,61 @@ def errorbar(ax, xs: Sequence[float], ests: Sequence[Estimate | None], **kw):
 
 
 class ValueLabels:
-    """Value labels drawn once the axes limits are final, pushed apart vertically (at least
-    `gap` points between centres) among labels at about the same x, so they never overlap."""
+    """Value labels drawn once the axes limits are final, each in free space next to its point:
+    the first of a few nearby positions (right, left, above, below, diagonals; 4 to 14 points
+    away) whose box crosses no plotted line or error bar, covers no marker and overlaps no
+    other text. Where none is free the label goes where it crosses least (default look) or
+    is left out and its value goes to the caption (paper look). No leader lines."""
 
     def __init__(self, ax, gap: float = 10.0):
-        self.ax, self.gap, self.items = ax, gap, []
+        self.ax, self.gap, self.items, self.drawn, self.unplaced = ax, gap, [], [], []
+        registered = getattr(ax.figure, "_value_labels", [])
+        ax.figure._value_labels = [*registered, self]  # paper.finish places them again
 
     def add(self, x: float, y: float, colour: str, text: str | None = None) -> None:
         self.items.append((x, y, colour, text or f"{100 * y:.1f}%"))
 
     def draw(self) -> None:
         ax = self.ax
+        for old in self.drawn:  # placed again after a change of layout
+            old.remove()
+        self.drawn, self.unplaced = [], []
         fig = ax.figure
         fig.canvas.draw()  # run the layout first: positions below are in final display units
-        px_per_pt = fig.dpi / 72.0
-        pts = [(ax.transData.transform((x, y)), c, t, (x, y)) for x, y, c, t in self.items]
-        clusters: list[list] = []
-        for item in sorted(pts, key=lambda p: (p[0][0], p[0][1])):
-            if clusters and abs(clusters[-1][0][0][0] - item[0][0]) < 40 * px_per_pt:
-                clusters[-1].append(item)
-            else:
-                clusters.append([item])
-        gap = self.gap * px_per_pt
-        for cluster in clusters:
-            cluster.sort(key=lambda p: p[0][1])
-            ys = [p[0][1] for p in cluster]
-            placed: list[float] = []
-            for y in ys:
-                placed.append(max(y, placed[-1] + gap) if placed else y)
-            shift = (sum(placed) - sum(ys)) / len(ys)  # centre the stack on the points
-            placed = [p - shift for p in placed]
-            for i in range(1, len(placed)):  # re-impose the gap after centring
-                placed[i] = max(placed[i], placed[i - 1] + gap)
-            for (disp, colour, text, xy), y_new in zip(cluster, placed, strict=True):
-                ax.annotate(
-                    text,
-                    xy,
-                    textcoords="offset points",
-                    xytext=(6, (y_new - disp[1]) / px_per_pt),
-                    va="center",
-                    fontsize=7.5,
-                    color=colour,
-                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85},
-                    zorder=6,
-                )
+        renderer = fig.canvas.get_renderer()
+        segments, markers = paper.obstacles(ax)
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        frame = ax.get_window_extent(renderer)
+        size = max(7.5, paper.MIN_FONT if look().paper else 0)
+        for x, y, colour, text in sorted(self.items, key=lambda it: (it[0], -it[1])):
+            ann = ax.annotate(
+                text, (x, y), xytext=(0, 0), textcoords="offset points", fontsize=size,
+                color=colour,
+                bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85},
+                zorder=6, gid="value-label",
+            )  # fmt: skip
+            ann.set_in_layout(False)
+            best = None
+            for dx, dy, ha, va in paper.CANDIDATES:
+                ann.xyann = (dx, dy)
+                ann.set_ha(ha)
+                ann.set_va(va)
+                box = ann.get_window_extent(renderer)
+                cost = paper.crossings(box, segments, markers, boxes, frame)
+                if best is None or cost < best[0]:
+                    best = (cost, dx, dy, ha, va)
+                if cost == 0:
+                    break
+            cost, dx, dy, ha, va = best
+            if cost and look().paper:
+                ann.remove()
+                self.unplaced.append(f"{text} (at {x:g})")  # paper.finish: to the caption
+                continue
+            ann.xyann = (dx, dy)
+            ann.set_ha(ha)
+            ann.set_va(va)
+            boxes.append(ann.get_window_extent(renderer))
+            self.drawn.append(ann)
 
 
 # Curves (and legend entries) one figure draws at most: runs of one label are drawn as one
