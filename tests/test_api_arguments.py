@@ -327,3 +327,12 @@ def test_every_public_function_has_an_entry() -> None:
     }  # fmt: skip
     missing = {f"{m}.{f}" for m, fs in public.items() for f in fs} - covered
     assert not missing
+
+
+@pytest.mark.parametrize(("shape", "padding"), [((2, 3, 1, 1), 4), ((2, 3, 4, 4), 4),
+                                                ((2, 3, 2, 9), 2), ((2, 3, 8, 8), 8)])  # fmt: skip
+def test_a_crop_padding_the_images_cannot_reflect_is_named(shape, padding):
+    with pytest.raises(ValueError, match=f"padding={padding} is not valid for") as info:
+        random_crop_flip(torch.rand(shape), padding)
+    assert f"{shape[2]}x{shape[3]} images" in str(info.value)
+    assert random_crop_flip(torch.rand(shape), min(shape[2:]) - 1).shape == shape  # the limit

@@ -115,6 +115,59 @@ def test_bad_values_exit_2_on_the_cli_before_training(tmp_path):
     assert "Traceback" not in result.stderr and "Epoch" not in result.stdout
 
 
+# A key the config lacks, without `+`: Hydra's "not in struct" (exit 1) becomes one paragraph
+# naming the key and the closest valid key; `+` is suggested only where a _target_ takes it.
+# (command line, what the paragraph must hold, what it must not)
+MISTYPED = [
+    ([*FAST, "model.widht=8"], ["model.widht", "model.width=8"], ["+model"]),
+    (["attack=pgd_linf", "attack.train.stepz=3"], ["attack.train.steps=3"], ["+attack"]),
+    (["trainer.foo=1"], ["trainer.foo", "trainer has: "], ["+trainer"]),
+    (["trainer.gradient_clip_val=1"], ["`+trainer.gradient_clip_val=1`"], []),
+    (["sed=3"], ["`seed=3`"], []),
+    (["-m", "rank=1,4", "optim.lrr=0.1"], ["optim.lr=0.1"], []),
+    (["-m", "attack=none,pgd_linf", "attack.eval.epz=0.1"], ["attack.eval.eps=0.1"], []),
+    (["nosuch.deep.key=1"], ["nosuch.deep does not exist"], []),
+    (["dataset.num_clases=10"], ["dataset.num_classes=10"], []),
+]
+
+
+@pytest.mark.parametrize(("argv", "said", "unsaid"), MISTYPED, ids=[m[0][-1] for m in MISTYPED])
+def test_a_mistyped_key_is_one_paragraph_naming_the_closest(argv, said, unsaid, capsys):
+    from rankrobust.launch.overrides import check_cli
+
+    with pytest.raises(SystemExit) as info:
+        check_cli(argv, ROOT / "conf")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 1 and err.startswith("rankrobust: configuration error"), err
+    assert all(s in err for s in said) and not any(s in err for s in unsaid), err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rank=4", "attack=pgd_linf", "attack.train.steps=3", "trainer.max_epochs=2"],
+        ["+trainer.gradient_clip_val=1", "++optim.lr=0.2", "~logger"],
+        ["-m", "rank=1,4", "attack=none,pgd_linf", "hydra.sweep.dir=x"],
+        ["model=no_such_model"],  # not a key: Hydra's own message names the option
+        ["rank=[1"],  # a syntax error: Hydra's own message
+        ["--help"],
+        ["rank=4", "-m", "a.b=1"],  # an option after an override: Hydra's usage message
+    ],
+)
+def test_valid_keys_and_other_errors_are_left_to_hydra(argv):
+    from rankrobust.launch.overrides import check_cli
+
+    assert check_cli(argv, ROOT / "conf") is None
+
+
+def test_a_mistyped_key_exits_2_on_the_cli(tmp_path):
+    result = run_cli(*FAST, "model.widht=8", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "model.width=8" in result.stderr and "not in struct" not in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "outputs").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Run folders: never shared, never overwritten, never "resumed" from nothing.
 
@@ -362,3 +415,91 @@ def test_a_diverging_run_fails_naming_the_step(tmp_path):
 def test_random_weights_only_when_asked(tmp_path):
     cfg = make_cfg(*QUICK, "train=false", "model.checkpoint=random", "eval.n_robust=0")
     assert task.run(cfg, tmp_path / "run")["status"] == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# Images too small for a setting: one paragraph naming the setting and the size, before training.
+
+
+@pytest.fixture()
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANKROBUST_CACHE", str(tmp_path / "cache"))
+
+
+def _small_tree(root, h: int, w: int, classes=("cat", "dog"), n: int = 3):
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((h, w, 3), 40 * i, np.uint8)).save(
+                    root / split / cls / f"{i}.png"
+                )
+    return root
+
+
+def _folder_module(root, **kw):
+    from rankrobust.pipeline.datamodule import ImageDataModule
+
+    kw = {"num_classes": 2, "on_device": False, "local_copy": False, **kw}
+    return ImageDataModule("image_folder", root=str(root), **kw)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (4, 4), (1, 9), (9, 3)], ids=str)
+def test_images_too_small_for_the_augmentation_are_named(tmp_path, size, own_cache):
+    dm = _folder_module(_small_tree(tmp_path / "tree", *size))
+    with pytest.raises(ConfigError) as info:
+        dm.setup("fit")
+    message = str(info.value)
+    assert "dataset.augment" in message and f"{size[0]}x{size[1]} images" in message
+    assert str(tmp_path / "tree") in message and "\n" not in message
+    _folder_module(tmp_path / "tree", augment=False).setup("fit")  # the fix it names works
+    _folder_module(tmp_path / "tree").setup("test")  # evaluation does not augment
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"sweep": {"ranks": [1, 4]}}, "sweep.ranks"),
+        ({"sweep": {"ranks": [1, 2]}}, "sweep.ranks"),
+        ({"rig": {"enabled": True, "ranks": [1, 4]}}, "rig.ranks"),
+    ],
+)
+def test_ranks_beyond_the_images_read_are_named_before_training(tmp_path, settings, key, own_cache):
+    from types import SimpleNamespace
+
+    from rankrobust.pipeline.checks import check_image_size
+
+    sweep = {"enabled": True, "ranks": None, **settings.get("sweep", {})}
+    rig = {"enabled": False, "ranks": None, **settings.get("rig", {})}
+    spec = SimpleNamespace(sweep=SimpleNamespace(**sweep), rig=SimpleNamespace(**rig))
+    dm = _folder_module(_small_tree(tmp_path / "tree", 1, 1), augment=False)
+    dm.size_checks.append(lambda h, w: check_image_size(spec, h, w))
+    with pytest.raises(ConfigError, match=key) as info:
+        dm.setup("fit")
+    assert "1x1" in str(info.value) or "(1)" in str(info.value)
+    assert dm.train_set is None  # nothing was prepared
+
+
+def test_one_pixel_images_exit_2_on_the_cli_naming_the_setting(tmp_path, own_cache):
+    root = _small_tree(tmp_path / "tree", 1, 1)
+    args = [*FAST, "dataset=image_folder", f"dataset.root={root}", "dataset.num_classes=2"]
+    result = run_cli(*args, "dataset.image_size=null", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "dataset.augment" in result.stderr and "1x1 images" in result.stderr
+    assert "Traceback" not in result.stderr and "Epoch" not in result.stdout
+
+
+def test_a_decompression_bomb_exits_2_on_the_cli_naming_the_file(tmp_path, own_cache):
+    from test_data_folder import _png_with_header
+
+    root = _small_tree(tmp_path / "tree", 8, 8)
+    bomb = root / "test" / "dog" / "bomb.png"
+    bomb.write_bytes(_png_with_header(40_000, 40_000))
+    args = [*FAST, "dataset=image_folder", f"dataset.root={root}", "dataset.num_classes=2"]
+    result = run_cli(*args, "dataset.image_size=null", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert str(bomb) in result.stderr and "too large to decode safely" in result.stderr
+    assert "Traceback" not in result.stderr and "DecompressionBomb" not in result.stderr

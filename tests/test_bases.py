@@ -159,6 +159,33 @@ def test_basis_transform(cifar_images):
         BasisTransform(mode="band", band=(0, 2), basis="dct")
 
 
+EMPTY_ENTRIES = {
+    "low": lambda x, b: low(x, 2, basis=b),
+    "low-clamped": lambda x, b: low(x, 2, basis=b, clamp=True),
+    "high": lambda x, b: high(x, 2, basis=b),
+    "top-cutoff": lambda x, b: low(x, cutoff_range(b, 8, 8)[1], basis=b),
+    "decompose": lambda x, b: decompose(x, b).low(1),
+    "transform-low": lambda x, b: BasisTransform(mode="low", rank=2, basis=b)(x),
+    "transform-high": lambda x, b: BasisTransform(mode="high", rank=2, basis=b)(x),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(EMPTY_ENTRIES))
+@pytest.mark.parametrize("basis", bases.BASES)
+@pytest.mark.parametrize("shape", [(0, 3, 8, 8), (2, 0, 8, 8), (0, 8, 8)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_empty_batch_gives_an_empty_result_in_every_basis(entry, basis, shape, dtype):
+    x = torch.rand(shape, dtype=dtype)
+    out = EMPTY_ENTRIES[entry](x, basis)
+    assert out.shape == x.shape and out.dtype == dtype
+
+
+@pytest.mark.parametrize("basis", bases.BASES)
+def test_energy_kept_of_an_empty_batch_names_x(basis):
+    with pytest.raises(ConfigError, match="x: expected at least one image"):
+        energy_kept(torch.rand(0, 3, 8, 8), 2, basis=basis)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_the_gpu_matches_cpu(cifar_images):
     x = cifar_images[0][:8]

@@ -175,3 +175,96 @@ def test_datamodule_reads_the_jpeg_copy_named_by_the_env_var_offline(tmp_path, m
     assert dm.train_set.images.shape == (100, 3, 32, 32) and len(dm.test_set.labels) == 50
     assert dm.train_set.classes == CIFAR10_CLASSES
     assert f"CIFAR-10: reading {CIFAR_TARBALL} (${ENV})" in capsys.readouterr().out
+
+
+class WritesAFile:
+    """A planted batch: unpickling it with pickle.load would create `target`."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def planted_root(tmp_path, entry, protocol: int = 2):
+    """A torchvision folder whose data_batch_1 is `entry` pickled; the others are real-layout."""
+    root = tmp_path / "cifar10"
+    root.mkdir()
+    with tarfile.open(write_python_archive(tmp_path / "a.tar.gz", fake_batches())) as tf:
+        tf.extractall(root, filter="data")
+    (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps(entry, protocol))
+    return root
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda target: WritesAFile(target),  # the whole file is the payload
+        lambda target: {"data": WritesAFile(target), "labels": [0]},  # a payload inside the dict
+        lambda target: {b"data": [WritesAFile(target)], b"labels": [0]},
+    ],
+    ids=["top-level", "in-the-dict", "in-a-list"],
+)
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_planted_batch_runs_no_code_and_the_error_names_it(tmp_path, make, protocol):
+    target = tmp_path / "planted-was-run"
+    root = planted_root(tmp_path, make(target), protocol)
+    with pytest.raises(ConfigError) as err:
+        cifar10_sets(root, download=False)
+    assert not target.exists()
+    message = str(err.value)
+    assert "data_batch_1" in message and "global 'io.open'" in message and "\n" not in message
+    pickle.loads((root / "cifar-10-batches-py" / "data_batch_1").read_bytes())  # plain pickle
+    assert target.exists()  # ... would have run it
+
+
+@pytest.mark.parametrize(
+    "entry, reason",
+    [
+        ({"labels": [0]}, "KeyError"),  # no pixels
+        ({"data": np.zeros((2, 3072), np.uint8), "labels": [0]}, "2 images but 1 labels"),
+        ([1, 2, 3], "AttributeError"),  # not a dict
+    ],
+)
+def test_a_batch_of_the_wrong_layout_is_named(tmp_path, entry, reason):
+    with pytest.raises(ConfigError, match=reason) as err:
+        cifar10_sets(planted_root(tmp_path, entry), download=False)
+    assert "data_batch_1" in str(err.value)
+
+
+def test_truncated_batch_in_the_archive_is_named(tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    batches = fake_batches()
+    with tarfile.open(archive, "w:gz") as tf:
+        for name, entry in batches.items():
+            data = pickle.dumps(entry)[: 100 if name == "test_batch" else None]
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(ConfigError, match="test_batch") as err:
+        cifar10_sets(tmp_path, download=False)
+    assert str(archive) in str(err.value)
+
+
+@pytest.mark.parametrize("keys", ["bytes", "str", "numpy1"])
+def test_a_real_layout_batch_still_loads(tmp_path, keys):
+    """Protocol 2, numpy arrays, latin1 bytes keys (as the real files read) or str keys; numpy
+    1's name of the array reconstructor (the real files were written by numpy 1)."""
+    batches = fake_batches()
+    key = (lambda k: k.encode("latin1")) if keys == "bytes" else str
+    entry = {
+        key("batch_label"): b"training batch 1 of 5",
+        key("data"): batches["data_batch_1"]["data"],
+        key("labels"): batches["data_batch_1"]["labels"],
+        key("filenames"): [b"a.png"] * 10,
+    }
+    root = planted_root(tmp_path, entry)
+    if keys == "numpy1":
+        batch = root / "cifar-10-batches-py" / "data_batch_1"
+        data = batch.read_bytes()
+        assert b"numpy._core.multiarray\n_reconstruct" in data
+        batch.write_bytes(data.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    train, _ = cifar10_sets(root, download=False)
+    assert torch.equal(train.images[:10], pixels(batches["data_batch_1"]))
+    assert train.labels[:10].tolist() == batches["data_batch_1"]["labels"]

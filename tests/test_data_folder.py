@@ -169,3 +169,51 @@ def test_read_images_reads_in_order_or_per_class(tmp_path):
     assert read_images(tree, 100, one_per_class=True).labels.tolist() == [0, 1, 2]
     with pytest.raises(ConfigError, match="not one of"):
         read_images(tree, 10, classes=("cat", "dog"))
+
+
+def _png_with_header(width: int, height: int) -> bytes:
+    """A small PNG whose header claims width x height (CRC fixed): what a decompression bomb's
+    reader sees before decoding anything."""
+    import struct
+    import zlib
+
+    data = bytearray(png_bytes(8))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17])) & 0xFFFFFFFF
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+UNREADABLE = {  # name -> (bytes, what the message says)
+    "bomb.png": (_png_with_header(40_000, 40_000), "too large to decode safely"),
+    "bomb-warning.png": (_png_with_header(10_000, 10_000), "too large to decode safely"),
+    "truncated.png": (png_bytes(8)[:60], "Could not decode"),
+    "empty.png": (b"", "not a known image format"),
+    "text.jpg": (b"hello, not an image", "not a known image format"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNREADABLE))
+@pytest.mark.parametrize("reader", ["tree", "tarball", "read_images", "stream"])
+def test_unreadable_images_are_one_paragraph_naming_the_file(tmp_path, name, reader):
+    from rankrobust.data.streaming import stream_sets
+
+    data, said = UNREADABLE[name]
+    tree = write_tree(tmp_path / "tree")
+    (tree / "test" / "dog" / name).write_bytes(data)
+    root = tree
+    if reader == "tarball":
+        root = tmp_path / "tree.tar"
+        with tarfile.open(root, "w") as tf:
+            tf.add(tree, arcname=".")
+    with pytest.raises(ConfigError) as err:
+        if reader == "stream":
+            test = stream_sets(tree, 8)["test"]
+            [test[i] for i in range(len(test))]
+        elif reader == "read_images":
+            read_images(root, 100)
+        else:
+            image_folder_sets(root)
+    message = str(err.value)
+    assert name in message and said in message and "\n" not in message, message

@@ -201,3 +201,44 @@ def test_figures_with_images_that_do_not_exist_is_exit_2_naming_them(tmp_path, c
     assert stop.value.code == 2
     assert f"--images {missing}: no such file" in capsys.readouterr().err
     assert not (tmp_path / "figs").exists()  # refused before any work
+
+
+def _many_rows(tmp_path, n: int, labels: int, field: str) -> list[dict]:
+    """n copies of the fake full-image runs holding `field`, under `labels` model names."""
+    rows = [r for r in collect(make_outputs(tmp_path / "outputs")) if r.get(field)]
+    rows = [r for r in rows if r.get("rank") is None and r.get("kind")]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        r = {**rows[i % len(rows)], "run_dir": f"{rows[i % len(rows)]['run_dir']}-{i}"}
+        if field == "perturbation_spectrum":
+            spec = dict(r[field])
+            spec["perturbation"] = list(np.asarray(spec["perturbation"]) * rng.uniform(0.8, 1.2))
+            r[field] = spec
+        out.append({**r, "model": f"net{i % labels}"})
+    return out
+
+
+FIGURES_PER_RUN = {  # figure -> (the field its runs hold, its module)
+    "fig_perturbation_spectrum": ("perturbation_spectrum", figures_images),
+    "fig_rig_spectrum": ("rig", figures_claims),
+    "fig_rank_accuracy": ("rank_sweep", figures_claims),  # one curve per training identity
+    "fig_high_rank": ("rank_sweep", figures_claims),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES_PER_RUN))
+@pytest.mark.parametrize(("n", "labels"), [(2000, 2000), (2000, 3)])
+def test_a_figure_of_thousands_of_runs_has_a_normal_size(tmp_path, name, n, labels, caplog):
+    from PIL import Image
+
+    field, module = FIGURES_PER_RUN[name]
+    draw = getattr(module, name)
+    rows = _many_rows(tmp_path, n, labels, field)
+    few = draw(rows[:2], tmp_path / "few")
+    many = draw(rows, tmp_path / "many")
+    size = Image.open(next(p for p in many if p.suffix == ".png")).size
+    normal = Image.open(next(p for p in few if p.suffix == ".png")).size
+    assert size[0] <= normal[0] * 1.1 and size[1] <= normal[1] * 1.6, (size, normal)
+    left_out = f"not drawn: at most {figures_style.MAX_CURVES} curves"
+    assert (left_out in caplog.text) == (labels > figures_style.MAX_CURVES), caplog.text

@@ -22,6 +22,44 @@ BAD_FILES = {
     "sweep_str": ({"rank_sweep": {"low": {"4": "high"}}}, "rank_sweep.low.4"),
     "timings_list": ({"timings": [1, 2]}, "timings"),
     "rig_list": ({"rig": [1]}, "rig"),
+    # every field a reader uses: counts, numbers the writer never writes, nesting, types
+    "n_test_negative": ({"n_test": -5}, "n_test"),
+    "n_test_fraction": ({"n_test": 2.5}, "n_test"),
+    "n_test_huge": ('"n_test": 1e400', "1e400"),  # a float infinity
+    "n_test_string": ({"n_test": "100"}, "n_test"),
+    "n_test_nan": ('"n_test": NaN', "NaN"),
+    "robust_infinity": ('"robust_acc": -Infinity', "Infinity"),
+    "deeply_nested": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "deep_in_a_field": ('"rig": ' + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "n_robust_bool": ({"n_robust": True}, "n_robust"),
+    "rank_sweep_n_string": ({"rank_sweep_n": {"low": "a"}}, "rank_sweep_n"),
+    "acc_above_one": ({"clean_acc_attacked": 1.5}, "clean_acc_attacked"),
+    "sweep_acc_above_one": ({"rank_sweep": {"low": {"4": 1.2}}}, "rank_sweep.low.4"),
+    "sweep_rank_not_int": ({"rank_sweep": {"low": {"four": 0.2}}}, "rank_sweep.low"),
+    "basis_sweep_list": ({"basis_sweep": [1]}, "basis_sweep"),
+    "basis_cutoff_word": ({"basis_sweep": {"dct": {"low": {"x": 0.1}}}}, "basis_sweep.dct.low"),
+    "heat_map_error_str": ({"heat_maps": {"rank": {"error": "x"}}}, "heat_maps.rank.error"),
+    "spectrum_str": ({"perturbation_spectrum": {"clean": "x"}}, "perturbation_spectrum.clean"),
+    "rig_share_str": ({"rig": {"top4_share": "x"}}, "rig.top4_share"),
+    "status_number": ({"status": 3}, "status"),
+    "kind_list": ({"kind": ["robust"]}, "kind"),
+    "threat_eps_str": ({"threat": {"norm": "Linf", "eps": "8/255"}}, "threat.eps"),
+    "eval_eps_str": ({"eval_attack": {"name": "pgd_linf", "eps": "x"}}, "eval_attack.eps"),
+    "timing_str": ({"timings": {"fit": "long"}}, "timings.fit"),
+    "config_rank_str": (
+        {"config": {"dataset": "s", "model": "m", "attack": "none", "rank": "four", "seed": 0}},
+        "config.rank",
+    ),
+    "config_dataset_list": (
+        {"config": {"dataset": [1], "model": "m", "attack": "none", "rank": None, "seed": 0}},
+        "config.dataset",
+    ),
+    "attribution_list": ({"attribution": [1]}, "attribution"),
+    "classes_str": (
+        {"resolved_config": {"dataset": {"num_classes": "ten"}}},
+        "resolved_config.dataset.num_classes",
+    ),
+    "warnings_str": ({"warnings": "x"}, "warnings"),
 }
 
 
@@ -46,7 +84,10 @@ def outputs(tmp_path):
     for name, (content, _) in BAD_FILES.items():
         folder = bad / name
         folder.mkdir(parents=True)
-        text = content if isinstance(content, str) else json.dumps({**_good(0), **content})
+        if isinstance(content, str) and content.startswith('"'):  # a field JSON cannot dump
+            text = json.dumps(_good(0))[:-1] + ", " + content + "}"
+        else:
+            text = content if isinstance(content, str) else json.dumps({**_good(0), **content})
         (folder / "metrics.json").write_text(text)
     nan = root / "runs" / "nan_in_sweep"
     nan.mkdir(parents=True)
@@ -107,3 +148,46 @@ def test_difference_of_a_zero_spread_mean_and_a_binomial_is_finite():
     assert diff.value == pytest.approx(0.1) and math.isfinite(diff.hi - diff.lo)
     assert diff.lo < diff.value < diff.hi
     assert intervals.difference(same, same).value == 0.0
+
+
+# Malformed forms of a field the claims read, planted in runs that the report pairs and groups.
+IN_PLACE = {
+    "n_test": ["-5", "2.5", "1e400", '"100"', "NaN"],
+    "n_robust": ["-1", "Infinity"],
+    "rank_sweep_n": ['"a"', '{"low": -3}'],
+}
+PLANTED = [(key, value) for key, values in IN_PLACE.items() for value in values]
+
+
+def _plant(metrics_path, key: str, value: str) -> None:
+    record = json.loads(metrics_path.read_text())
+    record.pop(key, None)
+    metrics_path.write_text(json.dumps(record)[:-1] + f', "{key}": {value}}}')
+
+
+@pytest.fixture()
+def paired_runs(tmp_path):
+    root = make_outputs(tmp_path / "outputs")
+    return root, sorted((root / "runs").rglob("metrics.json"))
+
+
+@pytest.mark.parametrize(("key", "value"), PLANTED, ids=[f"{k}={v}" for k, v in PLANTED])
+def test_a_malformed_count_in_a_paired_run_is_an_invalid_row(paired_runs, tmp_path, key, value):
+    root, runs = paired_runs
+    _plant(runs[0], key, value)
+    out = tmp_path / "report"
+    assert report.main([str(root), "--out", str(out)]) == 0
+    rows = {r["run_dir"]: r for r in json.loads((out / "runs.json").read_text())}
+    row = rows[str(runs[0].parent)]
+    assert row["status"] == "invalid" and (key in row["error"] or value in row["error"]), row
+    assert str(runs[0]) in row["error"]
+
+
+def test_all_figures_survive_malformed_paired_runs(paired_runs, tmp_path):
+    root, runs = paired_runs
+    for path, (key, value) in zip(runs, PLANTED, strict=False):
+        _plant(path, key, value)
+    out = tmp_path / "figs"
+    assert figures_cli.main([str(root), "--out", str(out)]) == 0
+    rows = json.loads((out / "runs.json").read_text())
+    assert sum(r["status"] == "invalid" for r in rows) == min(len(runs), len(PLANTED))

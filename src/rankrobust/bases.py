@@ -232,7 +232,7 @@ class Decomposition:
     def _low(self, k: int) -> Tensor:
         H, W = self.image_size
         x = self.x
-        if k == self.top:
+        if k == self.top or x.numel() == 0:  # an empty batch: its (empty) self, as svd gives
             out = x.clone()
         elif self.basis == "svd":
             assert self.factorization is not None
@@ -283,6 +283,9 @@ def decompose(
         top = None if max_cutoff is None or max_cutoff >= min(H, W) else max_cutoff
         return Decomposition(x, basis, wavelet, factorization=factorize(x, max_rank=top))
     if basis == "fourier":
+        if x.numel() == 0:  # MKL's FFT refuses an empty batch; its coefficients are empty too
+            coeffs = torch.empty(x.shape, dtype=torch.promote_types(x.dtype, torch.complex64))
+            return Decomposition(x, basis, wavelet, coeffs=coeffs.to(x.device))
         with _threads(x):
             return Decomposition(x, basis, wavelet, coeffs=torch.fft.fft2(x))
     if basis == "dct":

@@ -39,7 +39,6 @@ otherwise): what the Makefile asks to skip finished stages.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,11 +46,17 @@ from typing import Any
 
 from rankrobust.files import write_json
 from rankrobust.identity import _select, model_kind, row_kind, run_identity
+from rankrobust.run_folders import (  # noqa: F401  (re-exported: the contract's home)
+    CONFIG_KEYS,
+    FILENAME,
+    REQUIRED,
+    _is_number,
+    load_json,
+    run_folder_of,
+    validate_metrics,
+)
 
 SCHEMA = 1
-FILENAME = "metrics.json"
-REQUIRED = ("schema", "status", "clean_acc", "robust_acc", "config", "timings")
-CONFIG_KEYS = ("dataset", "model", "attack", "rank", "seed")
 
 FILES = {
     "rig_npz": "rig.npz",
@@ -64,13 +69,6 @@ FILES = {
 RIG_TOP_RANKS = 4
 
 
-def run_folder_of(path: str | Path) -> Path:
-    """The run folder a path names: the folder itself, or the folder of its metrics.json
-    (``~`` expanded; a relative path stays relative to the current directory)."""
-    path = Path(path).expanduser()
-    return path.parent if path.name == FILENAME and path.is_file() else path
-
-
 def run_status(run_dir: str | Path) -> str | None:
     """The status a run folder's metrics.json states (None: none there or unreadable).
 
@@ -78,7 +76,7 @@ def run_status(run_dir: str | Path) -> str | None:
     finished run is recognised even if another field is malformed.
     """
     try:
-        return json.loads((run_folder_of(run_dir) / FILENAME).read_text()).get("status")
+        return load_json(run_folder_of(run_dir) / FILENAME).get("status")
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -121,67 +119,6 @@ def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
     return write_json(Path(run_dir) / FILENAME, record, indent=2, sort_keys=True)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_accuracies(field: str, accs: Any) -> None:
-    """{rank: accuracy in [0, 1] or null (the writer's NaN)} or raise naming the entry."""
-    if not isinstance(accs, dict):
-        raise ValueError(f"{field} is {type(accs).__name__}, expected {{rank: accuracy}}")
-    for k, acc in accs.items():
-        if not str(k).lstrip("-").isdigit():
-            raise ValueError(f"{field} has the rank {k!r}, expected an integer")
-        if acc is not None and not (_is_number(acc) and 0.0 <= acc <= 1.0):
-            raise ValueError(f"{field}.{k}={acc!r} is not an accuracy in [0, 1] (or null)")
-
-
-def validate_metrics(metrics: Any) -> None:
-    """Raise ValueError naming the field that is missing or malformed.
-
-    Checked: the file holds an object; REQUIRED keys present; `config` an object with
-    CONFIG_KEYS; clean_acc / robust_acc / clean_acc_attacked null or a number in [0, 1];
-    `timings`, `rig`, `eval_attack`, `analysis_errors` objects (or null); `rank_sweep` and
-    `rank_sweep_clean_attacked` {mode: {rank: accuracy or null}} (null is how the writer stores
-    NaN: a valid, unmeasured point); `warnings` a list of strings (or null); `per_image` a file
-    name in the run folder (or null).
-    """
-    if not isinstance(metrics, dict):
-        raise ValueError(f"the file holds {type(metrics).__name__}, expected an object")
-    missing = [k for k in REQUIRED if k not in metrics]
-    if missing:
-        raise ValueError(f"lacks {missing}")
-    if not isinstance(metrics["config"], dict):
-        raise ValueError(f"config is {type(metrics['config']).__name__}, expected an object")
-    missing = [k for k in CONFIG_KEYS if k not in metrics["config"]]
-    if missing:
-        raise ValueError(f"config lacks {missing}")
-    for key in ("clean_acc", "robust_acc", "clean_acc_attacked"):
-        value = metrics.get(key)
-        if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
-            raise ValueError(f"{key}={value!r} is not an accuracy in [0, 1]")
-    for key in ("timings", "rig", "eval_attack", "analysis_errors", "perturbation_spectrum"):
-        value = metrics.get(key)
-        if value is not None and not isinstance(value, dict):
-            raise ValueError(f"{key} is {type(value).__name__}, expected an object")
-    for field in ("rank_sweep", "rank_sweep_clean_attacked"):
-        sweep = metrics.get(field)
-        if sweep is None:
-            continue
-        if not isinstance(sweep, dict):
-            raise ValueError(f"{field} is {type(sweep).__name__}, expected {{mode: {{...}}}}")
-        for mode, accs in sweep.items():
-            _check_accuracies(f"{field}.{mode}", accs)
-    named = metrics.get("per_image")  # per_image.npz, beside metrics.json (rankrobust.runs)
-    if named is not None and not (isinstance(named, str) and named and Path(named).name == named):
-        raise ValueError(f"per_image={named!r} is not the name of a file in the run folder")
-    warnings = metrics.get("warnings")
-    if warnings is not None and not (
-        isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)
-    ):
-        raise ValueError(f"warnings={warnings!r} is not a list of strings")
-
-
 def read_metrics(path: str | Path) -> dict:
     """Read and validate a metrics.json (a file or the run directory holding it).
 
@@ -191,7 +128,7 @@ def read_metrics(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
-    metrics = json.loads(path.read_text())
+    metrics = load_json(path)
     try:
         validate_metrics(metrics)
     except ValueError as err:

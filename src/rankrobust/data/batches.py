@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from rankrobust.data.sets import ImageSet
+from rankrobust.errors import ConfigError
 from rankrobust.inputs import check_images, check_int, check_number
 
 
@@ -130,14 +131,22 @@ def batch_loader(
     return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 
 
-def random_crop_flip(x: torch.Tensor, padding: int = 4, generator=None) -> torch.Tensor:
+CROP_PADDING = 4  # random_crop_flip's default: training's augmentation (dataset.augment)
+
+
+def random_crop_flip(x: torch.Tensor, padding: int = CROP_PADDING, generator=None) -> torch.Tensor:
     """Batched augmentation on the device: reflect-pad, random crop back to size, random flip.
 
     x: (N, C, H, W) floats (type, dtype and shape checked, not the values: no device sync);
-    padding: an integer >= 0."""
+    padding: an integer >= 0, smaller than H and W (a reflection needs that many pixels)."""
     check_images(x, "x", unit_range=False, values=False)
     padding = check_int(padding, "padding", 0)
     n, _, h, w = x.shape
+    if padding >= min(h, w) and padding > 0:
+        raise ConfigError(
+            f"padding={padding} is not valid for {h}x{w} images: a reflect padding must be "
+            f"smaller than the image's height and width (use padding <= {min(h, w) - 1})."
+        )
     padded = torch.nn.functional.pad(x, (padding,) * 4, mode="reflect")
     dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
     dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)

@@ -22,6 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+try:  # numpy >= 2; numpy 1 names it numpy.core.multiarray
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # pragma: no cover - numpy 1
+    from numpy.core.multiarray import _reconstruct
+
 from rankrobust.data.folder import image_folder_sets, read_images
 from rankrobust.data.sets import CIFAR10_CLASSES, ImageSet
 from rankrobust.errors import ConfigError
@@ -139,12 +144,56 @@ def locate_cifar10(root: str | Path, download: bool, local_copy: bool = True) ->
     )
 
 
-def _unpickle(fileobj) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 python batch: (N, 32, 32, 3) uint8 pixels, (N,) int64 labels."""
-    entry = pickle.load(fileobj, encoding="latin1")  # the format torchvision reads too
-    labels = entry.get("labels", entry.get("fine_labels"))
-    x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return x, np.asarray(labels, dtype=np.int64)
+def _latin1_bytes(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    """`_codecs.encode` as protocol-2 pickles of bytes use it, limited to latin1."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r} is not a CIFAR-10 batch")
+    return text.encode("latin1", errors)
+
+
+# Every global a CIFAR-10 python batch names: numpy's array reconstruction (numpy 1 and 2 names)
+# and the latin1 encoder protocol-2 pickles of bytes use. Dicts, lists, str, bytes and ints are
+# opcodes, not globals. Anything else is refused: unpickling may call what a file names.
+_BATCH_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that admits only what a CIFAR-10 batch holds (`_BATCH_GLOBALS`)."""
+
+    def find_class(self, module: str, name: str):
+        found = _BATCH_GLOBALS.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"it names the global '{module}.{name}'")
+        return found
+
+
+def _unpickle(fileobj, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch: (N, 32, 32, 3) uint8 pixels, (N,) int64 labels.
+
+    Read with `_BatchUnpickler` (latin1, as torchvision reads the format): a file naming any other
+    global, or not of the batch layout, is a ConfigError naming `where`; its code never runs.
+    """
+    try:
+        entry = _BatchUnpickler(fileobj, encoding="latin1").load()
+        entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+        labels = entry.get("labels", entry.get("fine_labels"))
+        x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        y = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if len(y) != len(x):
+            raise ValueError(f"{len(x)} images but {len(y)} labels")
+    except Exception as err:  # noqa: BLE001 - any malformed or hostile file: one paragraph
+        raise ConfigError(
+            f"'{where}' is not a CIFAR-10 python batch ({type(err).__name__}: {err}); it was not "
+            "run or used. Replace it with the file from the official cifar-10-python.tar.gz, or "
+            "delete it so that CIFAR-10 is found elsewhere."
+        ) from None
+    return x, y
 
 
 def _python_batches(source: Cifar10Source, names: tuple[str, ...]) -> dict[str, tuple]:
@@ -153,13 +202,13 @@ def _python_batches(source: Cifar10Source, names: tuple[str, ...]) -> dict[str, 
     if source.kind == "torchvision":
         for name in names:
             with open(source.path / BATCHES / name, "rb") as f:
-                out[name] = _unpickle(f)
+                out[name] = _unpickle(f, str(source.path / BATCHES / name))
         return out
     with tarfile.open(source.path, "r|*") as tf:
         for member in tf:
             name = Path(member.name).name
             if member.isfile() and name in names:
-                out[name] = _unpickle(tf.extractfile(member))
+                out[name] = _unpickle(tf.extractfile(member), f"{source.path}:{member.name}")
     missing = set(names) - set(out)
     if missing:
         raise ConfigError(f"'{source.path}' lacks the CIFAR-10 batches {sorted(missing)}.")

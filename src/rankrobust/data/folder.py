@@ -54,18 +54,36 @@ def pick_test_split(present: set[str] | list[str], asked: str | None, where: obj
 Item = tuple[str, str, bytes, str]
 
 
-def _decode(data: bytes, size: int | None, name: str) -> np.ndarray:
-    """HWC uint8 RGB pixels of one encoded image, resized + centre-cropped to size if given."""
+def open_image(source, name: str):
+    """The 8-bit RGB PIL image in `source` (a path or a file object) named `name`; ConfigError
+    naming it when it cannot be read: truncated, empty, not an image, or a decompression bomb
+    (a header of more pixels than PIL's Image.MAX_IMAGE_PIXELS: never decoded)."""
     from PIL import Image, UnidentifiedImageError
 
+    bombs = (Image.DecompressionBombError, Image.DecompressionBombWarning)
     try:
-        img = _to_rgb8(Image.open(io.BytesIO(data)))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(source)
+            return _to_rgb8(img)
+    except bombs as err:
+        why = f"{err}".split(" could be decompression bomb")[0]
+        raise ConfigError(
+            f"The image {name} is too large to decode safely ({why}; PIL's limit is "
+            f"{Image.MAX_IMAGE_PIXELS} pixels: a decompression bomb, or a huge image): resize "
+            "or remove it, or point dataset.root at a tree or archive of ordinary images."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
         why = "not a known image format" if isinstance(err, UnidentifiedImageError) else err
         raise ConfigError(
             f"Could not decode the image {name} ({why}): replace or remove it, or point "
             "dataset.root at a tree or archive of readable images."
         ) from err
+
+
+def _decode(data: bytes, size: int | None, name: str) -> np.ndarray:
+    """HWC uint8 RGB pixels of one encoded image, resized + centre-cropped to size if given."""
+    img = open_image(io.BytesIO(data), name)
     if size is not None and img.size != (size, size):
         img = _resize_center_crop(img, size)
     return np.asarray(img, dtype=np.uint8)

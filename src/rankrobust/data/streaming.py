@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rankrobust.data.folder import SPLITS, pick_test_split
+from rankrobust.data.folder import SPLITS, open_image, pick_test_split
 from rankrobust.errors import ConfigError
 
 
@@ -23,6 +23,13 @@ def random_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
     if n is None or n >= len(ds):
         return ds
     return torch.utils.data.Subset(ds, subset_indices(len(ds), n, seed))
+
+
+def _load(path: str):
+    """torchvision ImageFolder's loader, with data.folder's errors (a file named, not a
+    traceback; a decompression bomb never decoded). Module level: DataLoader workers pickle it."""
+    with open(path, "rb") as f:
+        return open_image(f, f"'{path}'")
 
 
 def stream_sets(
@@ -53,9 +60,9 @@ def stream_sets(
             " ImageNet's validation set must be sorted into val/<wnid>/*.JPEG folders."
         )
     test = pick_test_split(present, test_split, root)
-    splits = {"test": datasets.ImageFolder(str(root / test), tf)}
+    splits = {"test": datasets.ImageFolder(str(root / test), tf, loader=_load)}
     if "train" in present:
-        splits["train"] = datasets.ImageFolder(str(root / "train"), tf)
+        splits["train"] = datasets.ImageFolder(str(root / "train"), tf, loader=_load)
     if "train" in splits and splits["train"].classes != splits["test"].classes:
         raise ConfigError(
             f"'{root}': train/ and {test}/ hold different class folders, so their labels would "

@@ -7,7 +7,6 @@ without `.hydra/` (hydra.output_subdir=null) is still listed.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rankrobust.files import write_json
-from rankrobust.results import FILENAME
+from rankrobust.results import FILENAME, load_json
 from rankrobust.run_folders import find_run_dirs
 
 SUMMARY = "sweep_summary.json"
@@ -42,7 +41,7 @@ def summarize_sweep(sweep_dir: str | Path) -> dict:
             "overrides": _overrides(job_dir),
         }
         try:
-            m = json.loads((job_dir / FILENAME).read_text())
+            m = load_json(job_dir / FILENAME)
         except (OSError, ValueError):
             m = {"status": "missing", "error": "no metrics.json: the job died before it started"}
         if not isinstance(m, dict):

@@ -25,6 +25,7 @@ from rankrobust.pipeline.callbacks import (
     LogEveryAuto,
     log_every_n_steps,
 )
+from rankrobust.pipeline.checks import check_image_size
 from rankrobust.pipeline.lightning_module import RobustClassifier
 from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
 
@@ -66,6 +67,7 @@ def datamodule(cfg: DictConfig, spec: RunSpec) -> pl.LightningDataModule:
     make = instantiate(node, _partial_=True, _convert_="all")
     dm = make(transform=spec.transform, seed=spec.seed)
     dm.check()  # a missing root etc. before any data is read
+    dm.size_checks.append(functools.partial(check_image_size, spec))  # once the images are read
     return dm
 
 

@@ -95,6 +95,18 @@ def _check_rank(key: str, k: Any, full: int | None) -> None:
         validate_rank(k, full, name=key, shape=(full, full))
 
 
+def check_image_size(spec: Any, H: int, W: int) -> None:
+    """The ranks the analyses ask for against the images read (H x W: ranks <= min(H, W)); run
+    by the datamodule when it first reads the images, before training. `spec`: a RunSpec."""
+    from rankrobust.svd import validate_rank, validate_rank_path
+
+    sweep, rig = spec.sweep, spec.rig
+    for k in (sweep.ranks or []) if sweep.enabled else []:
+        validate_rank(k, min(H, W), name="sweep.ranks", shape=(H, W))
+    if rig.enabled and rig.ranks:
+        validate_rank_path(rig.ranks, min(H, W), "rig.ranks")
+
+
 def check_transform(cfg: DictConfig) -> RankTransform:
     """The rank transform, built once (RankTransform checks mode and apply_to itself)."""
     full = full_rank(cfg)

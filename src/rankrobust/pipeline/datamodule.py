@@ -10,7 +10,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from rankrobust.data.batches import batch_loader, random_brightness_contrast, random_crop_flip
+from rankrobust.data.batches import (
+    CROP_PADDING,
+    batch_loader,
+    random_brightness_contrast,
+    random_crop_flip,
+)
 from rankrobust.data.cifar10 import cifar10_sets, locate_cifar10
 from rankrobust.data.folder import check_source, image_folder_sets
 from rankrobust.data.imagenet import class_index, readable_classes
@@ -83,6 +88,8 @@ class ImageDataModule(pl.LightningDataModule):
         # images each split uses (set at setup): n_train / n_test, or fewer if the data is smaller
         self.n_train_used: int | None = None
         self.n_test_used: int | None = None
+        # checks of other settings against the images' size (H, W), run when it is first known
+        self.size_checks: list = []
 
     # -- loading ---------------------------------------------------------------------------
     def check(self) -> None:
@@ -154,11 +161,25 @@ class ImageDataModule(pl.LightningDataModule):
         if relabel is not None:  # wnid folders: their ImageNet-1k indices
             train, test = (_relabelled(d, relabel) for d in (train, test))
         self.full_rank = min(train.images.shape[-2:])
+        self._check_size(*test.images.shape[-2:])
         self.transform.validate(self.full_rank)
         device = self._device()
         self.raw_test_set = ImageSet(test.images.to(device), test.labels.to(device), test.classes)
         self.train_set = self._maybe_transform(train, "train", device)
         self.test_set = self._maybe_transform(test, "test", device)
+
+    def _check_size(self, H: int, W: int) -> None:
+        """Settings that need larger images, checked once the images are read (before any
+        training): the augmentation's reflect padding, then `size_checks`."""
+        if self.augment and not self._eval_only and min(H, W) <= CROP_PADDING:
+            where = f"dataset={self.name}" + (f" at '{self.root}'" if self.root else "")
+            raise ConfigError(
+                f"{where} holds {H}x{W} images, and dataset.augment=true reflect-pads training "
+                f"images by {CROP_PADDING} pixels, which needs images larger than "
+                f"{CROP_PADDING}x{CROP_PADDING}: set dataset.augment=false or use larger images."
+            )
+        for check in self.size_checks:
+            check(H, W)
 
     def _device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)
@@ -190,6 +211,7 @@ class ImageDataModule(pl.LightningDataModule):
         self._test_pick = torch.tensor(test.indices) if hasattr(test, "indices") else None
         self._streams = splits
         self.full_rank = size
+        self._check_size(size, size)
         self.transform.validate(size)
         empty = torch.empty(0)
         self.train_set = ImageSet(empty, empty, classes)

@@ -20,7 +20,6 @@ them: launch/preflight.py).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 from rankrobust.errors import ConfigError
 from rankrobust.identity import PLUMBING
 from rankrobust.launch.jobs import JobInfo, command_overrides, fresh_command, own_overrides
-from rankrobust.results import FILENAME
+from rankrobust.results import FILENAME, load_json
 
 # compared although plumbing elsewhere: a resumed run keeps its seed, rank and band
 _COMPARED = ("seed", "rank", "transform.rank", "transform.band")
@@ -138,7 +137,7 @@ def saved_run(run_dir: Path) -> SavedRun | None:
     """The run the folder holds (metrics.json, else .hydra/), or None when neither is readable."""
     path = run_dir / FILENAME
     try:
-        record = json.loads(path.read_text())
+        record = load_json(path)
         config, command = record.get("resolved_config"), record.get("command")
     except (OSError, ValueError, AttributeError):
         config = command = None

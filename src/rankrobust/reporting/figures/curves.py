@@ -22,6 +22,7 @@ from rankrobust.reporting.figures.style import (
     colour_for,
     columns,
     errorbar,
+    grouped_curves,
     pct_axis,
     plt,
     rank_axis,
@@ -35,10 +36,18 @@ def _datasets(gs) -> str:
     return ", ".join(sorted({g.dataset for g in gs}))
 
 
+def _capped(groups: list, what: str) -> tuple[list, str]:
+    """At most MAX_CURVES training identities (style.grouped_curves), in their order."""
+    curves, note = grouped_curves(groups, lambda g: g.label, what, lambda g: g.kind, "")
+    kept = {id(g) for _, gs in curves for g in gs}
+    return [g for g in groups if id(g) in kept], note
+
+
 def fig_rank_accuracy(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     groups = C.sweep_groups(rows, "low")
     if not groups:
         raise Skip("no finished full-image run with a low-rank sweep (rank_sweep.low)")
+    groups, note = _capped(groups, "fig-rank-accuracy")
     pyplot = plt()
     fig, (ax, ax_rel) = subplots(pyplot, 1, 2, figsize=(11.5, 4.4))
     labels, labels_rel = ValueLabels(ax), ValueLabels(ax_rel)
@@ -92,7 +101,8 @@ def fig_rank_accuracy(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     labels_rel.draw()
     fig.suptitle(
         f"C1 ({_datasets(groups)}): robust models keep more accuracy on low-rank images\n"
-        + CI_NOTE,
+        + CI_NOTE
+        + (f"\n{note}" if note else ""),
         fontsize=10,
     )
     return save(fig, out_dir, "fig-rank-accuracy")
@@ -102,6 +112,7 @@ def fig_high_rank(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     groups = C.sweep_groups(rows, "high")
     if not groups:
         raise Skip("no finished full-image run with a high-rank sweep (rank_sweep.high)")
+    groups, note = _capped(groups, "fig-high-rank")
     pyplot = plt()
     fig, ax = subplots(pyplot, figsize=(6.8, 4.4))
     labels = ValueLabels(ax)
@@ -125,7 +136,8 @@ def fig_high_rank(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     pct_axis(ax, r"top-1 accuracy on $H_k(x)$")
     ax.set_title(
         f"C2 ({_datasets(groups)}): accuracy on high-rank residuals\n"
-        f"grey band: chance ± {100 * C.MARGIN_C2:.0f} points; {CI_NOTE}",
+        f"grey band: chance ± {100 * C.MARGIN_C2:.0f} points; {CI_NOTE}"
+        + (f"\n{note}" if note else ""),
         fontsize=9,
     )
     ax.legend(loc="best")
@@ -147,21 +159,33 @@ def fig_rig_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     index: dict[str, int] = {}
     all_ks: set[int] = set()
     top = C.TOP_RANKS_C3
-    for r, (ranks, per_rank) in sorted(items, key=lambda it: (it[0]["kind"], it[0]["run_dir"])):
-        c = colour_for(r["kind"], index)
+
+    def label_of(item) -> str:
+        r = item[0]
         how = r.get("threat") or (r["attack"] if r["attack"] not in (None, "none") else "")
         how = f" ({how})" if r["kind"] == "robust" and how else ""
-        label = f"{r['kind']}: {r['model']}{how}, {C.dataset_name(r)}" + (
+        return f"{r['kind']}: {r['model']}{how}, {C.dataset_name(r)}" + (
             f", trained on rank {r['rank']}" if r.get("rank") is not None else ""
         )
+
+    pooled = "runs of one label: one curve over all their images"
+    curves, note = grouped_curves(
+        items, label_of, "fig-rig-spectrum", lambda it: it[0]["kind"], pooled
+    )
+    for label, group in curves:
+        r, (ranks, _) = group[0]
+        same = [(g, a) for g, a in group if list(a[0]) == list(ranks)]  # one rank path
+        per_rank = np.concatenate([a[1] for _, a in same])  # the images of all its runs
+        c = colour_for(r["kind"], index)
         a = np.abs(per_rank).sum(1, keepdims=True)
         share = per_rank / np.where(a > 0, a, 1)  # per image: a_k / sum |a_k|
         cum = np.cumsum(np.abs(share), axis=1)
         m = MARKERS.get(r["kind"], "^")
+        shown = f"{label} ({len(same)} runs)" if len(same) > 1 else label
         for target, values, bounds in ((ax, share, (-1.0, 1.0)), (ax_cum, cum, (0.0, 1.0))):
             ests = [mean_of(values[:, j], "t over images", bounds) for j in range(len(ranks))]
-            errorbar(target, ranks, ests, marker=m, ms=3, color=c, label=label)
-        est = C.top_share(r)
+            errorbar(target, ranks, ests, marker=m, ms=3, color=c, label=shown)
+        est = C.top_share(r) if len(same) == 1 else None
         if est is not None:
             labels.add(C.nearest_k(ranks, top), est.value, c)
         all_ks |= set(ranks)
@@ -179,7 +203,7 @@ def fig_rig_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list[Path]:
     labels.draw()
     fig.suptitle(
         "C3: which ranks RIG credits, natural vs robust\n"
-        "error bars: 95% t-intervals over the RIG images",
+        "error bars: 95% t-intervals over the RIG images" + (f"\n{note}" if note else ""),
         fontsize=10,
     )
     return save(fig, out_dir, "fig-rig-spectrum")

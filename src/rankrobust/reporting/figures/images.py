@@ -22,6 +22,7 @@ from rankrobust.reporting.figures.style import (
     OKABE_ITO,
     Skip,
     colour_for,
+    grouped_curves,
     plt,
     save,
     subplots,
@@ -186,8 +187,16 @@ def fig_perturbation_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list
     index: dict[str, int] = {}
     clean_drawn = False
     eps_values = set()
-    for r in sorted(items, key=lambda r: (r["kind"], r["run_dir"])):
-        spec = r["perturbation_spectrum"]
+
+    def label(r: dict) -> str:
+        return (
+            f"$x_\\mathrm{{adv}} - x$, {r['kind']} model "
+            f"({r['model']}, {r['attack']}, {C.dataset_name(r)})"
+        )
+
+    curves, note = grouped_curves(items, label, "fig-perturbation-spectrum")
+    for name, runs in curves:
+        spec = runs[0]["perturbation_spectrum"]
         if spec.get("clean") and not clean_drawn:
             s = np.asarray(spec["clean"], dtype=float)
             idx = np.arange(1, len(s) + 1)
@@ -195,19 +204,22 @@ def fig_perturbation_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list
             ax.plot(idx, s, **kw)
             ax_n.plot(idx, s / s.sum(), **kw)
             clean_drawn = True
-        c = colour_for(r["kind"], index)
-        s = np.asarray(spec["perturbation"], dtype=float)
-        idx = np.arange(1, len(s) + 1)
-        eps = (r.get("eval_attack") or {}).get("eps")
-        if eps is not None:
-            eps_values.add(f"{eps:.4g}")
-        label = (
-            f"$x_\\mathrm{{adv}} - x$, {r['kind']} model "
-            f"({r['model']}, {r['attack']}, {C.dataset_name(r)})"
-        )
-        m = MARKERS.get(r["kind"], "^")
-        ax.plot(idx, s, color=c, marker=m, ms=3, label=label)
-        ax_n.plot(idx, s / s.sum(), color=c, marker=m, ms=3, label=label)
+        kind = runs[0]["kind"]
+        c = colour_for(kind, index)
+        n = len(runs[0]["perturbation_spectrum"]["perturbation"])
+        same = [r for r in runs if len(r["perturbation_spectrum"]["perturbation"]) == n]
+        spectra = np.asarray([r["perturbation_spectrum"]["perturbation"] for r in same], float)
+        for r in same:
+            eps = (r.get("eval_attack") or {}).get("eps")
+            if eps is not None:
+                eps_values.add(f"{eps:.4g}")
+        idx = np.arange(1, n + 1)
+        m = MARKERS.get(kind, "^")
+        shown = f"{name} ({len(same)} runs)" if len(same) > 1 else name
+        for target, values in ((ax, spectra), (ax_n, spectra / spectra.sum(1, keepdims=True))):
+            target.plot(idx, values.mean(0), color=c, marker=m, ms=3, label=shown)
+            if len(same) > 1:
+                target.fill_between(idx, values.min(0), values.max(0), color=c, alpha=0.2, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("singular value index $i$ (per channel)")
     ax.set_ylabel("mean singular value $s_i$ (pixel units, log scale)")
@@ -218,5 +230,6 @@ def fig_perturbation_spectrum(rows: list[dict], out_dir: Path, **_: Any) -> list
     ax_n.set_ylabel(r"$s_i / \Sigma_j s_j$ (log scale)")
     ax_n.set_title("Normalised spectra (shape)", fontsize=10)
     ax.legend(loc="upper right")
-    fig.suptitle("Singular value spectra of adversarial perturbations vs clean images", fontsize=10)
+    title = "Singular value spectra of adversarial perturbations vs clean images"
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=10)
     return save(fig, out_dir, "fig-perturbation-spectrum")

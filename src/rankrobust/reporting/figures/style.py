@@ -265,3 +265,42 @@ class ValueLabels:
             ann.set_va(va)
             boxes.append(ann.get_window_extent(renderer))
             self.drawn.append(ann)
+
+
+# Curves (and legend entries) one figure draws at most: runs of one label are drawn as one
+# mean curve, and beyond this many labels the ones with the fewest runs are left out (said on
+# the figure and in the log), so that a folder of thousands of runs gives a readable figure.
+MAX_CURVES = 12
+
+
+def grouped_curves(
+    items: list,
+    label_of,
+    what: str,
+    kind_of=lambda item: item["kind"],
+    pooled: str = "runs of one label: their mean, band: min to max",
+) -> tuple[list[tuple[str, list]], str]:
+    """[(label, its items)], at most MAX_CURVES labels (taken in turn from each kind, most runs
+    first, then by label), and a note for the figure: how many runs a curve averages and what
+    was left out (also logged). `label_of(item)` names an item's curve; `what` names the
+    figure in the log; `pooled` says how a curve of several runs is drawn."""
+    import logging
+
+    by_label: dict[str, list] = {}
+    for item in items:
+        by_label.setdefault(label_of(item), []).append(item)
+    kinds: dict[str, list[str]] = {}
+    for k in sorted(by_label, key=lambda k: (-len(by_label[k]), k)):
+        kinds.setdefault(str(kind_of(by_label[k][0])), []).append(k)
+    turns = [kinds[kind] for kind in sorted(kinds)]
+    order = [ks[i] for i in range(max(map(len, turns), default=0)) for ks in turns if i < len(ks)]
+    kept, dropped = order[:MAX_CURVES], order[MAX_CURVES:]
+    note = ""
+    if any(len(by_label[k]) > 1 for k in kept):
+        note = pooled
+    if dropped:
+        n_runs = sum(len(by_label[k]) for k in dropped)
+        left = f"{len(dropped)} more labels ({n_runs} runs) not drawn: at most {MAX_CURVES} curves"
+        note = f"{note}; {left}" if note else left
+        logging.getLogger("rankrobust").warning("[rankrobust] %s: %s", what, left)
+    return [(k, by_label[k]) for k in sorted(kept)], note
