@@ -27,6 +27,7 @@ from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
 from rankrobust.pipeline.explain import run_attribution
+from rankrobust.memory import gradient_batch_size
 from rankrobust.results import FILES, RIG_TOP_RANKS, model_kind
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
 from rankrobust.svd import Factorization, factorize
@@ -172,6 +173,8 @@ def run_rig(
     # a seeded pick, read alone (a streamed set decodes only these images)
     x, y = datamodule.test_tensors(raw=True, n=settings.n_images, seed=settings.seed)
     x = x.to(next(model.parameters()).device)
+    # a backward pass of batch_size images must fit in the memory available (memory.py)
+    batch = gradient_batch_size(model, x.shape[1:], settings.batch_size, name="rig")
     result = rank_integrated_gradients(
         model,
         x,
@@ -179,9 +182,9 @@ def run_rig(
         baseline_steps=settings.baseline_steps,
         ranks=settings.ranks,
         baseline=settings.baseline,
-        batch_size=settings.batch_size,
+        batch_size=batch,
     )
-    vanilla = vanilla_gradient(model, x, target=result.target)
+    vanilla = vanilla_gradient(model, x, target=result.target, batch_size=batch)
     arrays = {
         "images": x.cpu().numpy(),
         "targets": result.target.cpu().numpy(),
@@ -207,6 +210,7 @@ def run_rig(
             "n_images": len(y),
             "steps_per_rank": settings.steps_per_rank,
             "baseline_steps": settings.baseline_steps,
+            "batch_size": batch,
         }
     }
 
