@@ -21,16 +21,20 @@ class _Scale(nn.Module):
 
 def _model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(
-        _Scale(),
-        nn.Conv2d(3, 6, 3, padding=1),
-        nn.Softplus(),
-        nn.Conv2d(6, 6, 3, padding=1),
-        nn.Softplus(),
-        nn.AdaptiveAvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(24, 4),
-    ).double().eval()
+    return (
+        nn.Sequential(
+            _Scale(),
+            nn.Conv2d(3, 6, 3, padding=1),
+            nn.Softplus(),
+            nn.Conv2d(6, 6, 3, padding=1),
+            nn.Softplus(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(24, 4),
+        )
+        .double()
+        .eval()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,8 @@ def test_gap_equals_captums_convergence_delta_over_the_score_change(setup, score
 
 
 def test_linear_model_known_answers():
-    """f(x) = w . x + b (class 0): IG's map w * x is exact (gap 0), twice it is off by the whole change (1)."""
+    """f(x) = w . x + b (class 0): IG's map w * x is exact (gap 0); twice that map is off by
+    the whole change (gap 1)."""
     w = torch.rand(1, 3, HW, HW, generator=torch.Generator().manual_seed(3)) - 0.5
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * HW * HW, 2))
     with torch.no_grad():

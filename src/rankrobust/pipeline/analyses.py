@@ -26,8 +26,8 @@ from rankrobust.attacks import Attack
 from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
-from rankrobust.pipeline.explain import run_attribution
 from rankrobust.memory import gradient_batch_size
+from rankrobust.pipeline.explain import run_attribution
 from rankrobust.results import FILES, RIG_TOP_RANKS, model_kind
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
 from rankrobust.svd import Factorization, factorize
