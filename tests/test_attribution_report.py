@@ -26,6 +26,8 @@ def _attribution(seed: int, gini_shift: float, entropy_shift: float) -> dict:
         shift = {"sparseness": gini_shift, "complexity": entropy_shift, "diffid": 0.1, "mprt": 0}
         per_image[method] = {k: (base[k] + shift[k] + noise[k]).tolist() for k in base}
     per_image["rig"]["mprt"][0] = None  # a constant map gives no correlation (NaN -> null)
+    for method, scale in (("ig", 0.01), ("rig", 0.02), ("sig", 0.03)):  # known medians
+        per_image[method]["completeness_gap"] = (scale * (1 + np.arange(N))).tolist()
     methods, metrics = list(per_image), list(base)
     return {
         "methods": methods, "metrics": metrics, "n_images": N, "steps": 64,
@@ -61,8 +63,15 @@ def test_cleaner_maps_verdict_from_paired_intervals(tmp_path, shifts, verdict):
     path, _ = report.report(rows, tmp_path / "figures")
     text = path.read_text()
     assert f"### RIG maps are cleaner than vanilla gradients: **{verdict}**" in text
-    assert "| method | sparseness | complexity | diffid | mprt |" in text
+    assert "| method | sparseness | complexity | diffid | mprt | completeness gap |" in text
     assert "gradient evaluations per image: gradient 1, ig 64, rig 64, sig 64" in text
+    # each path method's completeness gap: median [min, max] over the images, in every kind
+    rows_of = [line for line in text.splitlines() if line.startswith("| rig |")]
+    assert len(rows_of) == 2 and all(r.endswith(" | 0.130 [0.020, 0.240] |") for r in rows_of)
+    ig = [line for line in text.splitlines() if line.startswith("| ig |")]
+    assert all(r.endswith(" | 0.065 [0.010, 0.120] |") for r in ig)
+    gradient = [line for line in text.splitlines() if line.startswith("| gradient |")]
+    assert all(r.endswith(" | n/a |") for r in gradient)
 
 
 def test_paired_interval_equals_scipys_paired_t_interval(tmp_path):

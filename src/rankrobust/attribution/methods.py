@@ -25,9 +25,10 @@ from rankrobust.attribution._rig import (
 )
 from rankrobust.attribution.sig import spectral_integrated_gradients
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_finite_logits
+from rankrobust.inputs import check_finite_logits, check_number
 from rankrobust.inputs import logits as checked_logits
 from rankrobust.models import eval_mode
+from rankrobust.svd import validate_rank_path
 
 __all__ = [
     "METHODS",
@@ -76,15 +77,18 @@ def default_rig_ranks(full_rank: int) -> list[int]:
     return ranks + [full_rank]
 
 
-def rig_schedule(steps: int, n_segments: int) -> tuple[int, int]:
-    """RIG's rank-uniform split of a budget of E = ``steps`` evaluations over R segments.
+def rig_schedule(steps: int, n_segments: int, first_share: float | None = None) -> tuple[int, int]:
+    """RIG's split of a budget of E = ``steps`` evaluations over R segments.
 
-    Every segment gets ``q = E // R`` points and the first one (baseline -> L_1, by far the
-    longest, where nearly all the integration error sits) also takes the remainder:
-    returns ``(steps_per_rank, baseline_steps) = (q, E - (R - 1) q)``; total exactly E.
+    Rank-uniform (``first_share`` None): every segment gets ``q = E // R`` points and the
+    first one (baseline -> L_1, by far the longest, where nearly all the integration error
+    sits) also takes the remainder.  With ``first_share`` in (0, 1) the first segment gets
+    about that share of E and the other R - 1 share the rest evenly (at least one point
+    each), so the path converges at the same cost.  Returns ``(steps_per_rank,
+    baseline_steps) = (q, E - (R - 1) q)``; total exactly E.
 
     Raises:
-        ConfigError: E < R (fewer evaluations than rank segments).
+        ConfigError: E < R (fewer evaluations than rank segments), or a share outside (0, 1).
     """
     e = _check_steps(steps, "steps")
     if e < n_segments:
@@ -92,7 +96,13 @@ def rig_schedule(steps: int, n_segments: int) -> tuple[int, int]:
             f"steps={e} gradient evaluations cannot cover RIG's {n_segments} rank segments: "
             f"use steps >= {n_segments}"
         )
-    q = e // n_segments
+    if first_share is None or n_segments == 1:
+        q = e // n_segments
+    else:
+        share = check_number(first_share, "first_share", 0.0, 1.0, high_open=True)
+        if share <= 0.0:
+            raise ConfigError(f"first_share must be in (0, 1), got {first_share}")
+        q = max(1, (e - max(1, round(share * e))) // (n_segments - 1))
     return q, e - (n_segments - 1) * q
 
 
@@ -119,11 +129,15 @@ def explain(
     batch_size: int = 256,
     overlap: float = 0.5,
     baseline="zero",
+    rig_ranks: list[int] | None = None,
+    rig_first_share: float | None = None,
 ) -> Attribution:
     """Attribution maps of ``method`` for images x (N, C, H, W) at ``steps`` evaluations each.
 
     IG and RIG use the midpoint rule; SIG uses its published left sum (``riemann_left``).
     ``target`` None explains the top label; ``score`` is "logit", "softmax" or "log_softmax".
+    RIG's path runs through ``rig_ranks`` (None: :func:`default_rig_ranks`), its budget split by
+    :func:`rig_schedule` with ``rig_first_share``.
 
     Raises:
         ConfigError: an unknown method, or a budget below RIG's number of rank segments.
@@ -139,8 +153,9 @@ def explain(
     if method == "ig":
         res = integrated_gradients(model, x, steps=steps, **common)
     elif method == "rig":
-        ranks = default_rig_ranks(min(x.shape[-2:]))
-        per_rank, first = rig_schedule(steps, len(ranks))
+        ranks = validate_rank_path(rig_ranks, min(x.shape[-2:])) if rig_ranks else None
+        ranks = ranks or default_rig_ranks(min(x.shape[-2:]))
+        per_rank, first = rig_schedule(steps, len(ranks), rig_first_share)
         res = rank_integrated_gradients(
             model, x, steps_per_rank=per_rank, baseline_steps=first, ranks=ranks, **common
         )

@@ -181,8 +181,17 @@ ATTRIBUTION_HOW_TO_READ = (
     "sparseness (Quantus `Sparseness`): higher = more concentrated. Entropy complexity "
     "(Quantus `Complexity`): lower = simpler. MPRT (Spearman correlation with the map of the "
     "fully randomised model): lower = the map depends on the model (a sanity check, not a "
-    "quality score)."
+    "quality score). Completeness gap |sum(map) - (f(x) - f(black))| / |f(x) - f(black)|: "
+    "median [range] over the images; 0 = the path integral converged."
 )
+
+
+def _gap(g: dict | None) -> str:
+    """'0.005 [0.002, 0.011]' (median [min, max] of a method's completeness gaps) or 'n/a'."""
+    if not g:
+        return "n/a"
+    span = f" [{g['min']:.3f}, {g['max']:.3f}]" if g.get("min") is not None else ""
+    return f"{g['median']:.3f}{span}"
 
 
 def _num(e: Estimate | None, digits: int = 3) -> str:
@@ -209,7 +218,9 @@ def attribution_lines(cm: dict) -> list[str]:
             "",
         ]
         metrics = list(dict.fromkeys(r["metric"] for r in k["table"]))
-        lines += ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+        gaps = k.get("completeness_gap") or {}
+        lines += ["| method | " + " | ".join(metrics) + " | completeness gap |",
+                  "|---" * (len(metrics) + 2) + "|"]  # fmt: skip
         by = {(r["method"], r["metric"]): r for r in k["table"]}
         for method in dict.fromkeys(r["method"] for r in k["table"]):
             cells = []
@@ -219,7 +230,7 @@ def attribution_lines(cm: dict) -> list[str]:
                 if r["vs_gradient"] is not None:
                     cell += f" (vs gradient {_num(r['vs_gradient'])})"
                 cells.append(cell)
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {_gap(gaps.get(method))} |")
         mprt = k.get("mprt_layers") or {}
         if mprt:
             sanity = "; ".join(

@@ -10,8 +10,11 @@ of gradient evaluations per image).  For each run kind (natural, robust):
   the gradient's is below 0, each judged by its paired 95% interval (holds when both
   intervals lie wholly on the rule's side, does not hold when one lies wholly on the other,
   inconclusive otherwise); one verdict per kind, then the three-valued AND over kinds;
-- beside it: DiffID (faithfulness, higher = better) and the MPRT sanity line (correlation once
-  every layer is randomised: a map that keeps a high one explains the image, not the model).
+- beside it: DiffID (faithfulness, higher = better), the MPRT sanity line (correlation once
+  every layer is randomised: a map that keeps a high one explains the image, not the model)
+  and each path method's completeness gap |sum(map) - (f(x) - f(baseline))| /
+  |f(x) - f(baseline)| per image, median and range (how far each map is from converged: maps
+  compared at equal cost are only comparable when all are near 0).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from rankrobust.reporting.intervals import (
     mean_of,
 )
 
-__all__ = ["REFERENCE", "attribution_runs", "cleaner_maps", "metric_table"]
+__all__ = ["REFERENCE", "attribution_runs", "cleaner_maps", "completeness_gaps", "metric_table"]
 
 REFERENCE = "gradient"  # the method every other is paired against
 # metric -> (direction the rule or the field prefers, bounds of a per-image value)
@@ -91,6 +94,23 @@ def metric_table(att: dict) -> list[dict]:
     return out
 
 
+def completeness_gaps(att: dict) -> dict[str, dict]:
+    """{method: {median, min, max, n}} of each path method's per-image completeness gap (runs
+    from before per-image gaps: {median} from median_rel_delta, n None)."""
+    out: dict[str, dict] = {}
+    for method in att.get("methods", []):
+        values = sorted(v for v in _values(att, method, "completeness_gap") if v is not None)
+        if values:
+            mid = len(values) // 2
+            median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+            out[method] = {"median": median, "min": values[0], "max": values[-1],
+                           "n": len(values)}  # fmt: skip
+        elif method in (att.get("median_rel_delta") or {}):
+            out[method] = {"median": att["median_rel_delta"][method], "min": None, "max": None,
+                           "n": None}  # fmt: skip
+    return out
+
+
 def _negated(e: Estimate | None) -> Estimate | None:
     if e is None:
         return None
@@ -130,6 +150,7 @@ def cleaner_maps(rows: Sequence[dict], method: str = "rig") -> dict[str, Any]:
                 "n_images": att.get("n_images"),
                 "steps": att.get("steps"),
                 "mprt_layers": att.get("mprt_layers", {}),
+                "completeness_gap": completeness_gaps(att),
             }
         )
     tested = [k for k in per_kind if k["gini_difference"] is not None]
