@@ -203,6 +203,15 @@ def _num(e: Estimate | None, digits: int = 3) -> str:
     return f"{e.value:.{digits}f} [{e.lo:.{digits}f}, {e.hi:.{digits}f}]"
 
 
+def _kept_line(k: dict) -> str:
+    """Which images the verdict of one run kind was drawn from."""
+    if k.get("n_kept") is None:
+        return "Per-image completeness gaps not recorded (an older run): every image used."
+    left = (k["n_images"] or 0) - k["n_kept"]
+    return (f"Verdict from the {k['n_kept']} images whose RIG map converged (completeness gap "
+            f"<= {k['gap_threshold']:g}); {left} left out.")  # fmt: skip
+
+
 def attribution_lines(cm: dict) -> list[str]:
     """C3's attribution part: the verdict of "RIG maps are cleaner than vanilla gradients" and,
     per run kind, the method x metric table (reporting.claims.attribution decides)."""
@@ -214,7 +223,7 @@ def attribution_lines(cm: dict) -> list[str]:
             "",
             f"**{k['kind']}** (`{k['run']}`, {k['n_images']} images; gradient evaluations per "
             f"image: {evals}): Gini RIG - gradient {_num(k['gini_difference'])}, entropy RIG - "
-            f"gradient {_num(k['entropy_difference'])}: **{k['verdict']}**.",
+            f"gradient {_num(k['entropy_difference'])}: **{k['verdict']}**. {_kept_line(k)}",
             "",
         ]
         metrics = list(dict.fromkeys(r["metric"] for r in k["table"]))
