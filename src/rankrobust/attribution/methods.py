@@ -33,7 +33,9 @@ from rankrobust.svd import validate_rank_path
 __all__ = [
     "METHODS",
     "METRICS",
+    "RIG_FIRST_SHARE",
     "Attribution",
+    "comparison_rig_ranks",
     "default_rig_ranks",
     "explain",
     "rig_schedule",
@@ -42,6 +44,10 @@ __all__ = [
 
 METHODS = ("gradient", "ig", "rig", "sig")
 METRICS = ("diffid", "sparseness", "complexity", "mprt")  # rankrobust.attribution.metrics
+# The share of RIG's budget on its first segment in explain() (rig_schedule): measured on the
+# demo's CIFAR-10 models at 32 evaluations, with comparison_rig_ranks it halves the median
+# completeness gap of the rank-uniform split over every rank (docs/attribution.md).
+RIG_FIRST_SHARE = 0.6
 
 
 @dataclass
@@ -74,6 +80,19 @@ def default_rig_ranks(full_rank: int) -> list[int]:
     while k < full_rank:
         ranks.append(k)
         k *= 2
+    return ranks + [full_rank]
+
+
+def comparison_rig_ranks(full_rank: int) -> list[int]:
+    """RIG's path when methods are compared at equal cost: ranks 1, 4, 16, ... (powers of 4
+    below the full rank), then the full rank (32: [1, 4, 16, 32]; 224: [1, 4, 16, 64, 224]).
+    A few segments, so that each gets several of the budget's points: at 32 evaluations the
+    path through every rank has one point per segment and a median completeness gap of ~0.3
+    on the demo's models, this one ~0.01-0.03."""
+    ranks, k = [], 1
+    while k < full_rank:
+        ranks.append(k)
+        k *= 4
     return ranks + [full_rank]
 
 
@@ -130,14 +149,14 @@ def explain(
     overlap: float = 0.5,
     baseline="zero",
     rig_ranks: list[int] | None = None,
-    rig_first_share: float | None = None,
+    rig_first_share: float | None = RIG_FIRST_SHARE,
 ) -> Attribution:
     """Attribution maps of ``method`` for images x (N, C, H, W) at ``steps`` evaluations each.
 
     IG and RIG use the midpoint rule; SIG uses its published left sum (``riemann_left``).
     ``target`` None explains the top label; ``score`` is "logit", "softmax" or "log_softmax".
-    RIG's path runs through ``rig_ranks`` (None: :func:`default_rig_ranks`), its budget split by
-    :func:`rig_schedule` with ``rig_first_share``.
+    RIG's path runs through ``rig_ranks`` (None: :func:`comparison_rig_ranks`), its budget
+    split by :func:`rig_schedule` with ``rig_first_share`` (None: every segment alike).
 
     Raises:
         ConfigError: an unknown method, or a budget below RIG's number of rank segments.
@@ -154,7 +173,7 @@ def explain(
         res = integrated_gradients(model, x, steps=steps, **common)
     elif method == "rig":
         ranks = validate_rank_path(rig_ranks, min(x.shape[-2:])) if rig_ranks else None
-        ranks = ranks or default_rig_ranks(min(x.shape[-2:]))
+        ranks = ranks or comparison_rig_ranks(min(x.shape[-2:]))
         per_rank, first = rig_schedule(steps, len(ranks), rig_first_share)
         res = rank_integrated_gradients(
             model, x, steps_per_rank=per_rank, baseline_steps=first, ranks=ranks, **common

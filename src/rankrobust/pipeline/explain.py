@@ -19,8 +19,8 @@ from rankrobust.results import FILES
 class AttributionSettings:
     """Gradient / IG / RIG / SIG maps on ``n_images`` seeded test images, every path method at
     ``steps`` gradient evaluations per image, scored by ``metrics`` (attribution/metrics.py).
-    RIG's path runs through ``rig_ranks`` (None: every rank up to 32, then geometric), the
-    budget split by ``rig_first_share`` (attribution.methods.rig_schedule)."""
+    RIG's path runs through ``rig_ranks`` (None: 1, 4, 16, ..., full), the budget split by
+    ``rig_first_share`` (attribution.methods: comparison_rig_ranks, rig_schedule)."""
 
     enabled: bool = False
     methods: list[str] = field(default_factory=lambda: ["gradient", "ig", "rig", "sig"])
@@ -32,7 +32,7 @@ class AttributionSettings:
     score: str = "softmax"
     overlap: float = 0.5
     rig_ranks: list[int] | None = None
-    rig_first_share: float | None = None
+    rig_first_share: float | None = 0.6
     mprt_layers: int | None = None
     batch_size: int = 256
     seed: int = 0

@@ -79,7 +79,7 @@ def check_checkpoint(cfg: DictConfig) -> None:
 def check_attribution(cfg: DictConfig) -> None:
     """attribution.methods / metrics / score, and a budget that covers RIG's rank segments."""
     from rankrobust.attribution import METHODS, SUPPORTED_SCORES
-    from rankrobust.attribution.methods import METRICS, default_rig_ranks
+    from rankrobust.attribution.methods import METRICS, comparison_rig_ranks
     from rankrobust.svd import validate_rank_path
 
     if not _get(cfg, "attribution.enabled", False):
@@ -110,7 +110,7 @@ def check_attribution(cfg: DictConfig) -> None:
         ranks = list(ranks) if ranks is not None else None
         if ranks is not None:
             validate_rank_path(ranks, full, "attribution.rig_ranks")
-        segments = len(ranks or default_rig_ranks(full))
+        segments = len(ranks or comparison_rig_ranks(full))
         if steps < segments:
             raise ConfigError(
                 f"attribution.steps={steps} is not valid: RIG's rank path on {full}x{full} "
