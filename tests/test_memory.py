@@ -1,5 +1,5 @@
-"""Gradient batches sized from the memory available (rankrobust.memory): known image sizes and
-known memory give known batches."""
+"""Gradient batches sized from the memory available (rankrobust.attribution.memory): known image
+sizes and known memory give known batches."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import torch
 import torchvision
 from torch import nn
 
+from rankrobust.attribution.memory import (
+    activation_bytes,
+    available_bytes,
+    fit_batch,
+    gradient_batch_size,
+)
 from rankrobust.errors import ConfigError
-from rankrobust.memory import activation_bytes, available_bytes, fit_batch, gradient_batch_size
 
 MB, GB = 2**20, 2**30
 

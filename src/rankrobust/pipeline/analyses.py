@@ -23,10 +23,10 @@ from torch import nn
 
 from rankrobust import bases
 from rankrobust.attacks import Attack
+from rankrobust.attribution.memory import gradient_batch_size
 from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
-from rankrobust.memory import gradient_batch_size
 from rankrobust.pipeline.explain import run_attribution
 from rankrobust.results import FILES, RIG_TOP_RANKS, model_kind
 from rankrobust.rig import rank_integrated_gradients, vanilla_gradient
@@ -173,7 +173,7 @@ def run_rig(
     # a seeded pick, read alone (a streamed set decodes only these images)
     x, y = datamodule.test_tensors(raw=True, n=settings.n_images, seed=settings.seed)
     x = x.to(next(model.parameters()).device)
-    # a backward pass of batch_size images must fit in the memory available (memory.py)
+    # a backward pass of batch_size images must fit in the memory available (attribution.memory)
     batch = gradient_batch_size(model, x.shape[1:], settings.batch_size, name="rig")
     result = rank_integrated_gradients(
         model,

@@ -50,7 +50,7 @@ def run_attribution(
     gradient evaluations per image and each path method's completeness gap per image
     (``per_image[method]["completeness_gap"]``, recomputed from its map: metrics.completeness_gap)
     with its median and range (``completeness_gap``). Gradient batches are cut to the memory
-    available (memory.gradient_batch_size).
+    available (attribution.memory.gradient_batch_size).
     """
     from rankrobust.attribution import (
         completeness_gap,
@@ -60,9 +60,9 @@ def run_attribution(
         randomisation_test,
         sparseness,
     )
+    from rankrobust.attribution.memory import gradient_batch_size
     from rankrobust.attribution.methods import top_label
     from rankrobust.attribution.plot import save_attribution_grid
-    from rankrobust.memory import gradient_batch_size
 
     run_dir = Path(run_dir)
     net = getattr(model, "model", model)  # the bare network (MPRT deep-copies it)
