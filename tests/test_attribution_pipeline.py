@@ -35,7 +35,8 @@ def test_run_attribution_writes_maps_metrics_and_figure(cifar_images, one_thread
     assert att["evaluations"] == {"gradient": 1, "ig": 32, "rig": 32, "sig": 32}
     for method in att["methods"]:
         per = att["per_image"][method]
-        assert set(per) == {"diffid", "sparseness", "complexity", "mprt"}
+        gap = {"completeness_gap"} if method != "gradient" else set()
+        assert set(per) == {"diffid", "sparseness", "complexity", "mprt"} | gap
         for metric, values in per.items():
             assert len(values) == 4
             assert att["mean"][method][metric] == pytest.approx(np.nanmean(values))
@@ -52,6 +53,19 @@ def test_run_attribution_writes_maps_metrics_and_figure(cifar_images, one_thread
         att["per_image"]["rig"]["sparseness"],
         rtol=1e-12,
     )
+    # each path map's completeness gap, recomputed from the saved map by the helper
+    from rankrobust.attribution import completeness_gap
+
+    for method in ("ig", "rig", "sig"):
+        again = completeness_gap(model, torch.from_numpy(arrays["images"]),
+                                 torch.from_numpy(arrays[f"map_{method}"]),
+                                 torch.from_numpy(arrays["targets"]), score="softmax")  # fmt: skip
+        np.testing.assert_allclose(
+            again.numpy(), att["per_image"][method]["completeness_gap"], rtol=1e-4, atol=1e-6
+        )
+        gaps = att["completeness_gap"][method]
+        assert gaps["min"] <= gaps["median"] <= gaps["max"]
+    assert att["rig_ranks"] is None and att["rig_first_share"] == 0.6
     assert (tmp_path / "attribution.png").stat().st_size > 10_000
     # through the one writer and reader
     ident = dict.fromkeys(("dataset", "model", "attack", "rank", "seed"))
@@ -67,13 +81,17 @@ def test_run_attribution_writes_maps_metrics_and_figure(cifar_images, one_thread
     [
         ("attribution.methods=[gradient,lime]", "attribution.methods"),
         ("attribution.metrics=[]", "attribution.metrics"),
-        ("attribution.steps=16", "attribution.steps >= 32"),
+        ("attribution.steps=3", "attribution.steps >= 4"),
+        ("attribution.rig_ranks=[1,2,4,8,16,32]", "attribution.steps >= 6"),
+        ("attribution.rig_ranks=[1,4,16]", "attribution.rig_ranks"),
+        ("attribution.rig_first_share=1.0", "attribution.rig_first_share"),
         ("attribution.overlap=1.0", "attribution.overlap"),
         ("attribution.score=prob", "attribution.score"),
     ],
 )
 def test_bad_attribution_settings_stop_the_run_naming_the_key(override, match):
-    cfg = make_cfg("dataset=synthetic", "attribution.enabled=true", override)
+    steps = [] if "steps" in override else ["attribution.steps=5"]
+    cfg = make_cfg("dataset=synthetic", "attribution.enabled=true", override, *steps)
     with pytest.raises(ConfigError, match=match):
         checks.check_config(cfg)
 

@@ -26,6 +26,8 @@ def _attribution(seed: int, gini_shift: float, entropy_shift: float) -> dict:
         shift = {"sparseness": gini_shift, "complexity": entropy_shift, "diffid": 0.1, "mprt": 0}
         per_image[method] = {k: (base[k] + shift[k] + noise[k]).tolist() for k in base}
     per_image["rig"]["mprt"][0] = None  # a constant map gives no correlation (NaN -> null)
+    for method, scale in (("ig", 0.01), ("rig", 0.004), ("sig", 0.03)):  # known medians
+        per_image[method]["completeness_gap"] = (scale * (1 + np.arange(N))).tolist()
     methods, metrics = list(per_image), list(base)
     return {
         "methods": methods, "metrics": metrics, "n_images": N, "steps": 64,
@@ -61,8 +63,41 @@ def test_cleaner_maps_verdict_from_paired_intervals(tmp_path, shifts, verdict):
     path, _ = report.report(rows, tmp_path / "figures")
     text = path.read_text()
     assert f"### RIG maps are cleaner than vanilla gradients: **{verdict}**" in text
-    assert "| method | sparseness | complexity | diffid | mprt |" in text
+    assert "| method | sparseness | complexity | diffid | mprt | completeness gap |" in text
     assert "gradient evaluations per image: gradient 1, ig 64, rig 64, sig 64" in text
+    # each path method's completeness gap: median [min, max] over the images, in every kind
+    rows_of = [line for line in text.splitlines() if line.startswith("| rig |")]
+    assert len(rows_of) == 2 and all(r.endswith(" | 0.026 [0.004, 0.048] |") for r in rows_of)
+    ig = [line for line in text.splitlines() if line.startswith("| ig |")]
+    assert all(r.endswith(" | 0.065 [0.010, 0.120] |") for r in ig)
+    gradient = [line for line in text.splitlines() if line.startswith("| gradient |")]
+    assert all(r.endswith(" | n/a |") for r in gradient)
+
+
+def test_verdict_only_from_converged_rig_maps_and_says_how_many_were_left_out(tmp_path):
+    """Four images whose RIG map did not converge (gap 0.5 > GAP_THRESHOLD) and whose RIG map
+    is far less sparse: left out, the verdict still holds on the other eight, and report.md
+    counts them; a run without per-image gaps uses every image and says so."""
+    rows = _outputs(tmp_path, (0.1, -0.5))
+    for row in rows:
+        rig = row["attribution"]["per_image"]["rig"]
+        for i in range(4):
+            rig["completeness_gap"][i] = 0.5
+            rig["sparseness"][i] -= 5.0
+    cm = cleaner_maps(rows)
+    assert cm["verdict"] == "holds" and "completeness gap <= 0.05" in cm["rule"]
+    assert [(k["n_kept"], k["gini_difference"].n) for k in cm["per_kind"]] == [(8, 8), (8, 8)]
+    text = report.report(rows, tmp_path / "figures")[0].read_text()
+    assert text.count("Verdict from the 8 images whose RIG map converged") == 2
+    assert text.count("(completeness gap <= 0.05); 4 left out.") == 2
+    for row in rows:  # an older run: no per-image gaps
+        for per in row["attribution"]["per_image"].values():
+            per.pop("completeness_gap", None)
+    cm = cleaner_maps(rows)
+    assert cm["verdict"] == "does not hold"  # the unconverged maps now count
+    assert [k["n_kept"] for k in cm["per_kind"]] == [None, None]
+    text = report.report(rows, tmp_path / "figures")[0].read_text()
+    assert "Per-image completeness gaps not recorded (an older run): every image used." in text
 
 
 def test_paired_interval_equals_scipys_paired_t_interval(tmp_path):

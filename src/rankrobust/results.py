@@ -12,8 +12,10 @@ Keys (schema 1):
         {freqs, error, eps, n_images}, "rank": {ranks, error, eps, n_images}},
     rig (optional): {top4_share, median_rel_delta, ...} (rig.npz / rig.png: `FILES`),
     attribution (optional): {methods, metrics, n_images, steps, evaluations: {method: E},
-        mean: {method: {metric: value}}, per_image: {method: {metric: [one per image]}},
-        curves: {method: {ratios, insertion, deletion}}, mprt_layers, median_rel_delta}
+        mean: {method: {metric: value}}, per_image: {method: {metric: [one per image]}} (path
+        methods also completeness_gap), completeness_gap: {method: {median, min, max}},
+        curves: {method: {ratios, insertion, deletion}}, mprt_layers, median_rel_delta,
+        rig_ranks, rig_first_share, batch_size}
         (attribution.npz / attribution.png),
     analysis_errors (optional): {analysis: error} (then status is "partial"),
     checkpoint (str | null: the weights evaluated; `last_checkpoint` for a trained run),

@@ -7,7 +7,8 @@
 - :func:`spectral_integrated_gradients` (SIG, Kim et al. 2026, `sig`) and :func:`explain`, one
   call for gradient / IG / RIG / SIG at equal gradient evaluations per image (`methods`);
 - metrics (`metrics`): :func:`diffid` (+ :func:`insertion_deletion`), :func:`sparseness` (Gini),
-  :func:`complexity` (entropy), :func:`randomisation_test` (MPRT);
+  :func:`complexity` (entropy), :func:`randomisation_test` (MPRT), :func:`completeness_gap`
+  (a path map's relative integration error);
 - captum ``GradientAttribution`` classes (NoiseTunnel, visualization): :class:`VanillaGradient`,
   :class:`IntegratedGradients`, :class:`RankIntegratedGradients`,
   :class:`SpectralIntegratedGradients`, loaded on first use since importing captum takes about
@@ -38,6 +39,7 @@ from rankrobust.attribution.methods import METHODS, Attribution, explain, rig_sc
 from rankrobust.attribution.metrics import (
     InsertionDeletion,
     RandomisationTest,
+    completeness_gap,
     complexity,
     diffid,
     insertion_deletion,
@@ -70,6 +72,7 @@ __all__ = [
     "SIGResult",
     "SpectralIntegratedGradients",
     "VanillaGradient",
+    "completeness_gap",
     "complexity",
     "diffid",
     "explain",

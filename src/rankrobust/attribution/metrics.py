@@ -13,6 +13,9 @@ per image so that methods can be compared *paired over images*:
   ``G = sum_i (2i - n - 1) m_(i) / (n sum_i m_i)``; in [0, 1), higher = more concentrated.
 - :func:`complexity` (Bhatt et al. 2020; Quantus ``Complexity``): the entropy of
   ``p = m / sum m``, ``-sum p log(p + 1e-12)`` (nats); lower = simpler.
+- :func:`completeness_gap`: how far a path method's map is from converged,
+  ``|sum(attribution) - (f(x) - f(baseline))| / |f(x) - f(baseline)|`` per image, recomputed
+  from the map and two forward passes (0 for an exact path integral).
 - :func:`randomisation_test` (Adebayo et al. 2018; Quantus ``MPRT``): re-initialise the model's
   layers (every module with ``reset_parameters``) cumulatively from the top, seeding torch with
   ``seed + 1`` before each reset as Quantus does, and give the Spearman rank correlation between
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from rankrobust.attribution._path import _check_score, _score
 from rankrobust.errors import ConfigError
 from rankrobust.inputs import (
     check_finite_logits,
@@ -48,6 +52,7 @@ from rankrobust.models import eval_mode
 
 __all__ = [
     "DEFAULT_RATIOS",
+    "completeness_gap",
     "InsertionDeletion",
     "RandomisationTest",
     "complexity",
@@ -162,6 +167,53 @@ def insertion_deletion(
     hit = (top == labels.repeat(2 * len(qs))).to(inputs.dtype).reshape(2, len(qs), n)
     return InsertionDeletion(
         ratios=qs, insertion=hit[1].T.contiguous(), deletion=hit[0].T.contiguous()
+    )
+
+
+@torch.no_grad()
+def completeness_gap(
+    forward_func: Callable[[Tensor], Tensor],
+    inputs: Tensor,
+    attributions: Tensor,
+    target,
+    baseline=0.0,
+    score: str = "logit",
+    batch_size: int = 256,
+) -> Tensor:
+    """(N,) ``|sum(attribution) - (f(x) - f(baseline))| / |f(x) - f(baseline)|`` per image.
+
+    Completeness says a path method's attributions sum to ``f(x) - f(baseline)``; the gap is
+    its integration error relative to that difference (captum's ``compute_convergence_delta``
+    divided by ``|f(x) - f(baseline)|``).  ``f`` is the target's ``score`` ("logit",
+    "softmax" or "log_softmax") as the map was computed with; ``baseline`` is a number or a
+    tensor broadcastable to inputs (the black image by default).
+    """
+    check_model(forward_func, "forward_func")
+    _check_pair(inputs, attributions)
+    score = _check_score(score)
+    batch_size = check_int(batch_size, "batch_size")
+    n = inputs.shape[0]
+    labels = _labels(target, n, inputs.device)
+    base = torch.as_tensor(baseline, dtype=inputs.dtype, device=inputs.device)
+    base = base.expand_as(inputs)
+    ctx = (
+        eval_mode(forward_func) if isinstance(forward_func, nn.Module) else contextlib.nullcontext()
+    )
+    values = []
+    with ctx:
+        for point in (inputs.detach(), base):
+            out = [
+                check_finite_logits(
+                    checked_logits(forward_func, point[i : i + batch_size], "forward_func"),
+                    "forward_func",
+                )
+                for i in range(0, n, batch_size)
+            ]
+            values.append(_score(torch.cat(out), labels, score).double())
+    change = values[0] - values[1]
+    total = attributions.detach().double().reshape(n, -1).sum(1)
+    return ((total - change).abs() / change.abs().clamp_min(torch.finfo(torch.float64).tiny)).to(
+        inputs.dtype
     )
 
 

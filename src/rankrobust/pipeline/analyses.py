@@ -24,6 +24,7 @@ from torch import nn
 from rankrobust import bases
 from rankrobust.attacks import Attack
 from rankrobust.attribution import rank_integrated_gradients, vanilla_gradient
+from rankrobust.attribution.memory import gradient_batch_size
 from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
 from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
@@ -184,6 +185,8 @@ def run_rig(
     # a seeded pick, read alone (a streamed set decodes only these images)
     x, y = datamodule.test_tensors(raw=True, n=settings.n_images, seed=settings.seed)
     x = x.to(next(model.parameters()).device)
+    # a backward pass of batch_size images must fit in the memory available (attribution.memory)
+    batch = gradient_batch_size(model, x.shape[1:], settings.batch_size, name="rig")
     result = rank_integrated_gradients(
         model,
         x,
@@ -191,9 +194,9 @@ def run_rig(
         baseline_steps=settings.baseline_steps,
         ranks=settings.ranks,
         baseline=settings.baseline,
-        batch_size=settings.batch_size,
+        batch_size=batch,
     )
-    vanilla = vanilla_gradient(model, x, target=result.target)
+    vanilla = vanilla_gradient(model, x, target=result.target, batch_size=batch)
     arrays = {
         "images": x.cpu().numpy(),
         "targets": result.target.cpu().numpy(),
@@ -219,6 +222,7 @@ def run_rig(
             "n_images": len(y),
             "steps_per_rank": settings.steps_per_rank,
             "baseline_steps": settings.baseline_steps,
+            "batch_size": batch,
         }
     }
 

@@ -19,7 +19,9 @@ from rankrobust.results import FILES
 @dataclass
 class AttributionSettings:
     """Gradient / IG / RIG / SIG maps on ``n_images`` seeded test images, every path method at
-    ``steps`` gradient evaluations per image, scored by ``metrics`` (attribution/metrics.py)."""
+    ``steps`` gradient evaluations per image, scored by ``metrics`` (attribution/metrics.py).
+    RIG's path runs through ``rig_ranks`` (None: 1, 4, 16, ..., full), the budget split by
+    ``rig_first_share`` (attribution.methods: comparison_rig_ranks, rig_schedule)."""
 
     enabled: bool = False
     methods: list[str] = field(default_factory=lambda: ["gradient", "ig", "rig", "sig"])
@@ -30,6 +32,8 @@ class AttributionSettings:
     steps: int = 64
     score: str = "softmax"
     overlap: float = 0.5
+    rig_ranks: list[int] | None = None
+    rig_first_share: float | None = 0.6
     mprt_layers: int | None = None
     batch_size: int = 256
     seed: int = 0
@@ -44,15 +48,20 @@ def run_attribution(
     Returns metrics.json's "attribution": per-method means and per-image values of each metric
     (diffid, sparseness, complexity, mprt = Spearman correlation once every layer is
     randomised), the mean insertion / deletion curves, the MPRT correlation per layer, the
-    gradient evaluations per image and the median relative completeness gap of each method.
+    gradient evaluations per image and each path method's completeness gap per image
+    (``per_image[method]["completeness_gap"]``, recomputed from its map: metrics.completeness_gap)
+    with its median and range (``completeness_gap``). Gradient batches are cut to the memory
+    available (attribution.memory.gradient_batch_size).
     """
     from rankrobust.attribution import (
+        completeness_gap,
         complexity,
         explain,
         insertion_deletion,
         randomisation_test,
         sparseness,
     )
+    from rankrobust.attribution.memory import gradient_batch_size
     from rankrobust.attribution.methods import top_label
     from rankrobust.attribution.plot import save_attribution_grid
 
@@ -61,21 +70,29 @@ def run_attribution(
     x, y = datamodule.test_tensors(raw=True, n=settings.n_images, seed=settings.seed)
     x = x.to(next(net.parameters()).device)
     target = top_label(net, x, settings.batch_size)
+    batch = gradient_batch_size(net, x.shape[1:], settings.batch_size, name="attribution")
     kwargs = {"steps": settings.steps, "score": settings.score, "overlap": settings.overlap,
-              "batch_size": settings.batch_size}  # fmt: skip
+              "batch_size": batch, "rig_ranks": settings.rig_ranks,
+              "rig_first_share": settings.rig_first_share}  # fmt: skip
     out: dict = {"mean": {}, "per_image": {}, "curves": {}, "mprt_layers": {}, "evaluations": {},
-                 "median_rel_delta": {}}  # fmt: skip
+                 "median_rel_delta": {}, "completeness_gap": {}}  # fmt: skip
     arrays: dict = {"images": x.cpu().numpy(), "labels": y.cpu().numpy(),
                     "targets": target.cpu().numpy()}  # fmt: skip
     for method in settings.methods:
         att = explain(net, x, method, target=target, **kwargs)
         arrays[f"map_{method}"] = att.pixel.detach().cpu().numpy()
         out["evaluations"][method] = att.evaluations
-        if att.relative_delta is not None:
-            out["median_rel_delta"][method] = float(att.relative_delta.median())
         scores: dict[str, torch.Tensor] = {}
+        if att.relative_delta is not None:  # a path method: how far from converged
+            gap = completeness_gap(net, x, att.pixel, target, score=settings.score,
+                                   batch_size=batch).double()  # fmt: skip
+            scores["completeness_gap"] = gap
+            out["median_rel_delta"][method] = float(gap.quantile(0.5))
+            out["completeness_gap"][method] = {
+                "median": float(gap.quantile(0.5)), "min": float(gap.min()), "max": float(gap.max())
+            }  # fmt: skip
         if "diffid" in settings.metrics:
-            curves = insertion_deletion(net, x, att.pixel, target, batch_size=settings.batch_size)
+            curves = insertion_deletion(net, x, att.pixel, target, batch_size=batch)
             scores["diffid"] = curves.diffid
             arrays[f"insertion_{method}"] = curves.insertion.cpu().numpy()
             arrays[f"deletion_{method}"] = curves.deletion.cpu().numpy()
@@ -108,5 +125,7 @@ def run_attribution(
     save_attribution_grid(arrays, run_dir / FILES["attribution_png"], title, classes)
     meta = {"methods": list(settings.methods), "metrics": list(settings.metrics),
             "n_images": int(len(y)), "steps": settings.steps, "score": settings.score,
-            "overlap": settings.overlap, "target": "predicted class"}  # fmt: skip
+            "overlap": settings.overlap, "target": "predicted class",
+            "rig_ranks": settings.rig_ranks, "rig_first_share": settings.rig_first_share,
+            "batch_size": batch}  # fmt: skip
     return {"attribution": {**meta, **out}}

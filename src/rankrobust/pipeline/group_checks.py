@@ -79,7 +79,8 @@ def check_checkpoint(cfg: DictConfig) -> None:
 def check_attribution(cfg: DictConfig) -> None:
     """attribution.methods / metrics / score, and a budget that covers RIG's rank segments."""
     from rankrobust.attribution import METHODS, SUPPORTED_SCORES
-    from rankrobust.attribution.methods import METRICS, default_rig_ranks
+    from rankrobust.attribution.methods import METRICS, comparison_rig_ranks
+    from rankrobust.svd import validate_rank_path
 
     if not _get(cfg, "attribution.enabled", False):
         return
@@ -95,9 +96,21 @@ def check_attribution(cfg: DictConfig) -> None:
         raise ConfigError(
             f"attribution.score={score!r} is not valid: use one of {', '.join(SUPPORTED_SCORES)}."
         )
+    share = _get(cfg, "attribution.rig_first_share", None)
+    if share is not None and (
+        isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 1
+    ):
+        raise ConfigError(
+            f"attribution.rig_first_share={share!r} is not valid: use a number in (0, 1) (the "
+            "share of RIG's budget on its first segment) or null (every segment alike)."
+        )
     full, steps = full_rank(cfg), _get(cfg, "attribution.steps", 64)
     if full is not None and "rig" in _get(cfg, "attribution.methods", ["rig"]):
-        segments = len(default_rig_ranks(full))
+        ranks = _get(cfg, "attribution.rig_ranks", None)
+        ranks = list(ranks) if ranks is not None else None
+        if ranks is not None:
+            validate_rank_path(ranks, full, "attribution.rig_ranks")
+        segments = len(ranks or comparison_rig_ranks(full))
         if steps < segments:
             raise ConfigError(
                 f"attribution.steps={steps} is not valid: RIG's rank path on {full}x{full} "

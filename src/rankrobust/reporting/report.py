@@ -193,8 +193,17 @@ ATTRIBUTION_HOW_TO_READ = (
     "sparseness (Quantus `Sparseness`): higher = more concentrated. Entropy complexity "
     "(Quantus `Complexity`): lower = simpler. MPRT (Spearman correlation with the map of the "
     "fully randomised model): lower = the map depends on the model (a sanity check, not a "
-    "quality score)."
+    "quality score). Completeness gap |sum(map) - (f(x) - f(black))| / |f(x) - f(black)|: "
+    "median [range] over the images; 0 = the path integral converged."
 )
+
+
+def _gap(g: dict | None) -> str:
+    """'0.005 [0.002, 0.011]' (median [min, max] of a method's completeness gaps) or 'n/a'."""
+    if not g:
+        return "n/a"
+    span = f" [{g['min']:.3f}, {g['max']:.3f}]" if g.get("min") is not None else ""
+    return f"{g['median']:.3f}{span}"
 
 
 def _num(e: Estimate | None, digits: int = 3) -> str:
@@ -204,6 +213,15 @@ def _num(e: Estimate | None, digits: int = 3) -> str:
     if not e.known:
         return f"{e.value:.{digits}f}"
     return f"{e.value:.{digits}f} [{e.lo:.{digits}f}, {e.hi:.{digits}f}]"
+
+
+def _kept_line(k: dict) -> str:
+    """Which images the verdict of one run kind was drawn from."""
+    if k.get("n_kept") is None:
+        return "Per-image completeness gaps not recorded (an older run): every image used."
+    left = (k["n_images"] or 0) - k["n_kept"]
+    return (f"Verdict from the {k['n_kept']} images whose RIG map converged (completeness gap "
+            f"<= {k['gap_threshold']:g}); {left} left out.")  # fmt: skip
 
 
 def attribution_lines(cm: dict) -> list[str]:
@@ -217,11 +235,13 @@ def attribution_lines(cm: dict) -> list[str]:
             "",
             f"**{k['kind']}** (`{k['run']}`, {k['n_images']} images; gradient evaluations per "
             f"image: {evals}): Gini RIG - gradient {_num(k['gini_difference'])}, entropy RIG - "
-            f"gradient {_num(k['entropy_difference'])}: **{k['verdict']}**.",
+            f"gradient {_num(k['entropy_difference'])}: **{k['verdict']}**. {_kept_line(k)}",
             "",
         ]
         metrics = list(dict.fromkeys(r["metric"] for r in k["table"]))
-        lines += ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+        gaps = k.get("completeness_gap") or {}
+        lines += ["| method | " + " | ".join(metrics) + " | completeness gap |",
+                  "|---" * (len(metrics) + 2) + "|"]  # fmt: skip
         by = {(r["method"], r["metric"]): r for r in k["table"]}
         for method in dict.fromkeys(r["method"] for r in k["table"]):
             cells = []
@@ -231,7 +251,7 @@ def attribution_lines(cm: dict) -> list[str]:
                 if r["vs_gradient"] is not None:
                     cell += f" (vs gradient {_num(r['vs_gradient'])})"
                 cells.append(cell)
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {_gap(gaps.get(method))} |")
         mprt = k.get("mprt_layers") or {}
         if mprt:
             sanity = "; ".join(
