@@ -55,6 +55,8 @@ def pytest_configure(config):
     for key, sub in (("WANDB_DATA_DIR", "data"), ("WANDB_CACHE_DIR", "cache"),
                      ("WANDB_ARTIFACT_DIR", "artifacts")):  # fmt: skip
         os.environ[key] = os.path.join(folder, "wandb", sub)
+    # the decoded-image cache too (rankrobust.data.cache; tests of its default set HOME themselves)
+    os.environ["RANKROBUST_CACHE"] = os.path.join(folder, "image-cache")
     reach.install(log)
 
 
