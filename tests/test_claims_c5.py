@@ -7,7 +7,7 @@ import pytest
 from fake_runs import fake_bases, make_outputs
 
 from rankrobust.reporting.claims import claims
-from rankrobust.reporting.claims.bases import LEVELS_C5, acc_at_energy
+from rankrobust.reporting.claims.c5 import LEVELS_C5, acc_at_energy
 from rankrobust.reporting.collect import collect
 
 

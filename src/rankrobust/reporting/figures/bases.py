@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from rankrobust.reporting.claims import full_image, groups, pairs
-from rankrobust.reporting.claims.bases import BASES_C5, group_points, sweep_groups_bases
+from rankrobust.reporting.claims.c5 import BASES_C5, group_points, sweep_groups_bases
 from rankrobust.reporting.figures.style import (
     CI_NOTE,
     OKABE_ITO,

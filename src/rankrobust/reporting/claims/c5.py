@@ -1,10 +1,15 @@
-"""Claim C5 (ours, reported, no pass/fail): is it rank, or just frequency?
+"""C5 (ours, reported, no pass/fail): is it rank, or just frequency? At the same energy kept,
+the robust-minus-natural accuracy gap on low-pass images in the SVD basis (rank) and in the
+Fourier basis (radius).
 
-For each natural/robust pair of full-image runs with a basis sweep (metrics.json basis_sweep),
-at each energy kept e in ``LEVELS_C5``: each model's accuracy on the low-pass images of every
-basis at energy kept e, the robust-minus-natural gap per basis, and the SVD gap minus the
-Fourier gap. Energy kept is a property of the test images, not of the model, so natural and
-robust runs on the same test images are compared at the same cutoffs.
+Rule: for each natural/robust pair of full-image runs with a basis sweep, at each energy kept e
+in ``LEVELS_C5``: each model's accuracy on the low-pass images of every basis at energy kept e,
+the robust-minus-natural gap per basis, and the SVD gap minus the Fourier gap. Energy kept is a
+property of the test images, not of the model, so natural and robust runs on the same test
+images are compared at the same cutoffs.
+
+Measurement: metrics.json ``basis_sweep`` (per basis: ``energy``, ``low``, ``high`` per cutoff)
+and ``basis_sweep_n``.
 
 Matching: a run's accuracy at energy e is interpolated linearly in log(1 - e) between the two
 measured cutoffs whose energies bracket e (None outside the measured range, never
@@ -13,6 +18,9 @@ extrapolated; the top cutoff, energy 1, is not a point on that axis).
 Intervals: one run: Wilson on basis_sweep_n images, treating the interpolated accuracy as a
 proportion on those images (an approximation); several seeds: t over seeds; differences: Welch
 (conservative here: natural and robust see the same images, SVD and Fourier too).
+
+Figures: fig-bases-energy (low-pass accuracy vs energy kept, one line per basis), fig-bases-high
+(the same for high-pass images), fig-heat-maps (Fourier heat map and its rank analogue).
 """
 
 from __future__ import annotations
@@ -22,18 +30,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rankrobust.reporting.claims._common import (
+    REPORTED,
+    ClaimResult,
+    missing_pair,
+    not_testable,
+    result,
+)
 from rankrobust.reporting.claims.grouping import Group, full_image, groups, pairs
-from rankrobust.reporting.claims.rank import missing_pair
 from rankrobust.reporting.intervals import Estimate, binomial, difference, mean_of
 
 LEVELS_C5 = (0.95, 0.97, 0.99)  # energy kept at which the bases are compared
 BASES_C5 = ("svd", "fourier", "dct", "wavelet")  # the order of the columns (rankrobust.bases)
 
-STATEMENT_C5 = (
+STATEMENT = (
     "Is it rank, or just frequency? At the same energy kept, the robust-minus-natural accuracy "
     "gap on low-pass images in the SVD basis (rank) and in the Fourier basis (radius)."
 )
-RULE_C5 = (
+RULE = (
     "reported, no pass/fail rule (our extension): at each energy kept e in "
     f"{', '.join(f'{e:g}' for e in LEVELS_C5)}, each model's low-pass accuracy in each basis "
     "(interpolated linearly in log(1 - e) between the measured cutoffs), the robust-minus-natural "
@@ -92,8 +106,8 @@ def _has_sweep(row: dict) -> bool:
     return full_image(row) and "svd" in sweep and "fourier" in sweep
 
 
-def claim_c5(rows: Sequence[dict]) -> tuple[str, list[dict]]:
-    """(verdict, comparisons): "reported" when a pair has both sweeps, else not testable.
+def decide(rows: Sequence[dict]) -> ClaimResult:
+    """C5 on the run table: "reported" when a pair has both sweeps, else not testable.
     One comparison per pair and energy level: {basis}_natural / {basis}_robust accuracies,
     {basis}_difference (robust - natural) and svd_minus_fourier_difference, as Estimates."""
     comps = []
@@ -114,15 +128,16 @@ def claim_c5(rows: Sequence[dict]) -> tuple[str, list[dict]]:
                 entry[f"{basis}_difference"] = gap
             entry["svd_minus_fourier_difference"] = difference(gaps["svd"], gaps["fourier"])
             comps.append(entry)
-    if comps:
-        return "reported", comps
     gs = groups(rows, _has_sweep)
-    if pairs(gs):
-        return (
-            "not testable (no energy level at which both models' SVD and Fourier sweeps "
-            "could be compared)"
-        ), comps
-    return f"not testable ({missing_pair(gs, 'SVD and Fourier basis sweeps')})", comps
+    if comps:
+        verdict = REPORTED
+    elif pairs(gs):
+        verdict = not_testable(
+            "no energy level at which both models' SVD and Fourier sweeps could be compared"
+        )
+    else:
+        verdict = not_testable(missing_pair(gs, "SVD and Fourier basis sweeps"))
+    return result("C5", STATEMENT, RULE, comps, verdict)
 
 
 def group_points(g: Group, basis: str, mode: str = "low") -> list[tuple[float, Estimate]]:
