@@ -61,8 +61,8 @@ class Claim:
     figures: tuple[str, ...]
 
 
-# The claim -> module -> measurement -> figure map (report.md's figure links and the dashboard
-# read its figures; docs/statistics.md shows it).
+# The claim -> module -> measurement -> figure map: report.md links and the dashboard shows each
+# claim's figures from it; the measurement names metrics.json keys unless a file is named.
 CLAIM_MAP: dict[str, Claim] = {
     "C1": Claim(
         c1, "rank_sweep.low, clean_acc; per_image.npz clean, rank_sweep.low", ("fig-rank-accuracy",)

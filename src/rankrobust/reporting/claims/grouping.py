@@ -13,8 +13,8 @@
   pair (`unlabelled` names them for the report).
 - A group's accuracy: Wilson for one run (n images from metrics.json), t over seeds for several.
 
-The rules and verdicts built on these live in rankrobust.reporting.claims (which re-exports
-this module's public names, so figures and report import claims alone).
+The rules and verdicts built on these live in claims/c1.py ... c5.py; rankrobust.reporting.claims
+re-exports this module's public names, so figures and report import claims alone.
 """
 
 from __future__ import annotations
