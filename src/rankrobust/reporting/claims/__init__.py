@@ -64,28 +64,17 @@ class Claim:
 # The claim -> module -> measurement -> figure map: report.md links and the dashboard shows each
 # claim's figures from it; the measurement names metrics.json keys unless a file is named.
 CLAIM_MAP: dict[str, Claim] = {
-    "C1": Claim(
-        c1, "rank_sweep.low, clean_acc; per_image.npz clean, rank_sweep.low", ("fig-rank-accuracy",)
-    ),
-    "C2": Claim(
-        c2,
-        "rank_sweep.high; per_image.npz rank_sweep.high (each model's chance)",
-        ("fig-high-rank",),
-    ),
-    "C3": Claim(
-        c3,
-        "rig (top4_share, mean_per_rank); rig.npz; attribution",
-        ("fig-rig-spectrum", "fig-rig", "fig-attribution-maps", "fig-attribution-curves"),
-    ),
-    "C4": Claim(
-        c4, "clean_acc, robust_acc of runs trained on rank-k data (rank)", ("fig-train-rank",)
-    ),
-    "C5": Claim(
-        c5,
-        "basis_sweep (energy, low, high per basis), basis_sweep_n",
-        ("fig-bases-energy", "fig-bases-high", "fig-heat-maps"),
-    ),
-}
+    "C1": Claim(c1, "rank_sweep.low, clean_acc; per_image.npz clean, rank_sweep.low",
+                ("fig-rank-accuracy",)),
+    "C2": Claim(c2, "rank_sweep.high; per_image.npz rank_sweep.high (each model's chance)",
+                ("fig-high-rank",)),
+    "C3": Claim(c3, "rig (top4_share, mean_per_rank); rig.npz; attribution (maps compared)",
+                ("fig-rig-spectrum", "fig-rig", "fig-attribution-maps", "fig-attribution-curves")),
+    "C4": Claim(c4, "clean_acc, robust_acc of runs trained on rank-k data (rank)",
+                ("fig-train-rank",)),
+    "C5": Claim(c5, "basis_sweep (energy, low, high per basis), basis_sweep_n",
+                ("fig-bases-energy", "fig-bases-high", "fig-heat-maps")),
+}  # fmt: skip
 STATEMENTS = {claim: entry.module.STATEMENT for claim, entry in CLAIM_MAP.items()}
 FIGURES = {claim: list(entry.figures) for claim, entry in CLAIM_MAP.items()}
 
