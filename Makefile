@@ -47,7 +47,7 @@ figures: install  ## every paper figure from the runs under RUNS
 $(FIG_TARGETS): fig-%: install  ## one figure, e.g. make fig-rank-accuracy
 	$(PY) -m rankrobust.reporting.figures $(RUNS) --out $(FIGS) --images $(DATA) --only $* $(FIG_OPTS)
 
-report: install  ## report.md: claims C1-C4 with verdicts and intervals
+report: install  ## report.md: claims C1-C5 with verdicts and intervals
 	$(PY) -m rankrobust.reporting.report $(RUNS) --out $(FIGS) $(REPORT_OPTS)
 
 # A finished stage (metrics.json "ok") is skipped on a rerun: the demo restarts, it does not start
@@ -158,7 +158,7 @@ gpu-check:  ## on a lent GPU: GPU tests, paper-scale CIFAR-10 runs, benchmarks (
 ENTITY  ?=
 PROJECT ?= rankrobust
 .PHONY: dashboard
-dashboard: install  ## save the W&B workspace with the C1-C4 panels (ENTITY=, PROJECT=rankrobust)
+dashboard: install  ## save the W&B workspace with the C1-C5 panels (ENTITY=, PROJECT=rankrobust)
 	$(PY) -m rankrobust.reporting.dashboard --project $(PROJECT) $(if $(ENTITY),--entity $(ENTITY),)
 
 wandb-sync: install  ## upload offline W&B runs under RUNS

@@ -288,8 +288,8 @@ def image_folder_sets(
             "copy shipped with this project's shared folder use "
             "dataset.root=../shared/data/cifar10-jpeg.tar.gz."
         )
-    # reader=2: 16-bit, .tif and nested images are read (issue 19): older caches lack them
-    # reader=3: val/ is kept apart from test/ (reader 2 merged them)
+    # reader=3 is the reader's version in the cache key: it reads 16-bit, .tif and nested
+    # images and keeps val/ apart from test/; a cache another reader wrote is never reused
     cache = cache_file(root, f"size={image_size},reader=3")
     arrays = cached_arrays(cache, lambda: _build_arrays(root, image_size), ARRAY_KEYS)
     classes = tuple(str(c) for c in arrays["classes"])

@@ -160,7 +160,7 @@ def check_speed_options(cfg: DictConfig) -> None:
 
 
 # Below this many test images per batch the evaluation (attacks, sweeps) runs several times
-# slower than it need be (issue 19 reported eval_batch_size=1 about 5x slower).
+# slower than it need be (eval_batch_size=1 measured about 5x slower than the default).
 SLOW_EVAL_BATCH = 8
 
 
@@ -171,7 +171,7 @@ def _note_small_eval_batches(size) -> None:
 
         logging.getLogger("rankrobust").warning(
             "[rankrobust] dataset.eval_batch_size=%d: testing, attacks and sweeps run one "
-            "small batch at a time, which is slow (issue 19 saw 5x slower at 1); a larger "
+            "small batch at a time, which is slow (about 5x slower at 1); a larger "
             "value (e.g. 500, the default) runs faster if memory allows.",
             size,
         )
