@@ -222,3 +222,43 @@ def test_nothing_below_the_task_imports_it():
     graph = import_graph()
     importers = {m for m, targets in graph.items() if "rankrobust.pipeline.task" in targets}
     assert importers <= {"rankrobust.pipeline.task"}, importers
+
+
+ROOT = SRC.parent
+README_LIMIT = 12_000
+LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
+
+
+def test_readme_is_one_screen_and_maps_every_doc():
+    """README.md stays short; each docs/*.md it links exists, and each docs/*.md is in its map."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text) < README_LIMIT, f"README.md has {len(text)} characters"
+    linked = {m.group(1) for m in LINK.finditer(text) if m.group(1).startswith("docs/")}
+    missing = sorted(name for name in linked if not (ROOT / name).is_file())
+    assert missing == []
+    docs = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
+    assert sorted(docs - linked) == []
+
+
+def test_links_between_docs_resolve():
+    """A link from one docs/*.md to another names a file that exists beside it."""
+    broken = [
+        f"{page.name} -> {m.group(1)}"
+        for page in (ROOT / "docs").glob("*.md")
+        for m in LINK.finditer(page.read_text())
+        if "://" not in m.group(1) and not (page.parent / m.group(1)).is_file()
+    ]
+    assert broken == []
+
+
+def test_no_history_in_readme_docs_conf_or_source():
+    """Docs and comments say what is and why, never which issue changed it."""
+    files = [ROOT / "README.md", ROOT / "Makefile", *(ROOT / "docs").glob("*.md")]
+    files += [*(ROOT / "conf").rglob("*.yaml"), *PKG.rglob("*.py")]
+    narration = re.compile(r"\bissue \d+|behaviour before", re.IGNORECASE)
+    found = {
+        str(f.relative_to(ROOT)): m.group(0)
+        for f in files
+        for m in narration.finditer(f.read_text())
+    }
+    assert found == {}
