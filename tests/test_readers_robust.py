@@ -17,6 +17,19 @@ from rankrobust.reporting import figures as figures_cli
 BAD_FILES = {
     "null": ("null", "metrics.json"),
     "config_null": ({"config": None}, "config"),
+    "config_threat_list": (
+        {
+            "config": {
+                "dataset": "s",
+                "model": "m",
+                "attack": "none",
+                "rank": None,
+                "seed": 0,
+                "threat": ["linf"],
+            }
+        },
+        "config.threat",
+    ),  # fmt: skip
     "string_acc": ({"clean_acc": "0.9"}, "clean_acc"),
     "sweep_list": ({"rank_sweep": [0.1, 0.2]}, "rank_sweep"),
     "sweep_str": ({"rank_sweep": {"low": {"4": "high"}}}, "rank_sweep.low.4"),
@@ -191,3 +204,32 @@ def test_all_figures_survive_malformed_paired_runs(paired_runs, tmp_path):
     assert figures_cli.main([str(root), "--out", str(out)]) == 0
     rows = json.loads((out / "runs.json").read_text())
     assert sum(r["status"] == "invalid" for r in rows) == min(len(runs), len(PLANTED))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["attack=fgsm_rs"],  # a trained robust run
+        [
+            "train=false",
+            "model.checkpoint=w.pt",
+            "model.kind=robust",
+            "model.threat={norm: linf, eps: 0.0313725}",
+        ],
+        ["train=false", "model.checkpoint=w.pt", "model.kind=natural"],
+        ["attack=none"],
+    ],
+)
+def test_the_record_a_run_writes_passes_the_readers_check(overrides, tmp_path):
+    """metrics.json's config and kind, as the writer builds them, are valid for every reader:
+    a robust run (trained or loaded, with its threat model) is never an `invalid` row."""
+    from helpers import make_cfg
+    from omegaconf import OmegaConf
+
+    from rankrobust.results import base_record, read_metrics, write_metrics
+
+    cfg = OmegaConf.to_container(make_cfg("experiment=smoke", *overrides), resolve=True)
+    write_metrics(tmp_path, base_record(cfg, tmp_path, "smoke", "python run.py"))
+    assert read_metrics(tmp_path)["config"]["kind"] in ("natural", "robust")
+    (row,) = collect.collect([tmp_path])
+    assert row["status"] == "running", row.get("error")
