@@ -242,3 +242,18 @@ def test_c4_with_one_training_rank_says_so(tmp_path):
     verdict = C.claim_c4(rows).verdict
     assert verdict.startswith("not testable (missing runs: one training rank per series (")
     assert "(k=2)" in verdict and verdict.endswith("C4 needs two)")
+
+
+def test_the_rank_accuracy_figure_draws_the_paired_share_kept(tmp_path):
+    """fig-rank-accuracy's share-kept error bars are C1's paired intervals (groups with records),
+    the delta method only for runs without them."""
+    rng = np.random.default_rng(9)
+    nc, nl = joint(rng, 50, 0.7, 0.6, 0.1)
+    recorded_run(tmp_path / "n", "none", nc, nl)
+    (group,) = [g for g in C.sweep_groups(collect(tmp_path), "low") if g.kind == "natural"]
+    got = group.kept_paired(K)
+    assert (got.lo, got.hi) == pytest.approx(plain_bootstrap([(nc, nl)], kept), abs=1e-12)
+    assert got.value == pytest.approx(kept(nc, nl))
+    (tmp_path / "n" / runs.PER_IMAGE).unlink()  # an older folder: today's delta method
+    (group,) = [g for g in C.sweep_groups(collect(tmp_path), "low") if g.kind == "natural"]
+    assert group.kept_paired(K) == group.kept(K)

@@ -27,6 +27,7 @@ import numpy as np
 
 from rankrobust.identity import settings
 from rankrobust.reporting.intervals import Estimate, binomial, mean_of, ratio
+from rankrobust.reporting.paired import NotPairable, bootstrap, has_records, kept_arrays, share_kept
 from rankrobust.reporting.seeds import GROUP_KEYS, USABLE, duplicates
 from rankrobust.reporting.seeds import data_key as data_key  # re-exported
 from rankrobust.reporting.seeds import resolved as _resolved
@@ -140,6 +141,20 @@ class Group:
             return mean_of(kept, bounds=(0.0, float("inf")))
         acc, clean = self.sweep("low", k), self.clean()
         return ratio(acc, clean) if acc and clean and clean.value else None
+
+    def kept_paired(self, k: int) -> Estimate | None:
+        """kept(k) from the runs' per-image records: a paired bootstrap over the images (seeds,
+        then images) as C1 computes it; kept(k) when a run has no record (an older folder)."""
+        runs = [r for r in self.runs if r.get("clean_acc")]
+        if not runs or not all(has_records(r) for r in runs):
+            return self.kept(k)
+        try:
+            seeds = [kept_arrays(r, k)[1] for r in runs]
+        except (NotPairable, ValueError):
+            return self.kept(k)
+        if any(not s["clean"].any() for s in seeds):
+            return self.kept(k)
+        return bootstrap(seeds, share_kept)
 
 
 def _sweep_value(row: dict, mode: str, k: int) -> float | None:
