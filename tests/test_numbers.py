@@ -369,7 +369,8 @@ def test_report_names_runs_with_robust_above_clean(tmp_path):
         "n_test": 100,
         "n_robust": 100,
     }
-    fine = {**row, "run_dir": "runs/fine", "robust_acc": 0.0}  # fmt: skip
+    row["seed"] = 0
+    fine = {**row, "run_dir": "runs/fine", "robust_acc": 0.0, "seed": 1}  # two seeds, not copies
     text = render_report([row, fine], [], tmp_path)
     assert "Numbers to check" in text and "runs/masked" in text and "runs/fine" not in text
     assert "fra31/auto-attack" in text and "AutoAttack" in text

@@ -15,6 +15,7 @@ from hooks import kill_at_epoch
 
 from rankrobust.errors import ConfigError
 from rankrobust.pipeline import resume, task
+from rankrobust.pipeline.run_folder import LOCK_FILE
 
 RUN = [
     *FAST,
@@ -61,10 +62,11 @@ def _edit_saved(folder, edit) -> None:
 
 
 def _files(folder) -> dict:
-    """Every file of the run folder but run.log (a log: appended to), as bytes."""
+    """Every file of the run folder but run.log (a log: appended to) and the lock file (who holds
+    the folder now: run_folder.held), as bytes."""
     run = folder / "run"
     return {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()
-            and p.name != "run.log"}  # fmt: skip
+            and p.name not in ("run.log", LOCK_FILE)}  # fmt: skip
 
 
 def _resume(folder, *extra):

@@ -234,7 +234,7 @@ CONFIG = fields(
     transform_mode=text, transform_basis=text, weights=scalar, setup=text,
     rank=INT, seed=scalar, max_epochs=INT, n_train=INT, train=scalar,
     band=list_of(INT), apply_to=either(text, list_of(text), what="a split or a list of splits"),
-    threat=text, limits=map_of(scalar),  # threat: identity's label, 'Linf 8/255'
+    threat=text, limits=text,  # identity: a label (threat "Linf 8/255", limits "limit_...=2")
 )  # fmt: skip
 HEAT_MAP = fields(freqs=NUMBERS, ranks=NUMBERS, error=GRID, eps=NUM, n_images=COUNT)
 PER_METHOD = map_of(map_of(either(NUM, NUMBERS, what="a number or a list of numbers")))
