@@ -210,7 +210,8 @@ def test_finished_folder_is_not_overwritten_and_resume_needs_a_checkpoint(tmp_pa
 
 def test_ctrl_c_leaves_an_interrupted_run_with_its_resume_command(tmp_path):
     env = child_env()
-    args = [*FAST, "trainer.max_epochs=50", "hydra.run.dir=run"]
+    # a run that cannot finish before the signal (the test waits for a state, never a time)
+    args = [*FAST, "trainer.max_epochs=1000000", "hydra.run.dir=run"]
     args.append("callbacks.last_checkpoint.every_minutes=0")  # a checkpoint every epoch
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), *args],
@@ -222,10 +223,10 @@ def test_ctrl_c_leaves_an_interrupted_run_with_its_resume_command(tmp_path):
     )
     metrics = tmp_path / "run" / "metrics.json"
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300  # a guard against a hang, not the test's clock
     while time.monotonic() < deadline and not last.is_file():  # an epoch done: resumable
+        assert proc.poll() is None, proc.stdout.read()[-2000:]
         time.sleep(0.2)
-    time.sleep(1)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     written = json.loads(metrics.read_text())
