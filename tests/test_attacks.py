@@ -174,7 +174,8 @@ class _AutocastSpy(torch.nn.Module):
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attacks_inside_bf16_autocast_compute_in_float32(trained, name):
-    # Issue 12.1: the attacks ran under the caller's bf16 autocast (Lightning's test_step).
+    # Lightning's test_step runs under bf16 autocast: every attack must leave it and compute
+    # its gradients in float32, whatever autocast the caller holds.
     model, x, y = trained
     spy = _AutocastSpy(model)
     torch.manual_seed(5)
@@ -218,7 +219,7 @@ def test_bf16_images_come_back_bf16(trained):
 
 
 def test_autoattack_inside_bf16_autocast(trained):
-    # Issue 12.1: Square's index_put failed with "BFloat16 vs Float" under bf16 autocast.
+    # Under bf16 autocast, AutoAttack's Square must not mix BFloat16 and Float in index_put.
     model, x, y = trained
     with torch.autocast("cpu", dtype=torch.bfloat16):
         x_adv = autoattack(

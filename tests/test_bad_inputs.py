@@ -1,5 +1,5 @@
 """Nothing lost, nothing silently wrong: bad settings stop the run before any long work, with
-one paragraph naming the key; run folders are never shared or overwritten (issue 11)."""
+one paragraph naming the key; run folders are never shared or overwritten."""
 
 from __future__ import annotations
 
@@ -77,17 +77,18 @@ BAD = [
     (["seed=4294967296"], "seed"),
     (["eval.precision=bf16"], "eval.precision"),
     (["module.channels_last=maybe"], "module.channels_last"),
-    # issue 19: non-finite numbers, random weights evaluated without asking
+    # non-finite numbers, and random weights evaluated without asking for them
     (["optim.lr=inf"], "optim.lr"),
     (["optim.lr=nan"], "optim.lr"),
     (["attack=pgd_l2", "attack.train.eps=inf"], "attack.train"),
     (["attack=pgd_linf", "attack.eval.eps=nan"], "attack.eval"),
     (["attack=pgd_linf", "attack.eval.step_size=inf"], "attack.eval"),
     (["train=false"], "model.checkpoint"),
-    # issue 19, part 2
+    # a model of width zero or less
     (["model.width=0"], "model.width"),
     (["model.width=-3"], "model.width"),
-    # issue 29: an attack with a zero budget is no attack (train: natural; eval: clean accuracy)
+    # an attack with a zero budget is no attack (train: natural; eval: clean accuracy): asking
+    # for one is a mistake, named with the setting that says what was meant
     (["attack=pgd_linf", "attack.train.eps=0"], "attack.train.eps=0"),
     (["attack=fgsm_rs", "attack.train.eps=0.0"], "attack.train.eps=0"),
     (["attack=pgd_l2", "attack.train.eps=0"], "attack.train.eps=0"),
@@ -332,7 +333,8 @@ def test_a_one_class_folder_is_not_answered_with_num_classes_1(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Library boundaries (issue 19, item 6): (id, call, exception type, the argument named first).
+# Library boundaries: a bad argument to a public function is a TypeError / ValueError naming
+# it. Rows: (id, call, exception type, the argument named first).
 
 
 def _api_model() -> torch.nn.Module:

@@ -149,8 +149,9 @@ def test_untrusted_pickle_is_refused_and_names_the_class(tmp_path):
 
 @pytest.mark.parametrize("write", ["torch.save", "pickle-protocol-2"])
 def test_malicious_pickle_is_refused_and_names_the_global(tmp_path, write):
-    # Issue 11.9: torch words a blocked module "unsupported GLOBAL posix.system whose module
-    # posix is blocked"; the file was called corrupt, with torch's hint to use weights_only=False.
+    # torch words a blocked module "unsupported GLOBAL posix.system whose module posix is
+    # blocked": the message must name that global and call the file unsafe, not corrupt, and
+    # must not pass on torch's hint to load it with weights_only=False.
     path = tmp_path / "payload.ckpt"
     if write == "torch.save":
         torch.save({"state_dict": {"w": torch.ones(1)}, "payload": Payload()}, path)

@@ -1,4 +1,4 @@
-"""The image-folder reader reads what torchvision's ImageFolder reads (issue 19, item 7):
+"""The image-folder reader reads what torchvision's ImageFolder reads:
 16-bit PNGs scaled by 65535 (not clipped to white), .tif/.tiff, images in nested subfolders of
 a class; anything skipped is counted and named."""
 

@@ -94,7 +94,8 @@ def test_bf16_channels_last_train_and_test_step_preact_resnet18():
 
 
 def test_autoattack_inside_bf16_autocast():
-    # Issue 12.1: Square's index_put failed (BFloat16 vs Float) inside Lightning's test_step.
+    # Lightning's test_step runs under bf16 autocast; Square's index_put must not mix BFloat16
+    # and Float there (the attacks compute in float32).
     torch.manual_seed(0)
     model = build_model("preact_resnet18", 10, MEAN, STD).to(DEVICE).eval()
     model.to(memory_format=torch.channels_last)

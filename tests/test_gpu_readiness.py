@@ -1,4 +1,4 @@
-"""CPU tests of what keeps a GPU fed (issue 20): no host sync inside a training step, the
+"""CPU tests of what keeps a GPU fed: no host sync inside a training step, the
 checkpoint cadence, log_every_n_steps from the real batch count, module.compile, the GPU check's
 summary table."""
 

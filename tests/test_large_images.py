@@ -1,4 +1,5 @@
-"""Rank transforms and sweeps at 224x224 on real photographs, through the whole task (issue 13).
+"""Rank transforms and sweeps at 224x224 on real photographs, through the whole task: the
+truncated SVD route and the streamed ImageNet-style folder, which CIFAR-sized tests never reach.
 
 The images are scikit-image's and matplotlib's bundled sample photos, written as a tiny
 ImageNet-style folder (train/<class>/, val/<class>/) and streamed as dataset=imagenet streams.
@@ -58,7 +59,7 @@ def test_imagenet_folder_of_photos_trains_on_rank_k_and_sweeps(photo_folder, tmp
         "logger=none",
         "transform=low",
         "rank=4",
-        "analysis.for_rank_trained=all",  # a rank-trained run that still sweeps (issue 24)
+        "analysis.for_rank_trained=all",  # a rank-trained run that still sweeps
         "eval.n_robust=2",
         "attack.eval.steps=1",
         "sweep.ranks=[1,4,32]",

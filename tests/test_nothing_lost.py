@@ -1,4 +1,4 @@
-"""Nothing lost, nothing silently wrong, part 2 (issue 19, items 3 and 8): what a run records is
+"""Nothing lost, nothing silently wrong, part 2: what a run records is
 what ran (images used, rank, precision), and what goes wrong around it (cache, disk, W&B folder,
 the resume command, slow settings) is one paragraph, with the results still shown."""
 

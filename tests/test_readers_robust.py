@@ -1,5 +1,5 @@
-"""Readers never crash on one bad file and never delete outputs when nothing was found
-(issue 19, item 5): collect / figures / report turn each malformed metrics.json into an
+"""Readers never crash on one bad file and never delete outputs when nothing was found:
+collect / figures / report turn each malformed metrics.json into an
 `invalid` row naming the file and the field, and report the rest."""
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_the_checkpoint_folder_comes_from_the_callbacks_config(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# load_run's boundaries (issue 19, item 6): a bad folder or checkpoint is a ValueError naming
+# load_run's boundaries: a bad folder or checkpoint is a ValueError naming
 # the file; an unfinished run is refused unless asked for.
 
 

@@ -1,4 +1,5 @@
-"""Rank-trained runs compute only what the figures and the report read (issue 24)."""
+"""Rank-trained runs compute only what the figures and the report read (anything more would
+cost time and be thrown away)."""
 
 from __future__ import annotations
 

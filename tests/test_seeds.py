@@ -15,7 +15,8 @@ from rankrobust.reporting import claims as C
 from rankrobust.reporting import report
 from rankrobust.reporting.collect import collect, write_table
 from rankrobust.reporting.seeds import duplicates
-from rankrobust.results import FILENAME, read_metrics, write_metrics
+from rankrobust.results import read_metrics, write_metrics
+from rankrobust.run_folders import FILENAME
 
 LOW = {k: min(0.9, 0.1 + 0.8 * (k / 32) ** 0.5) for k in RANKS}
 HIGH = {k: 0.1 for k in RANKS}

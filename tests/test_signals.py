@@ -1,6 +1,6 @@
 """SIGTERM (what SLURM and other schedulers send before a kill) is treated like Ctrl-C:
 status `interrupted`, the resume command stored and printed, a non-zero exit, promptly even
-inside a long PGD attack (issue 19, item 2)."""
+inside a long PGD attack."""
 
 from __future__ import annotations
 

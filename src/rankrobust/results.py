@@ -48,10 +48,8 @@ from typing import Any
 
 from rankrobust.files import write_json
 from rankrobust.identity import _select, model_kind, row_kind, run_identity
-from rankrobust.run_folders import (  # noqa: F401  (re-exported: the contract's home)
-    CONFIG_KEYS,
+from rankrobust.run_folders import (
     FILENAME,
-    REQUIRED,
     _is_number,
     load_json,
     run_folder_of,

@@ -31,7 +31,8 @@ import numpy as np
 from torch import nn
 
 from rankrobust.files import save_npz
-from rankrobust.results import FILENAME, FILES, last_checkpoint, read_metrics, run_folder_of
+from rankrobust.results import FILES, last_checkpoint, read_metrics
+from rankrobust.run_folders import FILENAME, run_folder_of
 
 # statuses of a run that tested its model (results.final_status); anything else is unfinished
 FINISHED = ("ok", "partial")

@@ -14,8 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rankrobust.files import write_json
-from rankrobust.results import FILENAME, load_json
-from rankrobust.run_folders import find_run_dirs
+from rankrobust.run_folders import FILENAME, find_run_dirs, load_json
 
 SUMMARY = "sweep_summary.json"
 

@@ -28,7 +28,7 @@ from typing import Any
 from rankrobust.errors import ConfigError
 from rankrobust.identity import PLUMBING
 from rankrobust.launch.jobs import JobInfo, command_overrides, fresh_command, own_overrides
-from rankrobust.results import FILENAME, load_json
+from rankrobust.run_folders import FILENAME, load_json
 
 # compared although plumbing elsewhere: a resumed run keeps its seed, rank and band
 _COMPARED = ("seed", "rank", "transform.rank", "transform.band")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from rankrobust import results, runs
+from rankrobust import results, run_folders, runs
 from rankrobust.errors import (
     ConfigError,
     FolderBusy,
@@ -288,7 +288,7 @@ def _resumed(cfg: DictConfig, spec, job: JobInfo, last: Path):
 
 def _unsaved(err: OSError, run_dir: Path) -> ConfigError:
     """The paragraph for results that were computed (and printed) but cannot be saved."""
-    path = run_dir / results.FILENAME
+    path = run_dir / run_folders.FILENAME
     unsaved = storage_error(err, f"'{path}'")
     return StorageError(
         f"{unsaved} The results printed were computed but not all saved: {path.name} keeps its "
@@ -319,7 +319,7 @@ def _write(run_dir: Path, metrics: dict) -> None:
     try:
         results.write_metrics(run_dir, metrics)
     except OSError as err:
-        print(f"[rankrobust] cannot write {run_dir / results.FILENAME}: {err}", file=sys.stderr)
+        print(f"[rankrobust] cannot write {run_dir / run_folders.FILENAME}: {err}", file=sys.stderr)
 
 
 def _as_dict(spec) -> dict | None:

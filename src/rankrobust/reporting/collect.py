@@ -27,8 +27,8 @@ from rankrobust.errors import STORAGE_ERRNOS
 from rankrobust.files import atomic_open, write_json
 from rankrobust.identity import IDENTITY_KEYS, row_kind, run_identity
 from rankrobust.reporting.seeds import duplicates
-from rankrobust.results import FILENAME, read_metrics, run_folder_of
-from rankrobust.run_folders import find_run_dirs
+from rankrobust.results import read_metrics
+from rankrobust.run_folders import FILENAME, find_run_dirs, run_folder_of
 
 __all__ = ["collect", "collect_for_cli", "find_run_dirs", "main", "read_run", "write_table"]
 

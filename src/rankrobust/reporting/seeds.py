@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rankrobust.identity import IDENTITY_KEYS, row_kind
-from rankrobust.results import FILENAME
+from rankrobust.run_folders import FILENAME
 
 __all__ = ["GROUP_KEYS", "USABLE", "data_key", "duplicates", "result_key", "training_identity"]
 
