@@ -225,3 +225,23 @@ def test_a_run_copied_from_another_machine_loads_from_its_own_folder(tmp_path, f
     metrics["checkpoint"] = f"{old}/checkpoints/other.ckpt"  # only the named checkpoint left
     (copy / "metrics.json").write_text(json.dumps(metrics))
     assert rankrobust.load_run(copy).metrics["checkpoint"].startswith(old)
+
+
+def test_rankrobust_load_run_is_runs_load_run_with_its_signature():
+    """The top-level name is the function itself, so help() shows its arguments and docstring."""
+    import inspect
+    import subprocess
+    import sys
+
+    from rankrobust import runs
+
+    assert rankrobust.load_run is runs.load_run
+    names = list(inspect.signature(rankrobust.load_run).parameters)
+    assert names == ["run_dir", "allow_unfinished"]
+    assert "Raises:" in rankrobust.load_run.__doc__
+    with pytest.raises(AttributeError, match="no attribute 'load_runs'"):
+        rankrobust.load_runs  # noqa: B018
+    # importing the package alone stays light: torch comes with the first use of load_run
+    code = "import sys, rankrobust; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

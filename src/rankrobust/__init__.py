@@ -7,11 +7,22 @@ and `reporting/` (tables, claims, figures, report, dashboard) sit above it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.2.0"
 
 
-def load_run(run_dir, **kwargs):
-    """A finished run folder -> LoadedRun(model in eval mode, config, metrics); see runs.py."""
-    from rankrobust.runs import load_run as _load_run
+__all__ = ["load_run"]
 
-    return _load_run(run_dir, **kwargs)
+if TYPE_CHECKING:
+    from rankrobust.runs import load_run
+
+
+def __getattr__(name: str):
+    """``rankrobust.load_run`` is :func:`rankrobust.runs.load_run` itself (its signature and
+    docstring), imported on first use so that ``import rankrobust`` does not import torch."""
+    if name == "load_run":
+        from rankrobust.runs import load_run
+
+        return load_run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

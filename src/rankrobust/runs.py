@@ -127,21 +127,34 @@ def _here(path: Path, metrics: dict, run_dir: Path) -> Path:
 
 
 def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> LoadedRun:
-    """Build the run's model from its config and load its trained weights (weights only).
+    """A finished run folder -> its model in eval mode, its config and its metrics.
 
-    The weights are the run's last checkpoint (results.last_checkpoint: where
-    callbacks.last_checkpoint.dirpath put it, inside this folder even when it was copied) or
-    the checkpoint it evaluated; a run that trained nothing and names no checkpoint is an
-    error, not random weights. A run whose status is not ok / partial (running, failed,
-    interrupted) is refused unless `allow_unfinished=True` (then a UserWarning).
+    The model is built from the run's resolved config (``model._target_`` and its arguments,
+    ``rankrobust.models.build_model`` by default) and loaded with the run's trained weights
+    (weights only, no pickled code): its last checkpoint (``results.last_checkpoint``: where
+    ``callbacks.last_checkpoint.dirpath`` put it, found inside this folder even when the
+    folder was copied) or else the checkpoint it evaluated (metrics.json's ``checkpoint``). A
+    run that trained nothing and names no checkpoint is an error, not random weights.
 
-    ``run_dir`` may be a str or Path, relative or absolute, or the run's metrics.json itself. A
-    run copied from another machine loads: files recorded under its old absolute folder are
-    found at the same place in this one.
+    Args:
+        run_dir: the run's folder (str or Path, relative or absolute) or its metrics.json. A
+            run copied from another machine loads: files recorded under its old absolute
+            folder are found at the same place in this one.
+        allow_unfinished: load a run whose status is not "ok" / "partial" (running, failed,
+            interrupted) with a UserWarning instead of refusing it.
 
-    Raises TypeError (run_dir not a path) or ValueError naming the folder or file: run_dir
-    missing, a file (a `.pt`), without metrics.json; the weights missing, truncated or not
-    those of the config's model.
+    Returns:
+        :class:`LoadedRun`: ``model`` (an ``nn.Module`` on the CPU in eval mode, taking
+        (N, C, H, W) pixels in [0, 1] and returning (N, num_classes) logits: the input
+        normalisation is inside), ``config`` (the resolved config, a dict), ``metrics``
+        (metrics.json, a dict; results.py documents its keys) and ``run_dir`` (a Path).
+
+    Raises:
+        TypeError: ``run_dir`` is not a str or Path.
+        ValueError: naming the folder or file: the folder missing, a file (e.g. a ``.pt``)
+            or without metrics.json; metrics.json unreadable or without a resolved config;
+            the run unfinished (unless ``allow_unfinished``); the weights missing, truncated
+            or not those of the config's model.
     """
     run_dir = _run_folder(run_dir)
     try:
