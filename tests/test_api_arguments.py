@@ -190,28 +190,31 @@ ENTRIES: list[Entry] = [
           {"model": "model", "images": "images", "labels": "labels", "batch_size": "count",
            "eps": "budget"}),
     Entry("attribution.rank_integrated_gradients", _rig,
-          {"model": MODEL, "x": X, "target": Y, "steps_per_rank": 1, "ranks": [4, 8],
-           "baseline": "zero", "batch_size": 4},
-          {"model": "model", "x": "images", "target": "target", "steps_per_rank": "count",
-           "baseline": "baseline", "batch_size": "count"}),
+          {"model": MODEL, "x": X, "target": Y, "n_steps_per_rank": 1, "ranks": [4, 8],
+           "baselines": "zero", "internal_batch_size": 4},
+          {"model": "model", "x": "images", "target": "target", "n_steps_per_rank": "count",
+           "baselines": "baseline", "internal_batch_size": "count"}),
+    Entry("attribution.rank_integrated_gradients n_steps", _rig,
+          {"model": MODEL, "x": X, "target": Y, "n_steps": 4, "ranks": [4, 8]},
+          {"n_steps": "count"}, skip={("n_steps", "zero")}),
     Entry("attribution.integrated_gradients", attr.integrated_gradients,
-          {"model": MODEL, "x": X, "target": Y, "steps": 2, "baseline": "zero",
-           "batch_size": 4},
-          {"model": "model", "x": "images", "target": "target", "steps": "count",
-           "baseline": "baseline", "batch_size": "count"}),
+          {"model": MODEL, "x": X, "target": Y, "n_steps": 2, "baselines": "zero",
+           "internal_batch_size": 4},
+          {"model": "model", "x": "images", "target": "target", "n_steps": "count",
+           "baselines": "baseline", "internal_batch_size": "count"}),
     Entry("attribution.vanilla_gradient", attr.vanilla_gradient,
-          {"model": MODEL, "x": X, "target": Y, "batch_size": 1},
-          {"model": "model", "x": "images", "target": "target", "batch_size": "count"}),
+          {"model": MODEL, "x": X, "target": Y, "internal_batch_size": 1},
+          {"model": "model", "x": "images", "target": "target", "internal_batch_size": "count"}),
     Entry("attribution.spectral_integrated_gradients", attr.spectral_integrated_gradients,
           {"model": MODEL, "x": X, "target": Y, "n_steps": 2, "overlap": 0.5,
-           "baseline": "zero", "batch_size": 4},
+           "baselines": "zero", "internal_batch_size": 4},
           {"model": "model", "x": "images", "target": "target", "n_steps": "count",
-           "overlap": "fraction", "baseline": "baseline", "batch_size": "count"}),
+           "overlap": "fraction", "baselines": "baseline", "internal_batch_size": "count"}),
     Entry("attribution.explain", attr.explain,
-          {"model": MODEL, "x": X, "method": "ig", "steps": 2, "target": Y, "batch_size": 4,
-           "baseline": "zero"},
-          {"model": "model", "x": "images", "steps": "count", "target": "target",
-           "batch_size": "count", "baseline": "baseline"}),
+          {"model": MODEL, "x": X, "method": "ig", "n_steps": 2, "target": Y,
+           "internal_batch_size": 4, "baselines": "zero"},
+          {"model": "model", "x": "images", "n_steps": "count", "target": "target",
+           "internal_batch_size": "count", "baselines": "baseline"}),
     Entry("attribution.IntegratedGradients",
           lambda inputs, baselines, target, n_steps, internal_batch_size:
           attr.IntegratedGradients(MODEL).attribute(
@@ -256,14 +259,14 @@ ENTRIES: list[Entry] = [
           {"attributions": "matrices"}, skip={("attributions", "1-D")}),
     Entry("attribution.diffid", attr.diffid,
           {"forward_func": MODEL, "inputs": X, "attributions": X - 0.5, "target": Y,
-           "batch_size": 4},
+           "internal_batch_size": 4},
           {"forward_func": "model", "inputs": "images", "attributions": "attributions",
-           "target": "target", "batch_size": "count"}),
+           "target": "target", "internal_batch_size": "count"}),
     Entry("attribution.insertion_deletion", attr.insertion_deletion,
           {"forward_func": MODEL, "inputs": X, "attributions": X - 0.5, "target": Y,
-           "batch_size": 4},
+           "internal_batch_size": 4},
           {"forward_func": "model", "inputs": "images", "attributions": "attributions",
-           "target": "target", "batch_size": "count"}),
+           "target": "target", "internal_batch_size": "count"}),
     Entry("models.small_cnn", small_cnn, {"num_classes": 3, "in_channels": 3, "width": 4},
           {"num_classes": "count", "in_channels": "count", "width": "count"}),
     Entry("models.build_model", build_model,
@@ -336,3 +339,68 @@ def test_a_crop_padding_the_images_cannot_reflect_is_named(shape, padding):
         random_crop_flip(torch.rand(shape), padding)
     assert f"{shape[2]}x{shape[3]} images" in str(info.value)
     assert random_crop_flip(torch.rand(shape), min(shape[2:]) - 1).shape == shape  # the limit
+
+
+# the names captum gives these arguments, and the names they replace in this library
+CAPTUM_NAMES = {"steps": "n_steps", "steps_per_rank": "n_steps_per_rank",
+                "batch_size": "internal_batch_size", "baseline": "baselines"}  # fmt: skip
+
+
+def _attribution_callables() -> dict[str, Callable[..., Any]]:
+    functions = ["rank_integrated_gradients", "integrated_gradients", "vanilla_gradient",
+                 "spectral_integrated_gradients", "explain", "path_integral", "quadrature",
+                 "rig_schedule", "completeness_gap", "diffid", "insertion_deletion"]  # fmt: skip
+    found = {name: getattr(attr, name) for name in functions}
+    for cls in ("IntegratedGradients", "RankIntegratedGradients",
+                "SpectralIntegratedGradients", "VanillaGradient"):  # fmt: skip
+        found[f"{cls}.attribute"] = getattr(attr, cls).attribute
+    return found
+
+
+def test_the_attribution_library_speaks_captums_names() -> None:
+    """One argument, one name, captum's where captum has one: no function, class or explain()
+    takes `steps`, `steps_per_rank`, `batch_size` or `baseline`; every quadrature `method`
+    defaults to one of captum's rule names; RIG's function and class take the same step
+    arguments with the same defaults."""
+    import inspect
+
+    wrong, rules = {}, {}
+    for name, fn in _attribution_callables().items():
+        params = inspect.signature(fn).parameters
+        wrong |= {f"{name}({p})": CAPTUM_NAMES[p] for p in params if p in CAPTUM_NAMES}
+        if "method" in params and name != "explain" and name != "quadrature":
+            rules[name] = params["method"].default
+    assert wrong == {}
+    assert set(rules.values()) <= set(attr.SUPPORTED_METHODS), rules
+    assert set(attr.SUPPORTED_METHODS) == {"riemann_middle", "riemann_left", "riemann_right",
+                                           "riemann_trapezoid", "gausslegendre"}  # fmt: skip
+    fn = inspect.signature(attr.rank_integrated_gradients).parameters
+    cls = inspect.signature(attr.RankIntegratedGradients.attribute).parameters
+    for shared in ("target", "n_steps_per_rank", "n_steps", "baseline_steps", "ranks", "method",
+                   "internal_batch_size", "additional_forward_args"):  # fmt: skip
+        assert shared in fn and shared in cls, shared
+    for same_default in ("n_steps_per_rank", "n_steps", "baseline_steps", "method"):
+        assert fn[same_default].default == cls[same_default].default, same_default
+
+
+def test_rig_function_and_class_agree_on_a_budget() -> None:
+    """n_steps (a budget E per image) splits the same way in the function and the class."""
+    torch.manual_seed(0)
+    fn = attr.rank_integrated_gradients(MODEL, X, target=Y, n_steps=7, ranks=[2, 4, 8])
+    cls = attr.RankIntegratedGradients(MODEL).attribute(X, target=Y, n_steps=7, ranks=[2, 4, 8])
+    per_rank, first = attr.rig_schedule(7, 3)
+    assert (fn.n_steps_per_rank, first) == (2, 3) and per_rank == 2
+    torch.testing.assert_close(cls, fn.pixel)
+    by_hand = attr.rank_integrated_gradients(
+        MODEL, X, target=Y, n_steps_per_rank=2, baseline_steps=3, ranks=[2, 4, 8]
+    )
+    torch.testing.assert_close(fn.pixel, by_hand.pixel)
+
+
+@pytest.mark.parametrize("old", sorted(CAPTUM_NAMES))
+def test_an_old_keyword_is_pythons_type_error(old) -> None:
+    call = {"steps": attr.integrated_gradients, "steps_per_rank": attr.rank_integrated_gradients,
+            "batch_size": attr.vanilla_gradient,
+            "baseline": attr.integrated_gradients}[old]  # fmt: skip
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{old}'"):
+        call(MODEL, X, **{old: 2 if "steps" in old or "batch" in old else "zero"})

@@ -59,7 +59,7 @@ def test_gap_equals_captums_convergence_delta_over_the_score_change(setup, score
     with torch.no_grad():
         change = forward(x)[range(5), target] - forward(base)[range(5), target]
     reference = delta.abs() / change.abs()
-    gap = completeness_gap(model, x, attr, target, baseline=base, score=score)
+    gap = completeness_gap(model, x, attr, target, baselines=base, score=score)
     assert gap.shape == (5,) and reference.min() > 1e-5  # not converged: a real test
     torch.testing.assert_close(gap, reference, rtol=1e-9, atol=1e-12)
 
@@ -82,7 +82,7 @@ def test_linear_model_known_answers():
 @pytest.mark.parametrize("method", ["ig", "rig", "sig"])
 def test_every_path_method_reports_the_gap_the_helper_recomputes(setup, method):
     model, x, target = setup
-    att = explain(model, x, method, steps=16, target=target, score="softmax")
+    att = explain(model, x, method, n_steps=16, target=target, score="softmax")
     gap = completeness_gap(model, x, att.pixel, target, score="softmax")
     torch.testing.assert_close(gap, att.relative_delta, rtol=1e-7, atol=1e-10)
 

@@ -187,8 +187,8 @@ def test_attacks_take_whole_float_labels():
 
 
 TARGETED = {
-    "rig": lambda m, t: rank_integrated_gradients(m, X, target=t, steps_per_rank=1),
-    "ig": lambda m, t: integrated_gradients(m, X, target=t, steps=2),
+    "rig": lambda m, t: rank_integrated_gradients(m, X, target=t, n_steps_per_rank=1),
+    "ig": lambda m, t: integrated_gradients(m, X, target=t, n_steps=2),
     "gradient": lambda m, t: vanilla_gradient(m, X, target=t),
     "sig": lambda m, t: spectral_integrated_gradients(m, X, target=t, n_steps=4),
     "explain gradient": lambda m, t: explain(m, X, "gradient", target=t),

@@ -74,7 +74,7 @@ def test_completeness_rig_trained_relu_cnn(trained):
     segment (``baseline_steps=64``, +56 evaluations) brought it to <= 1% in all 20 cases tried.
     """
     model, x = trained
-    res = rank_integrated_gradients(model, x, steps_per_rank=8, baseline_steps=64)
+    res = rank_integrated_gradients(model, x, n_steps_per_rank=8, baseline_steps=64)
     assert res.ranks == list(range(1, HW + 1))
     assert res.pixel.shape == x.shape
     assert res.per_rank.shape == (x.shape[0], HW)
@@ -86,7 +86,7 @@ def test_completeness_rig_trained_relu_cnn(trained):
     torch.testing.assert_close(res.relative_delta, res.delta.abs() / gap.abs())
     assert res.relative_delta.median().item() <= 0.02, res.relative_delta
     # the plain rule (8 points on every segment, the first included) is coarser but close
-    plain = rank_integrated_gradients(model, x, steps_per_rank=8)
+    plain = rank_integrated_gradients(model, x, n_steps_per_rank=8)
     assert plain.relative_delta.median().item() <= 0.15, plain.relative_delta
     assert plain.relative_delta.median() >= res.relative_delta.median()
 
@@ -95,9 +95,9 @@ def test_completeness_smooth_model_and_softmax_score():
     torch.manual_seed(3)
     model = _tiny_cnn(act=nn.Softplus).eval()
     x, _ = _synthetic(4)
-    res = rank_integrated_gradients(model, x, steps_per_rank=8, baseline="mean")
+    res = rank_integrated_gradients(model, x, n_steps_per_rank=8, baselines="mean")
     assert res.relative_delta.max().item() < 0.02
-    prob = rank_integrated_gradients(model, x, steps_per_rank=8, score="softmax")
+    prob = rank_integrated_gradients(model, x, n_steps_per_rank=8, score="softmax")
     with torch.no_grad():
         p = model(x).softmax(1).gather(1, prob.target[:, None])[:, 0]
     torch.testing.assert_close(prob.score_input, p)
@@ -110,7 +110,7 @@ def test_rig_segments_match_score_differences_on_the_rank_path():
     model = _tiny_cnn(act=nn.Softplus).eval()
     x, _ = _synthetic(2)
     ranks = [1, 2, 4, HW]
-    res = rank_integrated_gradients(model, x, ranks=ranks, steps_per_rank=16)
+    res = rank_integrated_gradients(model, x, ranks=ranks, n_steps_per_rank=16)
     fac = factorize(x)
     pts = [torch.zeros_like(x)] + [fac.low_rank(r) for r in ranks[:-1]] + [x]
     with torch.no_grad():
@@ -119,11 +119,8 @@ def test_rig_segments_match_score_differences_on_the_rank_path():
 
 
 # ------------------------------------------------------------------------------ (b) captum
-@pytest.mark.parametrize(
-    ("ours", "theirs"),
-    [("midpoint", "riemann_middle"), ("left", "riemann_left"), ("gausslegendre", "gausslegendre")],
-)
-def test_straight_path_matches_captum(trained, ours, theirs):
+@pytest.mark.parametrize("method", ["riemann_middle", "riemann_left", "gausslegendre"])
+def test_straight_path_matches_captum(trained, method):
     from captum.attr import IntegratedGradients
 
     model, x = trained
@@ -135,10 +132,10 @@ def test_straight_path_matches_captum(trained, ours, theirs):
         model,
         x,
         target=target,
-        steps=20,
-        baseline=base,
-        method=ours,
-        batch_size=64,
+        n_steps=20,
+        baselines=base,
+        method=method,
+        internal_batch_size=64,
         channels_last=False,
     )
     ref, delta = IntegratedGradients(model).attribute(
@@ -146,7 +143,7 @@ def test_straight_path_matches_captum(trained, ours, theirs):
         baselines=base,
         target=target,
         n_steps=20,
-        method=theirs,
+        method=method,
         internal_batch_size=64,
         return_convergence_delta=True,
     )
@@ -156,24 +153,28 @@ def test_straight_path_matches_captum(trained, ours, theirs):
 
 def test_rig_with_one_full_rank_segment_is_ig(trained):
     model, x = trained
-    rig = rank_integrated_gradients(model, x[:4], ranks=[HW], steps_per_rank=10)
-    ig = integrated_gradients(model, x[:4], steps=10)
+    rig = rank_integrated_gradients(model, x[:4], ranks=[HW], n_steps_per_rank=10)
+    ig = integrated_gradients(model, x[:4], n_steps=10)
     assert rig.ranks == [HW] and rig.per_rank.shape == (4, 1)
     torch.testing.assert_close(rig.pixel, ig.pixel, rtol=1e-5, atol=1e-6)
 
 
 def test_batch_size_does_not_change_results(trained):
     model, x = trained
-    a = rank_integrated_gradients(model, x[:3], ranks=[2, 5, HW], steps_per_rank=3, batch_size=1)
-    b = rank_integrated_gradients(model, x[:3], ranks=[2, 5, HW], steps_per_rank=3, batch_size=7)
+    a = rank_integrated_gradients(
+        model, x[:3], ranks=[2, 5, HW], n_steps_per_rank=3, internal_batch_size=1
+    )
+    b = rank_integrated_gradients(
+        model, x[:3], ranks=[2, 5, HW], n_steps_per_rank=3, internal_batch_size=7
+    )
     torch.testing.assert_close(a.pixel, b.pixel, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(a.per_rank, b.per_rank, rtol=1e-5, atol=1e-6)
 
 
 def test_memory_format_does_not_change_results(trained):
     model, x = trained
-    a = rank_integrated_gradients(model, x[:3], steps_per_rank=2, channels_last=True)
-    b = rank_integrated_gradients(model, x[:3], steps_per_rank=2, channels_last=False)
+    a = rank_integrated_gradients(model, x[:3], n_steps_per_rank=2, channels_last=True)
+    b = rank_integrated_gradients(model, x[:3], n_steps_per_rank=2, channels_last=False)
     torch.testing.assert_close(a.pixel, b.pixel, rtol=1e-4, atol=1e-5)
     assert a.pixel.is_contiguous()
 
@@ -183,7 +184,7 @@ def test_batching_respects_batch_size(trained):
     sizes: list[int] = []
     hook = model.register_forward_pre_hook(lambda mod, inp: sizes.append(inp[0].shape[0]))
     try:
-        rank_integrated_gradients(model, x[:5], steps_per_rank=8, batch_size=100)
+        rank_integrated_gradients(model, x[:5], n_steps_per_rank=8, internal_batch_size=100)
     finally:
         hook.remove()
     assert max(sizes) <= 100
@@ -195,7 +196,7 @@ def test_batching_respects_batch_size(trained):
 # ------------------------------------------------------------------------------ (c) sums
 def test_per_rank_sums_equal_pixel_sums(trained):
     model, x = trained
-    res = rank_integrated_gradients(model, x[:6], steps_per_rank=4, baseline="mean")
+    res = rank_integrated_gradients(model, x[:6], n_steps_per_rank=4, baselines="mean")
     torch.testing.assert_close(res.per_rank.sum(1), res.pixel.sum((1, 2, 3)), rtol=1e-5, atol=1e-5)
 
 
@@ -204,14 +205,14 @@ def test_target_defaults_to_top_label(trained):
     model, x = trained
     with torch.no_grad():
         top = model(x).argmax(1)
-    res = rank_integrated_gradients(model, x, steps_per_rank=2)
+    res = rank_integrated_gradients(model, x, n_steps_per_rank=2)
     assert res.target.dtype == torch.long
     assert torch.equal(res.target, top)
-    explicit = rank_integrated_gradients(model, x, target=top, steps_per_rank=2)
+    explicit = rank_integrated_gradients(model, x, target=top, n_steps_per_rank=2)
     torch.testing.assert_close(res.pixel, explicit.pixel)
-    other = rank_integrated_gradients(model, x, target=(top + 1) % 3, steps_per_rank=2)
+    other = rank_integrated_gradients(model, x, target=(top + 1) % 3, n_steps_per_rank=2)
     assert not torch.allclose(other.pixel, res.pixel)
-    scalar = integrated_gradients(model, x, target=2, steps=4)
+    scalar = integrated_gradients(model, x, target=2, n_steps=4)
     assert scalar.target.tolist() == [2] * x.shape[0]
 
 
@@ -224,7 +225,7 @@ def test_vanilla_gradient(trained):
     out = model(xr)
     out.gather(1, out.argmax(1, keepdim=True)).sum().backward()
     torch.testing.assert_close(g, xr.grad)
-    g1 = vanilla_gradient(model, x, target=1, batch_size=3)
+    g1 = vanilla_gradient(model, x, target=1, internal_batch_size=3)
     xr.grad = None
     model(xr)[:, 1].sum().backward()
     torch.testing.assert_close(g1, xr.grad)
@@ -239,7 +240,7 @@ def test_rank_subset(trained):
     x = torch.rand(3, 3, 32, 32)
     model32 = model  # adaptive pooling: any input size works
     ranks = [1, 2, 4, 8, 32]
-    res = rank_integrated_gradients(model32, x, ranks=ranks, steps_per_rank=2)
+    res = rank_integrated_gradients(model32, x, ranks=ranks, n_steps_per_rank=2)
     assert res.ranks == ranks
     assert res.per_rank.shape == (3, len(ranks))
     assert res.pixel.shape == x.shape
@@ -251,15 +252,17 @@ def test_general_engine_custom_path(trained):
     model, x = trained
     x = x[:2]
     mid = 0.5 * x
-    res = path_integral(model, [torch.zeros_like(x), mid, x], steps=[4, 6], method="right")
+    res = path_integral(
+        model, [torch.zeros_like(x), mid, x], n_steps_per_segment=[4, 6], method="riemann_right"
+    )
     assert res.per_segment.shape == (2, 2)
     torch.testing.assert_close(res.per_segment.sum(1), res.pixel.sum((1, 2, 3)))
 
 
 @pytest.mark.parametrize(
     ("method", "m", "degree"),
-    [("midpoint", 4, 1), ("riemann_middle", 3, 1), ("trapezoid", 4, 1), ("left", 4, 0),
-     ("right", 4, 0), ("gausslegendre", 3, 5)],
+    [("riemann_middle", 4, 1), ("riemann_middle", 3, 1), ("riemann_trapezoid", 4, 1),
+     ("riemann_left", 4, 0), ("riemann_right", 4, 0), ("gausslegendre", 3, 5)],
 )  # fmt: skip
 def test_quadrature_integrates_polynomials_up_to_its_degree(method, m, degree):
     """int_0^1 a^d da = 1/(d+1): exact up to the rule's degree of exactness, not beyond."""
@@ -284,7 +287,7 @@ class _Quadratic(nn.Module):
         return torch.stack([f, torch.zeros_like(f)], 1)
 
 
-@pytest.mark.parametrize("method", ["midpoint", "trapezoid", "gausslegendre"])
+@pytest.mark.parametrize("method", ["riemann_middle", "riemann_trapezoid", "gausslegendre"])
 def test_ig_and_rig_are_exact_for_a_quadratic_model(method):
     """Along any straight segment the integrand is linear in alpha, so every rule exact for
     linear functions integrates it exactly: IG = A (x^2 - b^2) + B (x - b) per pixel, and
@@ -295,11 +298,11 @@ def test_ig_and_rig_are_exact_for_a_quadratic_model(method):
     model = _Quadratic(x.shape[1:])
     with torch.no_grad():
         exact = model.A * (x**2 - base**2) + model.B * (x - base)
-    ig = integrated_gradients(model, x, target=0, steps=3, baseline=base, method=method)
+    ig = integrated_gradients(model, x, target=0, n_steps=3, baselines=base, method=method)
     torch.testing.assert_close(ig.pixel, exact, rtol=1e-10, atol=1e-10)
     ranks = [1, 3, HW]
     rig = rank_integrated_gradients(
-        model, x, target=0, ranks=ranks, steps_per_rank=2, baseline=base, method=method
+        model, x, target=0, ranks=ranks, n_steps_per_rank=2, baselines=base, method=method
     )
     torch.testing.assert_close(rig.pixel, exact, rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(rig.delta, torch.zeros_like(rig.delta), rtol=0, atol=1e-8)
@@ -317,7 +320,7 @@ def test_left_rule_misses_the_known_amount_on_a_quadratic_model():
     model = _Quadratic(x.shape[1:])
     with torch.no_grad():
         model.B.zero_()
-    ig = integrated_gradients(model, x, target=0, steps=4, method="left")
+    ig = integrated_gradients(model, x, target=0, n_steps=4, method="riemann_left")
     with torch.no_grad():
         expected = model.A * x**2 * (1 - 1 / 4)
     torch.testing.assert_close(ig.pixel, expected, rtol=1e-10, atol=1e-10)
@@ -328,9 +331,9 @@ def test_bad_input_raises_config_error(trained):
     model, x = trained
     x = x[:2]
     with pytest.raises(ConfigError, match="steps_per_rank must be an integer >= 1"):
-        rank_integrated_gradients(model, x, steps_per_rank=0)
-    with pytest.raises(ConfigError, match="steps must be an integer >= 1"):
-        integrated_gradients(model, x, steps=0)
+        rank_integrated_gradients(model, x, n_steps_per_rank=0)
+    with pytest.raises(ConfigError, match="n_steps must be an integer >= 1"):
+        integrated_gradients(model, x, n_steps=0)
     with pytest.raises(ConfigError, match=r"ranks=\[1, 4, 2, 8\] .* must be positive and increase"):
         rank_integrated_gradients(model, x, ranks=[1, 4, 2, 8])
     with pytest.raises(ConfigError, match=r"must end at full rank \(8\)"):
@@ -349,22 +352,23 @@ def test_bad_input_raises_config_error(trained):
         integrated_gradients(model, bad)
     with pytest.raises(ConfigError, match="NaN or infinite"):
         vanilla_gradient(model, bad)
-    with pytest.raises(ConfigError, match="unknown integration method"):
-        rank_integrated_gradients(model, x, method="simpson")
+    for other in ("simpson", "midpoint", "left", "trapezoid", "Riemann_Middle"):  # captum's only
+        with pytest.raises(ConfigError, match="unknown integration method.*riemann_middle"):
+            rank_integrated_gradients(model, x, method=other)
     with pytest.raises(ConfigError, match="unknown baseline"):
-        rank_integrated_gradients(model, x, baseline="blur")
+        rank_integrated_gradients(model, x, baselines="blur")
     with pytest.raises(ConfigError, match="does not broadcast"):
-        rank_integrated_gradients(model, x, baseline=torch.zeros(5, 3, 8, 8))
+        rank_integrated_gradients(model, x, baselines=torch.zeros(5, 3, 8, 8))
     with pytest.raises(ConfigError, match="target: labels must be class indices"):
         rank_integrated_gradients(model, x, target=3)
     with pytest.raises(ConfigError, match="entries but the batch has 2"):
         rank_integrated_gradients(model, x, target=[0, 1, 2])
     with pytest.raises(ConfigError, match=r"shape \(N, C, H, W\)"):
         rank_integrated_gradients(model, x[0])
-    with pytest.raises(ConfigError, match="batch_size"):
-        rank_integrated_gradients(model, x, batch_size=0)
+    with pytest.raises(ConfigError, match="internal_batch_size"):
+        rank_integrated_gradients(model, x, internal_batch_size=0)
     with pytest.raises(ConfigError, match="trapezoid rule needs at least 2"):
-        integrated_gradients(model, x, steps=1, method="trapezoid")
+        integrated_gradients(model, x, n_steps=1, method="riemann_trapezoid")
 
 
 # ------------------------------------------------------------------------------ (g) side effects
@@ -375,16 +379,16 @@ def test_model_mode_restored_and_no_param_grads(trained):
     before = [m.training for m in model.modules()]
     bn = model[3]
     stats = (bn.running_mean.clone(), bn.running_var.clone())
-    rank_integrated_gradients(model, x[:2], steps_per_rank=2)
-    integrated_gradients(model, x[:2], steps=3)
+    rank_integrated_gradients(model, x[:2], n_steps_per_rank=2)
+    integrated_gradients(model, x[:2], n_steps=3)
     vanilla_gradient(model, x[:2])
     assert [m.training for m in model.modules()] == before
     assert all(p.grad is None for p in model.parameters())
     # eval mode during the call: BatchNorm statistics untouched, dropout off (deterministic)
     torch.testing.assert_close(bn.running_mean, stats[0])
     torch.testing.assert_close(bn.running_var, stats[1])
-    a = rank_integrated_gradients(model, x[:2], steps_per_rank=2)
-    b = rank_integrated_gradients(model, x[:2], steps_per_rank=2)
+    a = rank_integrated_gradients(model, x[:2], n_steps_per_rank=2)
+    b = rank_integrated_gradients(model, x[:2], n_steps_per_rank=2)
     torch.testing.assert_close(a.pixel, b.pixel)
     model.eval()
 
@@ -394,7 +398,7 @@ def test_works_under_no_grad_and_input_untouched(trained):
     x = x[:2].clone().requires_grad_(True)
     x_before = x.detach().clone()
     with torch.no_grad():
-        res = rank_integrated_gradients(model, x, steps_per_rank=2)
+        res = rank_integrated_gradients(model, x, n_steps_per_rank=2)
     assert not res.pixel.requires_grad
     assert x.grad is None
     torch.testing.assert_close(x.detach(), x_before)

@@ -62,7 +62,9 @@ def test_attribute_is_rig_and_returns_the_completeness_delta(setup):
         x, target=target, ranks=[1, 2, 4, HW], n_steps_per_rank=4, internal_batch_size=7,
         return_convergence_delta=True,
     )  # fmt: skip
-    res = rank_integrated_gradients(model, x, target=target, ranks=[1, 2, 4, HW], steps_per_rank=4)
+    res = rank_integrated_gradients(
+        model, x, target=target, ranks=[1, 2, 4, HW], n_steps_per_rank=4
+    )
     torch.testing.assert_close(attr, res.pixel, rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         gap = (

@@ -103,7 +103,9 @@ def test_sig_path_ends_at_the_input_and_is_monotone_in_alpha(cifar_images):
 def test_rank_uniform_schedule_is_rigs_rank_path():
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     model, target = _tiny(), torch.tensor([0, 2, 3])
-    rig = rank_integrated_gradients(model, x, target=target, steps_per_rank=3, method="midpoint")
+    rig = rank_integrated_gradients(
+        model, x, target=target, n_steps_per_rank=3, method="riemann_middle"
+    )
     sig = spectral_integrated_gradients(
         model, x, target=target, n_steps=8 * 3, method="riemann_middle", schedule="rank_uniform"
     )
@@ -175,7 +177,7 @@ class _Counter(nn.Module):
 def test_every_method_spends_the_same_gradient_evaluations(method, per_image):
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
     model = _Counter(_tiny())
-    out = explain(model, x, method, steps=40)
+    out = explain(model, x, method, n_steps=40)
     assert model.graded == per_image * 2 == out.evaluations * 2
     assert out.pixel.shape == x.shape and out.target.shape == (2,)
     assert (out.delta is None) == (method == "gradient")

@@ -4,6 +4,12 @@
   ``baseline -> L_1(x) -> ... -> x`` (pixel map, per-rank attribution, completeness error);
 - :func:`integrated_gradients`: the same engine on the straight path (= captum IG with
   ``method="riemann_middle"``); :func:`vanilla_gradient`;
+- one vocabulary, captum's: ``target``, ``baselines``, ``n_steps`` (a budget of gradient
+  evaluations per image), ``n_steps_per_rank`` (points per rank segment, RIG),
+  ``method`` (the quadrature rule, captum's names, "riemann_middle" by default except SIG's
+  "riemann_left"), ``internal_batch_size`` (the most model inputs per pass), the same names
+  in the functions, the captum classes and :func:`explain` (whose ``method`` names the
+  attribution method);
 - :func:`spectral_integrated_gradients` (SIG, Kim et al. 2026, `sig`) and :func:`explain`, one
   call for gradient / IG / RIG / SIG at equal gradient evaluations per image (`methods`);
 - metrics (`metrics`): :func:`diffid` (+ :func:`insertion_deletion`), :func:`sparseness` (Gini),
@@ -33,9 +39,10 @@ from rankrobust.attribution._rig import (
     RIGResult,
     integrated_gradients,
     rank_integrated_gradients,
+    rig_schedule,
     vanilla_gradient,
 )
-from rankrobust.attribution.methods import METHODS, Attribution, explain, rig_schedule
+from rankrobust.attribution.methods import METHODS, Attribution, explain
 from rankrobust.attribution.metrics import (
     InsertionDeletion,
     RandomisationTest,

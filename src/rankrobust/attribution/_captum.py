@@ -27,7 +27,6 @@ from rankrobust.attribution._rig import (
 from rankrobust.attribution.sig import spectral_integrated_gradients
 from rankrobust.errors import ConfigError
 from rankrobust.inputs import check_baseline, check_images, check_int, check_target
-from rankrobust.svd import validate_rank_path
 
 __all__ = [
     "IntegratedGradients",
@@ -95,9 +94,10 @@ class RankIntegratedGradients(GradientAttribution):
                 with first dim N is taken per image.
             n_steps_per_rank: quadrature points per rank segment.
             ranks: strictly increasing ranks ending at min(H, W); None: every rank.
-            method: quadrature rule: captum's "riemann_middle" (default), "riemann_left",
-                "riemann_right", "riemann_trapezoid" (here the exact trapezoid rule),
-                "gausslegendre", or the names of :func:`rankrobust.attribution.quadrature`.
+            method: quadrature rule, captum's names: "riemann_middle" (default),
+                "riemann_left", "riemann_right", "riemann_trapezoid" (here the exact
+                trapezoid rule, see :func:`rankrobust.attribution.quadrature`) or
+                "gausslegendre".
             internal_batch_size: the most model inputs per forward/backward pass; None puts
                 all ``N * (number of path points)`` through at once, as captum does.
             return_convergence_delta: also return ``delta = sum(attributions) -
@@ -107,7 +107,7 @@ class RankIntegratedGradients(GradientAttribution):
             n_steps: the total budget E of gradient evaluations per image (the interface
                 of IG and SIG); when given it overrides ``n_steps_per_rank`` and
                 ``baseline_steps`` with the rank-uniform split of
-                :func:`rankrobust.attribution.methods.rig_schedule`.
+                :func:`rankrobust.attribution.rig_schedule`.
 
         Returns:
             attributions shaped like ``inputs`` (a tensor, or a 1-tuple when ``inputs`` is a
@@ -117,25 +117,17 @@ class RankIntegratedGradients(GradientAttribution):
         x, base, extra, batch = _unpack(
             inputs, baselines, additional_forward_args, internal_batch_size, target
         )
-        check_int(n_steps_per_rank, "n_steps_per_rank")
-        if n_steps is not None:
-            check_int(n_steps, "n_steps")
-            from rankrobust.attribution.methods import rig_schedule
-
-            full = min(x.shape[-2], x.shape[-1])
-            n_steps_per_rank, baseline_steps = rig_schedule(
-                n_steps, len(validate_rank_path(ranks, full))
-            )
         result = rank_integrated_gradients(
             self.forward_func,
             x,
             target=target,
-            steps_per_rank=n_steps_per_rank,
+            n_steps_per_rank=n_steps_per_rank,
             ranks=ranks,
-            baseline=base,
-            batch_size=batch,
+            baselines=base,
+            internal_batch_size=batch,
             method=method,
             baseline_steps=baseline_steps,
+            n_steps=n_steps,
             additional_forward_args=extra,
             pixels=False,  # captum's NoiseTunnel hands in noisy copies outside [0, 1]
         )
@@ -190,7 +182,7 @@ class VanillaGradient(GradientAttribution):
     ) -> Tensor | tuple[Tensor]:
         """``d F_target / d inputs``, shaped like ``inputs``; ``target`` None: the top class."""
         x, _, _, batch = _unpack(inputs, None, None, internal_batch_size, target)
-        pixel = vanilla_gradient(self.forward_func, x, target=target, batch_size=batch)
+        pixel = vanilla_gradient(self.forward_func, x, target=target, internal_batch_size=batch)
         return _pack(pixel, isinstance(inputs, tuple), None)
 
     @property
@@ -222,10 +214,9 @@ class IntegratedGradients(GradientAttribution):
         x, base, extra, batch = _unpack(
             inputs, baselines, additional_forward_args, internal_batch_size, target
         )
-        check_int(n_steps, "n_steps")
         res = integrated_gradients(
-            self.forward_func, x, target=target, steps=n_steps, baseline=base,
-            batch_size=batch, method=method, additional_forward_args=extra,
+            self.forward_func, x, target=target, n_steps=n_steps, baselines=base,
+            internal_batch_size=batch, method=method, additional_forward_args=extra,
         )  # fmt: skip
         return _pack(
             res.pixel, isinstance(inputs, tuple), res.delta if return_convergence_delta else None
@@ -281,10 +272,9 @@ class SpectralIntegratedGradients(GradientAttribution):
         x, base, extra, batch = _unpack(
             inputs, baselines, additional_forward_args, internal_batch_size, target
         )
-        check_int(n_steps, "n_steps")
         res = spectral_integrated_gradients(
             self.forward_func, x, target=target, n_steps=n_steps, overlap=overlap,
-            baseline=base, method=method, schedule=schedule, batch_size=batch,
+            baselines=base, method=method, schedule=schedule, internal_batch_size=batch,
             additional_forward_args=extra,
         )  # fmt: skip
         return _pack(

@@ -2,7 +2,7 @@
 
 :func:`explain` runs the vanilla gradient, Integrated Gradients (straight path), RIG (rank path,
 rank-uniform schedule) or SIG (spectral gating) on one engine (:mod:`._path`) and returns an
-:class:`Attribution`.  ``steps`` is the budget E of gradient evaluations per image; each path
+:class:`Attribution`.  ``n_steps`` is the budget E of gradient evaluations per image; each path
 method spends exactly E (IG: E points on the straight line; SIG: E alpha intervals; RIG: the
 rank path's R segments share E, see :func:`rig_schedule`), so a comparison of maps is a
 comparison at equal cost.  The vanilla gradient always costs 1.
@@ -17,15 +17,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rankrobust.attribution._path import _check_steps
+from rankrobust.attribution._path import _check_batch_size, _check_steps
 from rankrobust.attribution._rig import (
     integrated_gradients,
     rank_integrated_gradients,
+    rig_schedule,
     vanilla_gradient,
 )
 from rankrobust.attribution.sig import spectral_integrated_gradients
 from rankrobust.errors import ConfigError
-from rankrobust.inputs import check_finite_logits, check_number
+from rankrobust.inputs import check_finite_logits
 from rankrobust.inputs import logits as checked_logits
 from rankrobust.models import eval_mode
 from rankrobust.svd import validate_rank_path
@@ -38,7 +39,6 @@ __all__ = [
     "comparison_rig_ranks",
     "default_rig_ranks",
     "explain",
-    "rig_schedule",
     "top_label",
 ]
 
@@ -96,38 +96,12 @@ def comparison_rig_ranks(full_rank: int) -> list[int]:
     return ranks + [full_rank]
 
 
-def rig_schedule(steps: int, n_segments: int, first_share: float | None = None) -> tuple[int, int]:
-    """RIG's split of a budget of E = ``steps`` evaluations over R segments.
-
-    Rank-uniform (``first_share`` None): every segment gets ``q = E // R`` points and the
-    first one (baseline -> L_1, by far the longest, where nearly all the integration error
-    sits) also takes the remainder.  With ``first_share`` in (0, 1) the first segment gets
-    about that share of E and the other R - 1 share the rest evenly (at least one point
-    each), so the path converges at the same cost.  Returns ``(steps_per_rank,
-    baseline_steps) = (q, E - (R - 1) q)``; total exactly E.
-
-    Raises:
-        ConfigError: E < R (fewer evaluations than rank segments), or a share outside (0, 1).
-    """
-    e = _check_steps(steps, "steps")
-    if e < n_segments:
-        raise ConfigError(
-            f"steps={e} gradient evaluations cannot cover RIG's {n_segments} rank segments: "
-            f"use steps >= {n_segments}"
-        )
-    if first_share is None or n_segments == 1:
-        q = e // n_segments
-    else:
-        share = check_number(first_share, "first_share", 0.0, 1.0, high_open=True)
-        if share <= 0.0:
-            raise ConfigError(f"first_share must be in (0, 1), got {first_share}")
-        q = max(1, (e - max(1, round(share * e))) // (n_segments - 1))
-    return q, e - (n_segments - 1) * q
-
-
 @torch.no_grad()
-def top_label(model: Callable[..., Tensor], x: Tensor, batch_size: int = 256) -> Tensor:
-    """(N,) the model's top class for each image (an ``nn.Module`` in eval mode)."""
+def top_label(model: Callable[..., Tensor], x: Tensor, internal_batch_size: int = 256) -> Tensor:
+    """(N,) the model's top class for each image x (N, C, H, W), ``internal_batch_size``
+    images per forward pass (an ``nn.Module`` in eval mode).  Raises ConfigError for
+    non-finite or malformed logits."""
+    batch_size = _check_batch_size(internal_batch_size)
     ctx = eval_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
     with ctx:
         return torch.cat(
@@ -142,49 +116,67 @@ def explain(
     model: Callable[..., Tensor],
     x: Tensor,
     method: str,
-    steps: int = 64,
+    n_steps: int = 64,
     target=None,
     score: str = "logit",
-    batch_size: int = 256,
+    internal_batch_size: int = 256,
     overlap: float = 0.5,
-    baseline="zero",
+    baselines="zero",
     rig_ranks: list[int] | None = None,
     rig_first_share: float | None = RIG_FIRST_SHARE,
 ) -> Attribution:
-    """Attribution maps of ``method`` for images x (N, C, H, W) at ``steps`` evaluations each.
+    """Attribution maps of ``method`` for images x (N, C, H, W) at ``n_steps`` evaluations each.
 
-    IG and RIG use the midpoint rule; SIG uses its published left sum (``riemann_left``).
-    ``target`` None explains the top label; ``score`` is "logit", "softmax" or "log_softmax".
-    RIG's path runs through ``rig_ranks`` (None: :func:`comparison_rig_ranks`), its budget
-    split by :func:`rig_schedule` with ``rig_first_share`` (None: every segment alike).
+    Args:
+        model: (B, C, H, W) -> (B, num_classes); an ``nn.Module`` runs in eval mode.
+        x: (N, C, H, W) finite images.
+        method: the attribution method, one of METHODS: "gradient", "ig", "rig" or "sig".
+        n_steps: the budget E of gradient evaluations per image (the vanilla gradient costs 1
+            whatever E).  IG and RIG use the "riemann_middle" rule; SIG its published left
+            sum ("riemann_left").
+        target: None (the top label), an int, or N ints.
+        score: "logit", "softmax" or "log_softmax".
+        internal_batch_size: the most model inputs per forward/backward pass.
+        overlap: SIG's ramp width w in [0, 1).
+        baselines: "zero", "mean", a number or a tensor broadcastable to x (path methods).
+        rig_ranks: RIG's path (None: :func:`comparison_rig_ranks`).
+        rig_first_share: the share of E on RIG's first segment, see :func:`rig_schedule`
+            (None: every segment alike).
+
+    Returns:
+        :class:`Attribution`: ``pixel`` (N, C, H, W), ``target`` (N,), for path methods
+        ``delta`` and ``relative_delta`` (N,), and ``evaluations`` per image.
 
     Raises:
-        ConfigError: an unknown method, or a budget below RIG's number of rank segments.
+        ConfigError: an unknown method, a budget below RIG's number of rank segments, or a bad
+            argument of the method called.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown attribution method {method!r}; use one of {METHODS}")
-    common = {"target": target, "batch_size": batch_size, "score": score, "baseline": baseline}
+    batch = internal_batch_size
+    common = {"target": target, "internal_batch_size": batch, "score": score}
     if method == "gradient":
-        tgt = top_label(model, x, batch_size) if target is None else target
-        grad = vanilla_gradient(model, x, target=tgt, score=score, batch_size=batch_size)
+        tgt = top_label(model, x, batch) if target is None else target
+        grad = vanilla_gradient(model, x, target=tgt, score=score, internal_batch_size=batch)
         tgt = torch.as_tensor(tgt, device=x.device).long().reshape(-1).expand(len(x))
         return Attribution(method, grad, tgt.clone(), None, None, 1)
+    common["baselines"] = baselines
     if method == "ig":
-        res = integrated_gradients(model, x, steps=steps, **common)
+        res = integrated_gradients(model, x, n_steps=n_steps, **common)
     elif method == "rig":
         ranks = validate_rank_path(rig_ranks, min(x.shape[-2:])) if rig_ranks else None
         ranks = ranks or comparison_rig_ranks(min(x.shape[-2:]))
-        per_rank, first = rig_schedule(steps, len(ranks), rig_first_share)
+        per_rank, first = rig_schedule(n_steps, len(ranks), rig_first_share)
         res = rank_integrated_gradients(
-            model, x, steps_per_rank=per_rank, baseline_steps=first, ranks=ranks, **common
+            model, x, n_steps_per_rank=per_rank, baseline_steps=first, ranks=ranks, **common
         )
     else:
         sig = spectral_integrated_gradients(
-            model, x, n_steps=steps, overlap=overlap, method="left", **common
+            model, x, n_steps=n_steps, overlap=overlap, method="riemann_left", **common
         )
         return Attribution(
             method, sig.pixel, sig.target, sig.delta, sig.relative_delta, sig.evaluations
         )
     return Attribution(
-        method, res.pixel, res.target, res.delta, res.relative_delta, int(_check_steps(steps))
+        method, res.pixel, res.target, res.delta, res.relative_delta, int(_check_steps(n_steps))
     )

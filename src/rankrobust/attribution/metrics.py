@@ -124,7 +124,7 @@ def insertion_deletion(
     attributions: Tensor,
     target,
     ratios: Sequence[float] = DEFAULT_RATIOS,
-    batch_size: int = 256,
+    internal_batch_size: int = 256,
 ) -> InsertionDeletion:
     """Insertion and deletion curves of SIG's DiffID (see the module docstring).
 
@@ -133,12 +133,20 @@ def insertion_deletion(
         inputs: (N, C, H, W) images; attributions: the same shape.
         target: the label per image (an int or N ints), usually the explained class.
         ratios: fractions q of the elements replaced, each in (0, 1).
-        batch_size: most perturbed images per forward pass.
+        internal_batch_size: most perturbed images per forward pass.
+
+    Returns:
+        :class:`InsertionDeletion`: ``ratios`` and, per image and ratio, 1.0 when the top
+        class of the perturbed image is the target (``insertion``, ``deletion``: (N, Q)).
+
+    Raises:
+        ConfigError / TypeError naming the argument: a bad model, images, attributions of
+        another shape, ratios outside (0, 1), a bad batch size or target.
     """
     check_model(forward_func, "forward_func")
     _check_pair(inputs, attributions)
     qs = _check_ratios(ratios)
-    batch_size = check_int(batch_size, "batch_size")
+    batch_size = check_int(internal_batch_size, "internal_batch_size")
     n = inputs.shape[0]
     labels = _labels(target, n, inputs.device)
     flat = inputs.detach().reshape(n, -1)
@@ -176,25 +184,27 @@ def completeness_gap(
     inputs: Tensor,
     attributions: Tensor,
     target,
-    baseline=0.0,
+    baselines=0.0,
     score: str = "logit",
-    batch_size: int = 256,
+    internal_batch_size: int = 256,
 ) -> Tensor:
     """(N,) ``|sum(attribution) - (f(x) - f(baseline))| / |f(x) - f(baseline)|`` per image.
 
     Completeness says a path method's attributions sum to ``f(x) - f(baseline)``; the gap is
     its integration error relative to that difference (captum's ``compute_convergence_delta``
     divided by ``|f(x) - f(baseline)|``).  ``f`` is the target's ``score`` ("logit",
-    "softmax" or "log_softmax") as the map was computed with; ``baseline`` is a number or a
-    tensor broadcastable to inputs (the black image by default).
+    "softmax" or "log_softmax") as the map was computed with; ``baselines`` is a number or a
+    tensor broadcastable to inputs (the black image by default).  ``inputs`` and
+    ``attributions`` are (N, C, H, W); ``internal_batch_size`` images go through the model at
+    once.  Raises ConfigError / TypeError naming a bad argument.
     """
     check_model(forward_func, "forward_func")
     _check_pair(inputs, attributions)
     score = _check_score(score)
-    batch_size = check_int(batch_size, "batch_size")
+    batch_size = check_int(internal_batch_size, "internal_batch_size")
     n = inputs.shape[0]
     labels = _labels(target, n, inputs.device)
-    base = torch.as_tensor(baseline, dtype=inputs.dtype, device=inputs.device)
+    base = torch.as_tensor(baselines, dtype=inputs.dtype, device=inputs.device)
     base = base.expand_as(inputs)
     ctx = (
         eval_mode(forward_func) if isinstance(forward_func, nn.Module) else contextlib.nullcontext()
@@ -223,10 +233,13 @@ def diffid(
     attributions: Tensor,
     target,
     ratios: Sequence[float] = DEFAULT_RATIOS,
-    batch_size: int = 256,
+    internal_batch_size: int = 256,
 ) -> Tensor:
-    """(N,) DiffID per image: mean over ratios of insertion - deletion (SIG, Kim et al. 2026)."""
-    return insertion_deletion(forward_func, inputs, attributions, target, ratios, batch_size).diffid
+    """(N,) DiffID per image: mean over ratios of insertion - deletion (SIG, Kim et al. 2026),
+    in [-1, 1]; arguments and errors as :func:`insertion_deletion`."""
+    curves = insertion_deletion(forward_func, inputs, attributions, target, ratios,
+                                internal_batch_size)  # fmt: skip
+    return curves.diffid
 
 
 # --------------------------------------------------------------------------------------------

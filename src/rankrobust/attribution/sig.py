@@ -11,9 +11,9 @@ image, with ``D = x - baseline = sum_i s_i u_i v_i^T`` (``/work/shared/PAPER.md`
 ``int_0^1 grad f(gamma(alpha)) * gamma'(alpha) d alpha``, discretised as SIG's published code
 does: on the grid ``alpha_j = j / m`` (m intervals) with the gradient at each interval's start
 times the step of the path, ``A = sum_j grad f(gamma(alpha_j)) * (gamma(alpha_{j+1}) -
-gamma(alpha_j))`` (method ``"left"`` = captum's ``"riemann_left"``).  ``"midpoint"`` /
-``"right"`` / ``"trapezoid"`` take the gradient at the middle / end / both ends of each
-interval's chord instead.  Every rule costs m gradient evaluations (trapezoid: 2m).
+gamma(alpha_j))`` (method ``"riemann_left"``, captum's name).  ``"riemann_middle"`` /
+``"riemann_right"`` / ``"riemann_trapezoid"`` take the gradient at the middle / end / both ends
+of each interval's chord instead.  Every rule costs m gradient evaluations (trapezoid: 2m).
 
 ``schedule="rank_uniform"`` swaps SIG's gating for RIG's: component i ramps on alone over
 ``[(i-1)/R, i/R]`` (R = min(H, W)), so ``gamma(k/R) = L_k(x)`` and the path is RIG's rank path.
@@ -32,8 +32,8 @@ from torch import Tensor
 
 from rankrobust.attribution._path import (
     PathIntegral,
-    _canonical_method,
     _check_images,
+    _check_method,
     _check_steps,
     path_integral,
 )
@@ -44,7 +44,7 @@ __all__ = ["SCHEDULES", "SIGResult", "sig_gates", "spectral_integrated_gradients
 
 SCHEDULES = ("strength", "rank_uniform")
 # engine rule and the quadrature points it takes per interval (one interval = one segment)
-_RULE_POINTS = {"left": 1, "right": 1, "midpoint": 1, "trapezoid": 2}
+_RULE_POINTS = {"riemann_left": 1, "riemann_right": 1, "riemann_middle": 1, "riemann_trapezoid": 2}
 
 
 @dataclass
@@ -138,10 +138,10 @@ def spectral_integrated_gradients(
     target=None,
     n_steps: int = 64,
     overlap: float = 0.5,
-    baseline="zero",
-    method: str = "left",
+    baselines="zero",
+    method: str = "riemann_left",
     schedule: str = "strength",
-    batch_size: int = 256,
+    internal_batch_size: int = 256,
     score: str = "logit",
     channels_last: bool | None = None,
     additional_forward_args: tuple = (),
@@ -154,16 +154,17 @@ def spectral_integrated_gradients(
         target: None (top label), an int, or N ints.
         n_steps: m, the number of alpha intervals (gradient evaluations per image).
         overlap: w in [0, 1): the width of each component's ramp (0.5 in SIG).
-        baseline: "zero" (SIG's black image), "mean", a number or a broadcastable tensor.
-        method: "left" / "riemann_left" (SIG's published sum, default), "midpoint" /
-            "riemann_middle", "right" / "riemann_right", "trapezoid" / "riemann_trapezoid".
+        baselines: "zero" (SIG's black image), "mean", a number or a broadcastable tensor.
+        method: "riemann_left" (SIG's published sum, default), "riemann_middle",
+            "riemann_right" or "riemann_trapezoid" (captum's names).
         schedule: "strength" (SIG's gating) or "rank_uniform" (RIG's rank path).
-        batch_size: most model inputs per forward/backward pass.
+        internal_batch_size: most model inputs per forward/backward pass.
         score: "logit", "softmax" (SIG's published f) or "log_softmax".
         channels_last, additional_forward_args: see :func:`rankrobust.attribution.path_integral`.
 
     Returns:
-        :class:`SIGResult`.
+        :class:`SIGResult`: ``pixel`` (N, C, H, W), ``per_interval`` (N, m) and ``delta`` (N,)
+        in the units of the score.
 
     Raises:
         ConfigError: a bad n_steps, overlap, method (e.g. "gausslegendre", whose nodes are not
@@ -172,21 +173,21 @@ def spectral_integrated_gradients(
     x = _check_images(x)
     m = _check_steps(n_steps, "n_steps")
     w = _check_overlap(overlap)
-    canon = _canonical_method(method)
-    if canon not in _RULE_POINTS:
+    rule = _check_method(method)
+    if rule not in _RULE_POINTS:
         raise ConfigError(
             f"SIG integrates over a grid of alpha intervals: method must be riemann_left, "
             f"riemann_middle, riemann_right or riemann_trapezoid, got {method!r}"
         )
-    base = _resolve_baseline(baseline, x)
+    base = _resolve_baseline(baselines, x)
     path = spectral_path(x, base, m, w, schedule)
     res: PathIntegral = path_integral(
         model,
         path,
         target=target,
-        steps=_RULE_POINTS[canon],
-        method=canon,
-        batch_size=batch_size,
+        n_steps_per_segment=_RULE_POINTS[rule],
+        method=rule,
+        internal_batch_size=internal_batch_size,
         score=score,
         channels_last=channels_last,
         additional_forward_args=additional_forward_args,
@@ -202,6 +203,6 @@ def spectral_integrated_gradients(
         n_steps=m,
         overlap=w,
         schedule=schedule,
-        method=canon,
-        evaluations=m * _RULE_POINTS[canon],
+        method=rule,
+        evaluations=m * _RULE_POINTS[rule],
     )

@@ -190,13 +190,13 @@ def run_rig(
     result = rank_integrated_gradients(
         model,
         x,
-        steps_per_rank=settings.steps_per_rank,
+        n_steps_per_rank=settings.steps_per_rank,
         baseline_steps=settings.baseline_steps,
         ranks=settings.ranks,
-        baseline=settings.baseline,
-        batch_size=batch,
+        baselines=settings.baseline,
+        internal_batch_size=batch,
     )
-    vanilla = vanilla_gradient(model, x, target=result.target, batch_size=batch)
+    vanilla = vanilla_gradient(model, x, target=result.target, internal_batch_size=batch)
     arrays = {
         "images": x.cpu().numpy(),
         "targets": result.target.cpu().numpy(),

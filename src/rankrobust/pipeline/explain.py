@@ -21,7 +21,7 @@ class AttributionSettings:
     """Gradient / IG / RIG / SIG maps on ``n_images`` seeded test images, every path method at
     ``steps`` gradient evaluations per image, scored by ``metrics`` (attribution/metrics.py).
     RIG's path runs through ``rig_ranks`` (None: 1, 4, 16, ..., full), the budget split by
-    ``rig_first_share`` (attribution.methods: comparison_rig_ranks, rig_schedule)."""
+    ``rig_first_share`` (attribution: comparison_rig_ranks in methods, rig_schedule)."""
 
     enabled: bool = False
     methods: list[str] = field(default_factory=lambda: ["gradient", "ig", "rig", "sig"])
@@ -71,8 +71,8 @@ def run_attribution(
     x = x.to(next(net.parameters()).device)
     target = top_label(net, x, settings.batch_size)
     batch = gradient_batch_size(net, x.shape[1:], settings.batch_size, name="attribution")
-    kwargs = {"steps": settings.steps, "score": settings.score, "overlap": settings.overlap,
-              "batch_size": batch, "rig_ranks": settings.rig_ranks,
+    kwargs = {"n_steps": settings.steps, "score": settings.score, "overlap": settings.overlap,
+              "internal_batch_size": batch, "rig_ranks": settings.rig_ranks,
               "rig_first_share": settings.rig_first_share}  # fmt: skip
     out: dict = {"mean": {}, "per_image": {}, "curves": {}, "mprt_layers": {}, "evaluations": {},
                  "median_rel_delta": {}, "completeness_gap": {}}  # fmt: skip
@@ -85,14 +85,14 @@ def run_attribution(
         scores: dict[str, torch.Tensor] = {}
         if att.relative_delta is not None:  # a path method: how far from converged
             gap = completeness_gap(net, x, att.pixel, target, score=settings.score,
-                                   batch_size=batch).double()  # fmt: skip
+                                   internal_batch_size=batch).double()  # fmt: skip
             scores["completeness_gap"] = gap
             out["median_rel_delta"][method] = float(gap.quantile(0.5))
             out["completeness_gap"][method] = {
                 "median": float(gap.quantile(0.5)), "min": float(gap.min()), "max": float(gap.max())
             }  # fmt: skip
         if "diffid" in settings.metrics:
-            curves = insertion_deletion(net, x, att.pixel, target, batch_size=batch)
+            curves = insertion_deletion(net, x, att.pixel, target, internal_batch_size=batch)
             scores["diffid"] = curves.diffid
             arrays[f"insertion_{method}"] = curves.insertion.cpu().numpy()
             arrays[f"deletion_{method}"] = curves.deletion.cpu().numpy()
