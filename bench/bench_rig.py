@@ -2,8 +2,8 @@
 
 Both run on the same small CNN (``rankrobust.models.build_model("small_cnn")``, 3x32x32 inputs,
 eval mode) with the SAME number of gradient evaluations per image: RIG on the rank path
-``ranks`` x ``steps_per_rank`` points (default [1, 2, 4, 8, 16, 32] x 8 = 48) and captum IG with
-``n_steps`` = 48 (method "riemann_middle"), ``internal_batch_size`` = RIG's ``batch_size``.
+``ranks`` x ``n_steps_per_rank`` points (default [1, 2, 4, 8, 16, 32] x 8 = 48) and captum IG
+with ``n_steps`` = 48, both with method "riemann_middle" and the same ``internal_batch_size``.
 RIG's time includes its SVD of the batch and its no-grad forward pass for f(x), f(baseline)
 (the completeness delta, always computed); captum is timed both without its convergence delta
 (its default) and with it (``return_convergence_delta=True``, the like-for-like output).  Runs
@@ -84,9 +84,9 @@ def bench_device(
             model,
             x,
             target=target,
-            steps_per_rank=steps_per_rank,
+            n_steps_per_rank=steps_per_rank,
             ranks=ranks,
-            batch_size=batch_size,
+            internal_batch_size=batch_size,
         )
 
     x_cl = x.contiguous(memory_format=torch.channels_last)
@@ -182,8 +182,8 @@ def bench_methods(
         _sync(device)
         return time.perf_counter() - t0
 
-    runs = {m: (lambda m=m: explain(model, x, m, steps=steps, target=target,
-                                    batch_size=batch_size)) for m in METHODS}  # fmt: skip
+    runs = {m: (lambda m=m: explain(model, x, m, n_steps=steps, target=target,
+                                    internal_batch_size=batch_size)) for m in METHODS}  # fmt: skip
     runs["captum_ig"] = lambda: ig.attribute(
         x, target=target, n_steps=steps, method="riemann_middle",
         internal_batch_size=batch_size, return_convergence_delta=True,
