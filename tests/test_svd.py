@@ -83,6 +83,36 @@ def test_clamp_only_on_low_rank() -> None:
     assert torch.allclose(low_rank(x, 2, clamp=False), raw, atol=ATOL)
 
 
+def test_each_entry_point_clamps_l_k_as_the_docs_say() -> None:
+    """README and docs/running.md: L_k as a test image is clamped to [0, 1] (svd.low_rank,
+    RankTransform / transform=low, evaluate.rank_sweep and basis_sweep by default), while
+    Factorization.low_rank(k) is the exact, unclamped L_k; H_k is never clamped."""
+    import inspect
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from rankrobust import bases, evaluate
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    fac = factorize(x)
+    exact = fac.low_rank(2)
+    assert exact.min() < 0 or exact.max() > 1  # unclamped by default: it leaves [0, 1]
+    torch.testing.assert_close(exact + fac.high_rank(2), x, atol=ATOL, rtol=0)
+    shown = exact.clamp(0, 1)
+    assert torch.equal(fac.low_rank(2, clamp=True), shown)
+    assert torch.equal(low_rank(x, 2), shown)
+    torch.testing.assert_close(RankTransform("low", rank=2)(x), shown, atol=ATOL, rtol=0)
+    torch.testing.assert_close(bases.low(x, 2, basis="svd"), exact, atol=ATOL, rtol=0)  # bases.md
+    high = RankTransform("high", rank=2)(x)
+    assert high.min() < 0
+    for sweep in (evaluate.rank_sweep, evaluate.basis_sweep):
+        assert inspect.signature(sweep).parameters["clamp"].default is True
+    conf = Path(__file__).resolve().parents[1] / "conf" / "transform"
+    clamps = {p.stem: OmegaConf.load(p).clamp for p in conf.glob("*.yaml")}
+    assert clamps["low"] is True and clamps["high"] is False and clamps["band"] is False
+
+
 def test_bands_compose_and_sum_to_x(rand_images: torch.Tensor) -> None:
     fac = factorize(rand_images)
     for a, b, c in [(0, 3, 10), (2, 7, 32), (0, 1, 32), (5, 6, 7)]:

@@ -5,7 +5,10 @@ For every matrix X (H x W) in a tensor of shape (..., H, W), i.e. per channel pe
     X = sum_{i=1..r} s_i u_i v_i^T,    s_1 >= s_2 >= ... >= s_r >= 0,   r = min(H, W).
 
 - Low-rank approximation  L_k(X) = sum_{i<=k} s_i u_i v_i^T  (best rank-k approximation,
-  Eckart-Young); as a test image it is clamped to [0, 1] (optional).
+  Eckart-Young).  Its values can leave [0, 1] (an image's L_k overshoots near edges).  Where
+  it is an image a model sees it is clamped to [0, 1]: :func:`low_rank` and
+  :class:`RankTransform` (``transform=low``) clamp by default; :meth:`Factorization.low_rank`
+  and the paths of RIG / SIG (rankrobust.attribution) do not.
 - High-rank residual      H_k(X) = X - L_k(X) = sum_{i>k} s_i u_i v_i^T  (never clamped).
 - Band                    B_{a,b}(X) = sum_{a<i<=b} s_i u_i v_i^T, so L_k = B_{0,k}, H_k = B_{k,r}.
 
@@ -128,7 +131,16 @@ class Factorization:
         return us @ self.Vh[..., a:b, :]
 
     def low_rank(self, k: int, clamp: bool = False) -> Tensor:
-        """L_k(x) = sum_{i<=k} s_i u_i v_i^T, optionally clamped to [0, 1]."""
+        """L_k(x) = sum_{i<=k} s_i u_i v_i^T, shaped like x, in x's dtype.
+
+        Not clamped by default: the values can lie outside [0, 1] even for pixels in [0, 1]
+        (the exact L_k, so that L_k + H_k = x).  ``clamp=True`` clamps to [0, 1], the image a
+        model is shown (what :func:`low_rank` and :class:`RankTransform` do by default).
+
+        Raises:
+            ConfigError: k not an integer in 1..min(H, W), or above a truncated
+                factorisation's ``max_rank``.
+        """
         k = validate_rank(k, self.full_rank, shape=self.image_size)
         self._within_max_rank(k, f"rank={k}")
         out = self._band(0, k).to(self.dtype)
