@@ -4,12 +4,6 @@
   ``baseline -> L_1(x) -> ... -> x`` (pixel map, per-rank attribution, completeness error);
 - :func:`integrated_gradients`: the same engine on the straight path (= captum IG with
   ``method="riemann_middle"``); :func:`vanilla_gradient`;
-- one vocabulary, captum's: ``target``, ``baselines``, ``n_steps`` (a budget of gradient
-  evaluations per image), ``n_steps_per_rank`` (points per rank segment, RIG),
-  ``method`` (the quadrature rule, captum's names, "riemann_middle" by default except SIG's
-  "riemann_left"), ``internal_batch_size`` (the most model inputs per pass), the same names
-  in the functions, the captum classes and :func:`explain` (whose ``method`` names the
-  attribution method);
 - :func:`spectral_integrated_gradients` (SIG, Kim et al. 2026, `sig`) and :func:`explain`, one
   call for gradient / IG / RIG / SIG at equal gradient evaluations per image (`methods`);
 - metrics (`metrics`): :func:`diffid` (+ :func:`insertion_deletion`), :func:`sparseness` (Gini),
@@ -19,6 +13,15 @@
   :class:`IntegratedGradients`, :class:`RankIntegratedGradients`,
   :class:`SpectralIntegratedGradients`, loaded on first use since importing captum takes about
   a second.
+
+One vocabulary, captum's, in the functions, the captum classes and :func:`explain` alike:
+``target``; ``baselines`` (the path's start); ``n_steps`` (a budget of gradient evaluations
+per image); ``n_steps_per_rank`` (points on each rank segment of RIG, ``baseline_steps`` on
+its first); ``method`` (the quadrature rule by captum's names only: "riemann_middle", the
+default, "riemann_left" for SIG, "riemann_right", "riemann_trapezoid", "gausslegendre");
+``internal_batch_size`` (the most model inputs per forward/backward pass);
+``additional_forward_args``.  In :func:`explain` alone ``method`` names the attribution method
+("gradient", "ig", "rig", "sig"), as in its result's ``Attribution.method``.
 
 The paths and results live in `_rig`, the quadrature and the batched path-integral engine in
 `_path`, the captum class in `_captum`, the image | gradient | RIG grid in `plot`.

@@ -195,6 +195,9 @@ def rank_integrated_gradients(
         ConfigError (a ValueError): a bad count, rank path, baseline, rule, batch size, score
             or target, ``n_steps`` below the number of rank segments; ValueError naming ``x``
             for images outside [0, 1] when ``pixels``.
+
+    Source: RIG as the paper proposes it, made precise in ``/work/shared/PAPER.md`` ("RIG, as
+    this project defines it"); checked against captum's IG on the one-segment path.
     """
 
     x = check_images(x, "x", unit_range=pixels).detach()  # the rank path of pixels in [0, 1]
@@ -293,7 +296,8 @@ def vanilla_gradient(
     ``target=None`` uses the model's top label for each image.  The model runs in eval mode;
     its previous mode is restored and no ``.grad`` is left on its parameters.  Returns a
     tensor shaped like x (score units per pixel unit).  Raises ConfigError for a bad model,
-    images, target, score or batch size.
+    images, target, score or batch size.  Source: the saliency map of Simonyan et al. 2014,
+    signed (captum's ``Saliency`` takes its absolute value).
     """
     check_model(model)
     x = _check_images(x)
