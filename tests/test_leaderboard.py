@@ -9,12 +9,16 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from fake_runs import write_run
-from fake_zoo import ENTRIES, FAILED, RANKS, make_zoo
+from fake_zoo import ENTRIES, FAILED, RANKS, composed, make_zoo
+from helpers import child_env
 
 from rankrobust.reporting.leaderboard import CLAIMS, MIN_MODELS, bootstrap, spearman
 from rankrobust.reporting.leaderboard.__main__ import main
@@ -24,6 +28,7 @@ from rankrobust.results import read_metrics
 RESAMPLES = 400  # fewer draws than the default: the check is exact, not statistical
 PLAIN = "synthetic-small_cnn-none-rankNone"  # the ordinary run's name (its config's)
 BROKEN = "broken-job"  # a folder whose metrics.json cannot be read
+NEVER = "Never2020Started"  # a job folder without metrics.json
 REQUIRED = ("name", "dataset", "threat_model", "architecture", "kind", "status", "clean_acc",
             "autoattack_acc", "robust_acc", "rig_top4_share", "n_images", "weights",
             "why")  # fmt: skip
@@ -37,6 +42,8 @@ def board(tmp_path_factory) -> dict:
     runs = make_zoo(root)
     write_run(runs / "plain", "none", clean=0.9, low={1: 0.2, 4: 0.5}, high={1: 0.5, 4: 0.4},
               robust_acc=0.0)  # fmt: skip
+    (runs / NEVER / ".hydra").mkdir(parents=True)  # a job that died before metrics.json
+    (runs / NEVER / ".hydra" / "config.yaml").write_text(yaml.safe_dump(composed(NEVER, "L2")))
     (runs / BROKEN).mkdir()
     (runs / BROKEN / "metrics.json").write_text('{"status": "ok", "clean_acc": ')
     out = root / "board"
@@ -52,7 +59,7 @@ def _models(board: dict) -> dict[str, dict]:
 def test_one_object_per_model_with_every_field(board):
     assert board["code"] == 0
     models = _models(board)
-    names = [e[0] for e in ENTRIES] + [FAILED[0], PLAIN, BROKEN]
+    names = [e[0] for e in ENTRIES] + [FAILED[0], PLAIN, BROKEN, f"zoo-{NEVER}"]
     assert sorted(models) == sorted(names)
     assert len(board["json"]["models"]) == len(names)
     ks = board["json"]["ranks"]
@@ -89,6 +96,9 @@ def test_a_model_that_could_not_be_loaded_is_a_row_saying_what_to_copy_where(boa
     assert m["clean_acc"] is None and m["autoattack_acc"] == FAILED[5]  # the reported one stays
     broken = _models(board)[BROKEN]
     assert broken["status"] == "invalid" and "metrics.json" in broken["why"]
+    never = _models(board)[f"zoo-{NEVER}"]  # named by its Hydra config
+    assert (never["status"], never["dataset"]) == ("missing", "cifar10")
+    assert never["why"].startswith("no metrics.json")
 
 
 def test_an_ordinary_run_without_a_zoo_block_is_a_row(board):
@@ -157,7 +167,10 @@ def test_population_claims_match_an_independent_computation(board, claim):
         pytest.approx(hi, abs=1e-12),
     )
     assert (found["resamples"], found["seed"]) == (RESAMPLES, 3)
-    assert found["left_out"] == [{"name": FAILED[0], "reason": "status failed"}]
+    assert found["left_out"] == [
+        {"name": FAILED[0], "reason": "status failed"},
+        {"name": f"zoo-{NEVER}", "reason": "status missing"},
+    ]
     sign = {"P1": 1, "P2": -1, "P3": 1}[claim]
     expected = "inconclusive"
     if sign * lo > 0 and sign * hi > 0:
@@ -267,6 +280,18 @@ def test_command_refuses_bad_arguments_and_writes_nothing(tmp_path, capsys):
             main(argv)
         assert stop.value.code == 2 and says in capsys.readouterr().err, argv
     assert not out.exists() and afile.read_text() == "x"
+
+
+def test_the_module_runs_as_a_command(tmp_path):
+    """`python -m rankrobust.reporting.leaderboard` as `make zoo` calls it (its refusal: the
+    cheapest path through the real entry point)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rankrobust.reporting.leaderboard", str(tmp_path / "none"),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, env=child_env(), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("leaderboard: the runs folder") and "nothing" in done.stderr
 
 
 # --- the page in a real browser: headless Chromium (Debian's chromium + chromium-driver) ------

@@ -58,8 +58,9 @@ def _threat_model(row: dict, zoo: dict) -> str | None:
 
 
 def _name(row: dict, zoo: dict) -> str:
-    """The zoo entry's name, else the run's name (config `name`), its model, its folder."""
-    for value in (zoo.get("name"), row.get("name"), row.get("model")):
+    """The zoo entry's name, else the run's name (config `name`), else its folder's (a job that
+    never wrote metrics.json: the zoo names its job folders by their entry)."""
+    for value in (zoo.get("name"), row.get("name")):
         if isinstance(value, str) and value:
             return value
     return Path(str(row.get("run_dir") or "run")).name
