@@ -5,6 +5,7 @@ Spearman, a plain-loop bootstrap)."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import re
@@ -393,3 +394,23 @@ def test_the_browser_check_sees_a_script_error(board, browser, tmp_path):
     browser.get_log("browser")  # what earlier pages logged
     browser.get(broken.as_uri())
     assert any("undefinedCall" in e["message"] for e in _severe(browser))
+
+
+def test_a_full_disk_is_one_paragraph_and_leaves_the_old_files_whole(tmp_path, monkeypatch, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    write_run(runs / "r", "none", clean=0.9, low={4: 0.5}, high={4: 0.4}, robust_acc=0.0)
+    assert main([str(runs), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"leaderboard.json", "leaderboard.csv", "leaderboard.html"}
+    write_run(runs / "s", "none", clean=0.8, low={4: 0.4}, high={4: 0.3}, robust_acc=0.0)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("rankrobust.files.os.replace", full)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main([str(runs), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "No space left" in err and "leaderboard.json" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file left

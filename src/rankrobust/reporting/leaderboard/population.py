@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rankrobust.reporting.claims._common import K_REF, nearest_k, not_testable
+from rankrobust.reporting.claims import K_REF, nearest_k, not_testable
 from rankrobust.reporting.intervals import Estimate, above
-from rankrobust.reporting.leaderboard.table import MEASURED
+from rankrobust.reporting.seeds import USABLE
 
 MIN_MODELS = 5  # fewer models than this: the claim is not testable
 RESAMPLES = 2000  # bootstrap draws of the models
@@ -186,7 +186,7 @@ def decide(
     ours = [e for e in entries if e.get("dataset") == dataset]
     left_out, usable = [], []
     for e in ours:
-        if e["status"] not in MEASURED:
+        if e["status"] not in USABLE:
             left_out.append({"name": e["name"], "reason": f"status {e['status']}"})
         elif autoattack(e) is None:
             reason = "no reported AutoAttack accuracy (and not a natural model)"

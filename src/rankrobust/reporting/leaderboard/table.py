@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rankrobust.identity import threat_label
+from rankrobust.reporting.seeds import USABLE  # runs whose numbers are read: ok, partial
 
 # The model's fields, in the table's order; the rank columns (low@k, high@k, kept@k for every
 # measured k) go between FIRST and LAST.
@@ -26,8 +27,6 @@ FIRST = (
 LAST = ("rig_top4_share", "n_images", "why", "weights", "threat", "source", "venue", "link",
         "run_dir")  # fmt: skip
 RANK_MODES = ("low", "high", "kept")
-# Statuses of a run whose numbers are read (collect: ok, or partial with some analyses missing).
-MEASURED = ("ok", "partial")
 NORM_NAMES = {"linf": "Linf", "l2": "L2"}
 
 
@@ -112,7 +111,7 @@ def entry(row: dict) -> dict:
     `low` / `high` / `kept`: {k: accuracy or None} for the ranks its sweep measured)."""
     zoo = _zoo(row)
     status = str(row.get("status") or "unknown")
-    measured = status in MEASURED
+    measured = status in USABLE
     clean = _number(row.get("clean_acc")) if measured else None
     low = _sweep(row, "low") if measured else {}
     rig = row.get("rig") if measured and isinstance(row.get("rig"), dict) else {}
@@ -169,7 +168,7 @@ def _order(e: dict) -> tuple:
     """The table's default order: data set, measured rows first, AutoAttack accuracy (highest
     first, unknown last), name."""
     aa = e.get("autoattack_acc")
-    return (str(e.get("dataset")), e["status"] not in MEASURED, aa is None, -(aa or 0), e["name"])
+    return (str(e.get("dataset")), e["status"] not in USABLE, aa is None, -(aa or 0), e["name"])
 
 
 def entries(rows: Sequence[dict]) -> tuple[list[dict], list[dict]]:
