@@ -234,6 +234,9 @@ def test_models_left_out_and_the_rank_every_model_measured():
     ]
     few = decide(models[:4], "d", p1, 200)
     assert few["verdict"].startswith(f"not testable (fewer than {MIN_MODELS} d models")
+    models[1]["kept"] = {8: 0.3}  # shares no rank with models[0]
+    apart = decide(models, "d", p1, 200)
+    assert apart["verdict"] == "not testable (the d models' L_k sweeps share no rank)"
 
 
 def test_spearman_and_bootstrap_against_scipy_with_ties():

@@ -84,16 +84,16 @@ def write_board(found: dict, out_dir: str | Path) -> list[Path]:
     figures into out_dir (created); returns the paths written. Raises OSError naming the file
     a write failed on (nothing half-written: files.py)."""
     from rankrobust.reporting.leaderboard.page import render
-    from rankrobust.reporting.leaderboard.plots import fig_population, figure_name
+    from rankrobust.reporting.leaderboard.plots import fig_population
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written, figures = [], {}
     for claim in found["population"]:
         paths = fig_population(claim, out)
-        claim["figure"] = f"{figure_name(claim)}.png" if paths else None
+        claim["figure"] = paths[0].name if paths else None
         if paths:
-            figures[figure_name(claim)] = paths[0]
+            figures[paths[0].name] = paths[0]
         written += paths
     json_path, csv_path, html_path = (out / name for name in FILES)
     write_json(json_path, found, indent=2, default=str)

@@ -25,19 +25,19 @@ CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 table { border-collapse: collapse; font-size: 12px; }
-td { white-space: nowrap; }
+#leaderboard td { white-space: nowrap; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; cursor: pointer; user-select: none; white-space: nowrap;
-     position: sticky; top: 0; }
+th { background: #f0f0f0; white-space: nowrap; }
+#leaderboard th { cursor: pointer; user-select: none; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; }
 th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.null { color: #999; }
 tr.not-ok { background: #fff1f0; }
-td.why { white-space: normal; min-width: 14em; max-width: 28em; font-size: 11px; }
+#leaderboard td.why { white-space: normal; min-width: 14em; max-width: 28em; font-size: 11px; }
 .wrap { overflow-x: auto; }
-figure { display: inline-block; margin: 0.5em 1em 1em 0; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
+figure { display: inline-block; width: 48%; min-width: 420px; margin: 0.5em 1% 1em 0; }
+figure img { width: 100%; border: 1px solid #ddd; }
 .holds { color: #006d2c; font-weight: bold; } .fails { color: #b30000; font-weight: bold; }
 """
 
@@ -140,7 +140,8 @@ def _image(path: Path) -> str:
 
 
 def population_section(claims: Sequence[dict], figures: dict[str, Path]) -> str:
-    """The population claims: a table of verdicts per data set, the rules, the figures."""
+    """The population claims: a table of verdicts per data set, the rules, the figures
+    (`figures`: a claim's `figure` file name -> the PNG file to inline)."""
     if not claims:
         return "<p>No model with a data set: no population claim.</p>"
     rows = []
@@ -160,15 +161,18 @@ def population_section(claims: Sequence[dict], figures: dict[str, Path]) -> str:
         f"<i>Rule:</i> {html.escape(c['rule'])}.</li>"
         for c in {c["claim"]: c for c in claims}.values()
     )
-    images = "".join(_image(figures[key]) for key in sorted(figures))
+    # in the claims' order: data set, then claim
+    images = "".join(_image(figures[c["figure"]]) for c in claims if c.get("figure") in figures)
     return (
-        f'<table id="population"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<div class="wrap"><table id="population"><thead>{head}</thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
         f"<ul>{statements}</ul>{images}"
     )
 
 
 def render(board: dict, columns: Sequence[str], figures: dict[str, Path]) -> str:
-    """The whole page for `board` (leaderboard.json's object) and the figures' PNG files."""
+    """The whole page for `board` (leaderboard.json's object) and the figures' PNG files
+    ({file name: path}, see population_section)."""
     models = board["models"]
     counts: dict[str, int] = {}
     for m in models:

@@ -213,6 +213,11 @@ def decide(
     }  # fmt: skip
     x = [p["autoattack_acc"] for p in points]
     y = [p["value"] for p in points]
+    swept = claim.field in ("kept", "high") and any(e[claim.field] for e in usable)
+    if k is None and swept:
+        sweep = "L_k" if claim.field == "kept" else "H_k"
+        found["verdict"] = not_testable(f"the {dataset} models' {sweep} sweeps share no rank")
+        return found
     if len(points) < MIN_MODELS:
         why = f"fewer than {MIN_MODELS} {dataset} models with AutoAttack accuracy and {column}"
         found["verdict"] = not_testable(f"{why}: {len(points)}")
