@@ -224,6 +224,7 @@ def test_models_left_out_and_the_rank_every_model_measured():
     models.append(_entry("natural", None, 0.05, 0.5, kind="natural"))  # AutoAttack: 0
     models.append(_entry("unknown", None, 0.9, 0.5))  # robust, nothing reported: left out
     models.append(_entry("dead", 0.5, 0.5, 0.5, status="failed"))
+    models.append({**_entry("zero", 0.5, None, 0.5), "clean_acc": 0.0, "low": {2: 0.0}})
     models.append(_entry("other", 0.5, 0.5, 0.5, dataset="e"))  # another data set
     found = decide(models, "d", p1, 200)
     assert (found["k"], found["column"], found["n_models"]) == (2, "kept@2", 7)
@@ -231,6 +232,7 @@ def test_models_left_out_and_the_rank_every_model_measured():
     assert found["left_out"] == [
         {"name": "unknown", "reason": "no reported AutoAttack accuracy (and not a natural model)"},
         {"name": "dead", "reason": "status failed"},
+        {"name": "zero", "reason": "kept@2 undefined: clean accuracy 0"},
     ]
     few = decide(models[:4], "d", p1, 200)
     assert few["verdict"].startswith(f"not testable (fewer than {MIN_MODELS} d models")

@@ -199,7 +199,9 @@ def decide(
     for e in usable:
         value = _value(e, claim, k)
         if value is None:
-            left_out.append({"name": e["name"], "reason": f"no {column}"})
+            zero = claim.field == "kept" and e.get("clean_acc") == 0 and e["low"]
+            why = f"{column} undefined: clean accuracy 0" if zero else f"no {column}"
+            left_out.append({"name": e["name"], "reason": why})
             continue
         point = {"name": e["name"], "threat_model": e.get("threat_model"), "kind": e.get("kind")}
         points.append({**point, "autoattack_acc": autoattack(e), "value": value})
