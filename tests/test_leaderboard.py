@@ -308,6 +308,21 @@ INSTALL = (
 )
 
 
+def _chromium() -> tuple[str, str]:
+    """The Chromium binary and its chromedriver on PATH; skips saying how to install them."""
+    binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip(f"chromium or chromedriver not found: {INSTALL}")
+    return binary, driver
+
+
+def test_without_chromium_the_browser_test_skips_saying_how_to_install(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium chromium-driver"):
+        _chromium()
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """A headless Chromium driven through chromedriver, its profile in a temporary folder, the
@@ -316,10 +331,7 @@ def browser(tmp_path_factory):
     webdriver = pytest.importorskip("selenium.webdriver", reason=f"selenium missing: {INSTALL}")
     from selenium.webdriver.chrome.service import Service
 
-    binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
-    driver = shutil.which("chromedriver")
-    if binary is None or driver is None:
-        pytest.skip(f"chromium or chromedriver not found: {INSTALL}")
+    binary, driver = _chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     profile = tmp_path_factory.mktemp("profile")
