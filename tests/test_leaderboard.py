@@ -431,3 +431,13 @@ def test_a_full_disk_is_one_paragraph_and_leaves_the_old_files_whole(tmp_path, m
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "No space left" in err and "leaderboard.json" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file left
+
+
+def test_the_page_escapes_what_a_zoo_yaml_names():
+    from rankrobust.reporting.leaderboard.page import table
+
+    evil = '<script>alert("x")</script> & co'
+    found = table([{"name": evil, "status": "ok", "clean_acc": 0.5}], ["name", "clean_acc"])
+    assert "<script>" not in found and "&lt;script&gt;" in found
+    assert 'data-value="&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co"' in found
+    assert 'data-value="0.5">50.0%</td>' in found
