@@ -50,6 +50,10 @@ $(FIG_TARGETS): fig-%: install  ## one figure, e.g. make fig-rank-accuracy
 report: install  ## report.md: claims C1-C5 with verdicts and intervals
 	$(PY) -m rankrobust.reporting.report $(RUNS) --out $(FIGS) $(REPORT_OPTS)
 
+.PHONY: leaderboard
+leaderboard: install  ## leaderboard.json/csv/html of every model under RUNS, population claims P1-P3
+	$(PY) -m rankrobust.reporting.leaderboard $(RUNS) --out $(FIGS)
+
 # A finished stage (metrics.json "ok") is skipped on a rerun: the demo restarts, it does not start
 # over. FORCE=1 redoes everything.
 DONE = $(PY) -m rankrobust.results status $(1) >/dev/null
