@@ -34,7 +34,8 @@ CIFAR10_OUT ?= $(RUNS)/cifar10
 DEMO_OPTS := dataset.root=$(DATA) seed=$(DEMO_SEED) logger=$(DEMO_LOGGER)
 # reproduce-cifar10 uses torchvision CIFAR-10 unless DATA is given on the command line.
 CIFAR10_DATA_OPTS := $(if $(filter command line,$(origin DATA)),dataset=image_folder dataset.root=$(DATA),)
-SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank$${rank}'
+# a rank sweep's job folders, keyed by the rank (a reordered sweep finds its finished jobs)
+SUBDIR := 'hydra.sweep.subdir=rank$${rank}'
 
 .PHONY: collect figures report reproduce-demo reproduce-cifar10 reproduce-imagenet $(FIG_TARGETS)
 

@@ -118,9 +118,13 @@ def robustbench_entry(name: str, dataset: str = "cifar10", threat_model: str = "
     raise ConfigError(
         f"RobustBench has no entry {name!r} for dataset {dataset!r}, threat model "
         f"{threat_model!r}.{hint} The names are the file names of RobustBench's model_info "
-        "folder (python -c \"from rankrobust.zoo import robustbench_entries; "
+        'folder (python -c "from rankrobust.zoo import robustbench_entries; '
         f"print([e.name for e in robustbench_entries('{dataset}', '{threat_model}')])\")."
     )
+
+
+def _problem(unknown: set) -> str:
+    return f"unknown: {', '.join(sorted(unknown))}" if unknown else "name is missing"
 
 
 def _where(path: Path, i: int) -> str:
@@ -196,28 +200,28 @@ def parse_entries(items: Any, path: Path) -> list[Entry]:
             if unknown or "name" not in keys:
                 raise ConfigError(
                     f"{where}: a checkpoint entry takes name, checkpoint, arch, kind, threat "
-                    f"(and dataset); {'unknown: ' + ', '.join(sorted(unknown)) if unknown else 'name is missing'}."
-                )  # fmt: skip
+                    f"(and dataset); {_problem(unknown)}."
+                )
             out.append(_checkpoint_entry(item, where, path.parent))
         else:
             unknown = keys - _ROBUSTBENCH_KEYS
             if unknown or "name" not in keys:
                 raise ConfigError(
                     f"{where}: a RobustBench entry is {{name, dataset, threat_model}}; "
-                    f"{'unknown: ' + ', '.join(sorted(unknown)) if unknown else 'name is missing'}"
-                    ". A local file also needs checkpoint, arch, kind, threat."
+                    f"{_problem(unknown)}. A local file also needs checkpoint, arch, kind, threat."
                 )
             try:
                 out.append(robustbench_entry(str(item["name"]), item.get("dataset", "cifar10"),
                                              item.get("threat_model", "Linf")))  # fmt: skip
             except ConfigError as err:
                 raise ConfigError(f"{where}: {err}") from None
-    seen: set[str] = set()
+    seen: set[tuple[str, str, str]] = set()
     for e in out:
-        if e.name in seen:
-            raise ConfigError(f"{path}: the name {e.name!r} is given twice; names must differ "
-                              "(each names its job folder).")  # fmt: skip
-        seen.add(e.name)
+        key = (e.name, e.dataset, e.threat_model)
+        if key in seen:
+            raise ConfigError(f"{path}: the entry {e.name!r} ({e.dataset}, {e.threat_model}) is "
+                              "given twice; each entry is one job: list it once.")  # fmt: skip
+        seen.add(key)
     return out
 
 

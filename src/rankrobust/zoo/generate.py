@@ -19,7 +19,6 @@ from rankrobust.files import write_json
 from rankrobust.zoo.entries import DATASETS, SHIPPED, THREAT_MODELS
 
 
-
 def _fraction(value) -> float | None:
     """'88.67' (percent, as RobustBench writes it) -> 0.8867; None / '' -> None."""
     if value in (None, ""):
