@@ -122,6 +122,22 @@ reproduce-imagenet: install  ## ImageNet: natural vs robust ResNet-50 (IMAGENET=
 	$(PY) -m rankrobust.reporting.figures $(IMAGENET_OUT) --out $(IMAGENET_OUT)/figures --images $(IMAGENET) $(FIG_OPTS)
 	$(PY) -m rankrobust.reporting.report $(IMAGENET_OUT) --out $(IMAGENET_OUT)/figures $(REPORT_OPTS)
 
+# --- the zoo (docs/zoo.md): every entry of ZOO one job of one multirun into OUT/runs, then the
+# leaderboard into OUT. A rerun (after a kill, or with more entries) skips the finished jobs.
+ZOO      ?=
+MODELS   ?= models
+OUT      ?= $(RUNS)/zoo
+ZOO_OPTS ?=
+HAS_BOARD = $(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('rankrobust.reporting.leaderboard') is None)"
+.PHONY: zoo
+zoo: install  ## many models: make zoo ZOO=<zoo yaml> MODELS=<model dir> OUT=<dir> DATA=<test images> [ZOO_OPTS=...]
+	@status=0; $(PY) -m rankrobust.launch.zoo $(if $(ZOO),--zoo $(ZOO),) --models $(MODELS) \
+		--out $(OUT) --data $(DATA) $(ZOO_OPTS) || status=$$?; \
+	if [ $$status -eq 2 ]; then exit 2; fi; \
+	if $(HAS_BOARD); then $(PY) -m rankrobust.reporting.leaderboard $(OUT)/runs --out $(OUT) || exit $$?; \
+	else echo "[zoo] the leaderboard (rankrobust.reporting.leaderboard) is not there yet; the runs are in $(OUT)/runs"; fi; \
+	exit $$status
+
 install: $(STAMP)  ## the venv (.venv) with torch and the package
 
 # torch first, pinned to the wheels that install offline here; then the package, editable.

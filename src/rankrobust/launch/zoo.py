@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -145,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(" ".join(cmd))
         return 0
-    env = {**os.environ, SIZE_ENV: str(len(names))}
-    return subprocess.run(cmd, env=env, cwd=REPO, check=False).returncode
+    sys.stdout.flush()
+    # the sweep replaces this process: a SIGTERM / Ctrl-C reaches the running job directly (it
+    # records `interrupted`; make zoo again restarts it and skips the finished ones)
+    os.execve(sys.executable, cmd, {**os.environ, SIZE_ENV: str(len(names))})
+    return 0  # not reached
 
 
 if __name__ == "__main__":
