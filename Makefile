@@ -167,6 +167,7 @@ bench: install  ## benchmarks -> outputs/bench/*.json
 	$(PY) bench/bench_train.py --data $(DATA) --attack fgsm_rs --out outputs/bench/train_fgsm_rs.json
 	$(PY) bench/bench_svd.py
 	$(PY) bench/bench_rig.py
+	$(PY) bench/bench_zoo.py
 
 gpu-check:  ## on a lent GPU: GPU tests, paper-scale CIFAR-10 runs, benchmarks (docs/gpu.md; ~6 min)
 	bash bench/gpu_check.sh

@@ -4,14 +4,10 @@ keyed by content, the shared factorisation cache, and one `make zoo`-style run e
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from helpers import ROOT, child_env, make_cfg
+from helpers import ROOT, make_cfg
 
 from rankrobust.data import factor_cache
 from rankrobust.errors import ConfigError
@@ -91,8 +87,10 @@ def test_bad_zoo_entries_are_one_paragraph_naming_the_entry_and_the_fix(tmp_path
 
 def test_zoo_files_select_entries_read_checkpoints_beside_them_and_fail_clearly(tmp_path):
     zoo = tmp_path / "zoo.yaml"
-    zoo.write_text("- {select: {dataset: cifar10, threat_model: L2, architecture: ResNet-18}}\n"
-                   "- {name: mine, checkpoint: w/mine.pt, arch: preact_resnet18, kind: natural}\n")
+    zoo.write_text(
+        "- {select: {dataset: cifar10, threat_model: L2, architecture: ResNet-18}}\n"
+        "- {name: mine, checkpoint: w/mine.pt, arch: preact_resnet18, kind: natural}\n"
+    )
     entries = read_zoo(zoo)
     assert [e.source for e in entries] == ["robustbench"] * (len(entries) - 1) + ["checkpoint"]
     assert all(e.threat_model == "L2" for e in entries[:-1])
@@ -123,7 +121,8 @@ def test_an_l2_model_is_attacked_in_l2_and_a_forced_linf_attack_is_refused():
         with pytest.raises(ConfigError, match="robust at L2 0.5.*attack=pgd_l2"):
             check_config(make_cfg(*RB_L2, *forced))
     linf = check_config(make_cfg(*RB_L2[:2], "train=false", "dataset=synthetic"))
-    assert (linf.eval_attack.name, linf.eval_attack.eps) == ("pgd_linf", pytest.approx(8 / 255, abs=1e-6))
+    assert linf.eval_attack.name == "pgd_linf"
+    assert linf.eval_attack.eps == pytest.approx(8 / 255, abs=1e-6)
     trained = check_config(make_cfg("dataset=synthetic", "model=small_cnn"))
     assert trained.eval_attack.name == "pgd_linf"  # a trained natural model: as before
 

@@ -14,6 +14,7 @@ from rankrobust.launch import gpus
 MAX_JOB_NAME = 60  # sweep job folders stay short (<= ~80 characters with the job number)
 # Overrides that tell jobs apart come first in a job's folder name; the size knobs last.
 FIRST = ("experiment", "rank", "attack", "transform", "model", "dataset", "seed")
+_RUNS_ONLY = ("launcher.", "logger.", "resume=", "launcher=", "logger=")
 _ITEM = re.compile(r",(?=[+~]*[A-Za-z_][\w.]*=)")  # a comma that starts the next key=value
 
 
@@ -36,6 +37,9 @@ def job_name(override_dirname: str, zoo: Any = None) -> str:
     two jobs never share a folder. A zoo job (``zoo``: its entry, rankrobust.launch.zoo) is
     ``<entry name>_<hash of the entry and the other overrides>`` (where its weights lie aside).
     """
+    # how a job runs, not what it computes (with hydra.job.config.override_dirname.exclude_keys)
+    items = [i for i in _ITEM.split(override_dirname) if not i.lstrip("+~").startswith(_RUNS_ONLY)]
+    override_dirname = ",".join(items)
     if zoo:
         entry = OmegaConf.to_container(zoo) if OmegaConf.is_config(zoo) else dict(zoo)
         entry.pop("weights", None)
