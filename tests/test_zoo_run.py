@@ -19,6 +19,8 @@ from rankrobust.models import build_model
 from rankrobust.models.external import robustbench_compat
 from rankrobust.results import read_metrics, validate_metrics
 
+pytestmark = pytest.mark.e2e  # the pipeline end to end: two sweeps of seven models
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # (name, threat model, architecture): PreActResNet-18, ResNet-18 and WideResNet-28-10, Linf + L2
 ENTRIES = [
