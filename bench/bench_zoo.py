@@ -12,7 +12,7 @@ disk cache (data/factor_cache, "shared": computed by the first, read by the rest
 the two are interleaved, ``--repeats`` times; the medians are reported and ``ratio`` =
 per_model / shared (> 1: sharing saves time).
 
-Usage:  python bench/bench_zoo.py [--n 64] [--models 6] [--out outputs/bench/zoo.json]
+Usage:  python bench/bench_zoo.py [--n 32] [--models 4] [--out outputs/bench/zoo.json]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -77,6 +78,7 @@ def models_per_hour(x, y, rig_images: int, repeats: int) -> dict:
         times = [_protocol(net, x, y, rig_images) for _ in range(repeats)]
         sec = statistics.median(times)
         out[arch] = {"entry": name, "seconds_per_model": sec, "models_per_hour": 3600 / sec}
+        print(f"[bench_zoo] {arch}: {sec:.1f} s per model", file=sys.stderr, flush=True)
     return out
 
 
@@ -109,11 +111,12 @@ def shared_vs_per_model(x, y, n_models: int, repeats: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=64, help="test images per model")
+    p.add_argument("--n", type=int, default=32, help="test images per model")
     p.add_argument("--rig-images", type=int, default=2)
-    p.add_argument("--models", type=int, default=6, help="models in the shared-SVD comparison")
-    p.add_argument("--shared-n", type=int, default=1000, help="images in that comparison")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--models", type=int, default=4, help="models in the shared-SVD comparison")
+    p.add_argument("--shared-n", type=int, default=500, help="images in that comparison")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (shared SVD)")
+    p.add_argument("--protocol-repeats", type=int, default=1, help="runs per architecture")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--out", type=Path, default=Path("outputs/bench/zoo.json"))
     args = p.parse_args()
@@ -123,7 +126,9 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads(), "torch": torch.__version__},
         "data": source, "n_images": args.n, "ranks": RANKS, "rig_images": args.rig_images,
-        "zoo_protocol": models_per_hour(x[: args.n], y[: args.n], args.rig_images, args.repeats),
+        "load_average": os.getloadavg()[0],  # shared cores: the load the numbers were taken under
+        "zoo_protocol": models_per_hour(x[: args.n], y[: args.n], args.rig_images,
+                                        args.protocol_repeats),
         "shared_factorisation": shared_vs_per_model(x[: args.shared_n], y[: args.shared_n],
                                                     args.models, args.repeats),
     }  # fmt: skip

@@ -159,3 +159,41 @@ def test_the_factorisation_is_read_from_the_disk_cache_the_second_time(tmp_path,
         torch.testing.assert_close(second.high_rank(k), first.high_rank(k), rtol=0, atol=0)
     # the same numbers as the library's own factorisation
     torch.testing.assert_close(second.low_rank(2), real(images).low_rank(2), atol=1e-5, rtol=0)
+
+
+def test_each_entry_gets_its_own_config_option_with_its_threat_models_attack(tmp_path, capsys):
+    import yaml
+
+    from rankrobust.launch import zoo as launch_zoo
+
+    entries = read_zoo(ROOT / "src" / "rankrobust" / "zoo" / "default_zoo.yaml")
+    entries += parse_entries(
+        [{"select": {"dataset": "cifar10", "threat_model": "corruptions",
+                     "architecture": "ResNet-18"}},
+         {"name": "mine", "checkpoint": "/w/mine.pt", "arch": "wide_resnet", "kind": "natural"}],
+        tmp_path / "more.yaml",
+    )  # fmt: skip
+    names = launch_zoo.write_entry_configs(entries, tmp_path / "conf", tmp_path / "models")
+    assert len(set(names)) == len(entries)  # one name in two leaderboards: two options
+    both = {"Engstrom2019Robustness_cifar10_Linf", "Engstrom2019Robustness_cifar10_L2"}
+    assert both <= set(names)
+    read = {n: yaml.safe_load((tmp_path / "conf" / "zoo_entry" / f"{n}.yaml").read_text())
+            for n in names}  # fmt: skip
+    rice = read["Rice2020Overfitting"]
+    assert {"override /attack": "pgd_l2"} in rice["defaults"]
+    assert rice["attack"]["eval"] == {"eps": 0.5, "step_size": 0.125}
+    assert rice["model"]["threat_model"] == "L2" and rice["zoo"]["weights"] == str(
+        tmp_path / "models" / "cifar10" / "L2" / "Rice2020Overfitting.pt")  # fmt: skip
+    assert {"override /attack": "pgd_linf"} in read["Wong2020Fast"]["defaults"]
+    for natural in ["Standard", "mine"] + [n for n in names if read[n]["zoo"]["threat_model"]
+                                          == "corruptions"]:  # fmt: skip
+        assert read[natural]["attack"] == {"eval": None}, natural
+    assert read["mine"]["model"] == {"checkpoint": "/w/mine.pt", "kind": "natural", "threat": None}
+    assert {"override /model": "wide_resnet"} in read["mine"]["defaults"]
+    # a stale option of an earlier zoo is removed; the sweep's command names every option
+    launch_zoo.write_entry_configs(entries[:2], tmp_path / "conf", tmp_path / "models")
+    assert len(list((tmp_path / "conf" / "zoo_entry").glob("*.yaml"))) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {name: Rice2020Overfitting, dataset: cifar10, threat_model: l2}\n")
+    code = launch_zoo.main(["--zoo", str(bad), "--models", "m", "--out", str(tmp_path / "o")])
+    assert code == 2 and "threat_model='l2'" in capsys.readouterr().err

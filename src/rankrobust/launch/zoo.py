@@ -75,10 +75,11 @@ def write_entry_configs(entries: list[Entry], conf: str | Path, models: str | Pa
 
     folder = Path(conf) / GROUP
     folder.mkdir(parents=True, exist_ok=True)
-    names = [option_name(e) for e in entries]
-    for i, e in enumerate(entries):  # one name in two leaderboards: both named by theirs
-        if names.count(names[i]) > 1:
-            names[i] = f"{names[i]}_{e.dataset}_{e.threat_model}"
+    plain = [option_name(e) for e in entries]
+    names = [  # one name in two leaderboards: both named by theirs
+        f"{n}_{e.dataset}_{e.threat_model}" if plain.count(n) > 1 else n
+        for n, e in zip(plain, entries, strict=True)
+    ]
     for stale in folder.glob("*.yaml"):
         if stale.stem not in names:
             stale.unlink()

@@ -38,7 +38,10 @@ def eval_attack_for_model(cfg: DictConfig, spec: AttackSpec | None) -> AttackSpe
     ConfigError when an attack the user chose bounds another norm than the model's threat."""
     if spec is None or spec.name == "none" or cfg.get("train"):
         return spec
-    kind = model_kind(OmegaConf.to_container(cfg, resolve=True))
+    declared = OmegaConf.select(cfg, "model.kind", default=None)
+    if declared != "robust" and OmegaConf.select(cfg, "model.name", default=None) != "robustbench":
+        return spec  # no threat model declared: nothing to follow
+    kind = model_kind({"train": False, "model": OmegaConf.to_container(cfg.model, resolve=True)})
     threat = kind.threat or {}
     norm = str(threat.get("norm") or "").lower()
     if kind.kind != "robust" or norm not in _PGD or attack_norm(spec) == norm:
