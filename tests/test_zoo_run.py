@@ -123,6 +123,7 @@ def test_a_zoo_runs_every_entry_with_its_own_attack_and_a_rerun_recomputes_nothi
         f"not at {weights}" in missing["error"] and "copy models/cifar10/Linf" in missing["error"]
     )
     assert "[zoo 1/7] Standard" in first.stdout and "[zoo 7/7] mine" in first.stdout
+    assert "ZooProgress" not in first.stderr  # a Hydra callback with every hook
     # the test images' factorisation: computed once for the six models that ran
     assert len(list((zoo / "cache").glob("factors-*.npz"))) == 1
 

@@ -95,15 +95,21 @@ def zoo_command(names: list[str], out: str | Path, data: str | Path | None,
     """The ``run.py -m`` command line that runs the zoo (one job per option name)."""
     out = Path(out).expanduser().resolve()
     cmd = [sys.executable, str(REPO / "run.py"), "-m", "experiment=zoo",
-           f"hydra.searchpath=[file://{out / 'conf'}]", f"hydra.sweep.dir={out / 'runs'}",
+           f"hydra.searchpath=['file://{out / 'conf'}']", f"hydra.sweep.dir='{out / 'runs'}'",
            "+hydra.callbacks.zoo_progress._target_=rankrobust.launch.zoo.ZooProgress",
            f"+{GROUP}={','.join(names)}"]  # fmt: skip
     if data:
-        cmd.append(f"dataset.root={Path(data).expanduser().resolve()}")
+        cmd.append(f"dataset.root='{Path(data).expanduser().resolve()}'")  # quoted: any path
     return cmd + list(overrides)
 
 
-class ZooProgress:
+try:  # hydra-core: every hook a no-op unless defined here
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover
+    _HydraCallback = object
+
+
+class ZooProgress(_HydraCallback):
     """A Hydra callback: "[zoo 3/12] Rice2020Overfitting (robustbench, cifar10 L2, PreActResNet-18)"
     as each job starts, or "... finished before: skipped" for a finished job folder."""
 

@@ -192,8 +192,8 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     loggers.setup_logging()
     spec = checks.check_config(cfg)
     last = spec.last_checkpoint(job.run_dir)
-    if spec.resume and job.multirun and not last.is_file():  # -m ... resume=true: a job with
-        spec = dataclasses.replace(spec, resume=False)  # nothing to resume starts (or skips)
+    if spec.resume and job.multirun and not last.is_file() and not _finished(job.run_dir):
+        spec = dataclasses.replace(spec, resume=False)  # -m resume=true: nothing to resume, start
         attempt.resuming = False
         log.info("[rankrobust] %s: nothing to resume (no %s): the job starts", job.run_dir,
                  last.name)  # fmt: skip
