@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import child_env
+from helpers import ROOT, child_env
 from PIL import Image
 
 from rankrobust.models import build_model
@@ -144,3 +144,29 @@ def test_a_zoo_runs_every_entry_with_its_own_attack_and_a_rerun_recomputes_nothi
         )
     assert after["Wong2020Fast"]["status"] == "ok" and after["Wong2020Fast"]["_mtime"] != stopped
     assert "nothing to resume" not in again.stderr.replace("nothing to resume (no", "")
+
+
+@pytest.mark.parametrize("name, threat_model", [("Rice2020Overfitting", "L2"),
+                                                ("Sehwag2021Proxy_R18", "L2")])  # fmt: skip
+def test_a_zoo_job_builds_the_network_robustbench_loads(zoo, name, threat_model):
+    """The model a zoo job instantiates (its generated config's model) gives the logits of
+    robustbench.load_model on the same file (model_dir: the test's files, no download)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from robustbench.utils import load_model
+
+    from rankrobust.launch.zoo import entry_config
+    from rankrobust.zoo import robustbench_entry
+
+    entry = robustbench_entry(name, "cifar10", threat_model)
+    model_cfg = OmegaConf.merge(
+        OmegaConf.load(ROOT / "conf" / "model" / "robustbench.yaml"),
+        entry_config(entry, zoo / "models")["model"],
+        {"num_classes": 10, "mean": [0.5] * 3, "std": [0.25] * 3},
+    )
+    ours = instantiate(model_cfg, _convert_="all").eval()
+    theirs = load_model(name, model_dir=str(zoo / "models"), dataset="cifar10",
+                        threat_model=threat_model).eval()  # fmt: skip
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
