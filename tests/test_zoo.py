@@ -197,3 +197,20 @@ def test_each_entry_gets_its_own_config_option_with_its_threat_models_attack(tmp
     bad.write_text("- {name: Rice2020Overfitting, dataset: cifar10, threat_model: l2}\n")
     code = launch_zoo.main(["--zoo", str(bad), "--models", "m", "--out", str(tmp_path / "o")])
     assert code == 2 and "threat_model='l2'" in capsys.readouterr().err
+
+
+def test_a_missing_weights_file_names_the_file_and_where_to_copy_it(tmp_path):
+    from rankrobust.pipeline.threat_checks import check_zoo_weights
+
+    rb = {"name": "Rice2020Overfitting", "source": "robustbench", "dataset": "cifar10",
+          "threat_model": "L2", "weights": str(tmp_path / "cifar10" / "L2" / "R.pt")}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"not at .*R\.pt.*load_model\('Rice2020Overfitting'"):
+        check_zoo_weights(rb)
+    mine = {"name": "mine", "source": "checkpoint", "weights": str(tmp_path / "mine.pt")}
+    with pytest.raises(ConfigError, match="checkpoint of zoo entry 'mine' is not at"):
+        check_zoo_weights(mine)
+    (tmp_path / "cifar10" / "L2").mkdir(parents=True)
+    (tmp_path / "cifar10" / "L2" / "R.pt_m0.pt").write_bytes(b"")  # an ensemble's first file
+    check_zoo_weights(rb)
+    check_zoo_weights({**rb, "dataset": "imagenet", "name": "Standard_R50"})  # torchvision's
+    check_zoo_weights(None)  # an ordinary run

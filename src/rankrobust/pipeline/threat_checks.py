@@ -75,9 +75,11 @@ def check_zoo_weights(zoo: dict | DictConfig | None) -> None:
     if not zoo or not zoo.get("weights"):
         return
     path = Path(str(zoo["weights"]))
+    name = zoo.get("name")
+    if zoo.get("dataset") == "imagenet" and str(name).startswith("Standard"):
+        return  # RobustBench reads torchvision's weights (torch hub cache), never a file
     if weights_present(path):
         return
-    name = zoo.get("name")
     if zoo.get("source") == "robustbench":
         ds, tm = zoo.get("dataset"), zoo.get("threat_model")
         raise ConfigError(
