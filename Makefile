@@ -34,7 +34,8 @@ CIFAR10_OUT ?= $(RUNS)/cifar10
 DEMO_OPTS := dataset.root=$(DATA) seed=$(DEMO_SEED) logger=$(DEMO_LOGGER)
 # reproduce-cifar10 uses torchvision CIFAR-10 unless DATA is given on the command line.
 CIFAR10_DATA_OPTS := $(if $(filter command line,$(origin DATA)),dataset=image_folder dataset.root=$(DATA),)
-SUBDIR := 'hydra.sweep.subdir=$${hydra.job.num}_rank$${rank}'
+# a rank sweep's job folders, keyed by the rank (a reordered sweep finds its finished jobs)
+SUBDIR := 'hydra.sweep.subdir=rank$${rank}'
 
 .PHONY: collect figures report reproduce-demo reproduce-cifar10 reproduce-imagenet $(FIG_TARGETS)
 
@@ -125,6 +126,22 @@ reproduce-imagenet: install  ## ImageNet: natural vs robust ResNet-50 (IMAGENET=
 	$(PY) -m rankrobust.reporting.figures $(IMAGENET_OUT) --out $(IMAGENET_OUT)/figures --images $(IMAGENET) $(FIG_OPTS)
 	$(PY) -m rankrobust.reporting.report $(IMAGENET_OUT) --out $(IMAGENET_OUT)/figures $(REPORT_OPTS)
 
+# --- the zoo (docs/zoo.md): every entry of ZOO one job of one multirun into OUT/runs, then the
+# leaderboard into OUT. A rerun (after a kill, or with more entries) skips the finished jobs.
+ZOO      ?=
+MODELS   ?= models
+OUT      ?= $(RUNS)/zoo
+ZOO_OPTS ?=
+HAS_BOARD = $(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('rankrobust.reporting.leaderboard') is None)"
+.PHONY: zoo
+zoo: install  ## many models: make zoo ZOO=<zoo yaml> MODELS=<model dir> OUT=<dir> DATA=<test images> [ZOO_OPTS=...]
+	@status=0; $(PY) -m rankrobust.launch.zoo $(if $(ZOO),--zoo $(ZOO),) --models $(MODELS) \
+		--out $(OUT) --data $(DATA) $(ZOO_OPTS) || status=$$?; \
+	if [ $$status -eq 2 ]; then exit 2; fi; \
+	if $(HAS_BOARD); then $(PY) -m rankrobust.reporting.leaderboard $(OUT)/runs --out $(OUT) || exit $$?; \
+	else echo "[zoo] the leaderboard (rankrobust.reporting.leaderboard) is not there yet; the runs are in $(OUT)/runs"; fi; \
+	exit $$status
+
 install: $(STAMP)  ## the venv (.venv) with torch and the package
 
 # torch first, pinned to the wheels that install offline here; then the package, editable.
@@ -154,6 +171,7 @@ bench: install  ## benchmarks -> outputs/bench/*.json
 	$(PY) bench/bench_train.py --data $(DATA) --attack fgsm_rs --out outputs/bench/train_fgsm_rs.json
 	$(PY) bench/bench_svd.py
 	$(PY) bench/bench_rig.py
+	$(PY) bench/bench_zoo.py
 
 gpu-check:  ## on a lent GPU: GPU tests, paper-scale CIFAR-10 runs, benchmarks (docs/gpu.md; ~6 min)
 	bash bench/gpu_check.sh

@@ -76,7 +76,7 @@ def test_every_group_option_composes_checks_and_instantiates(group, option, monk
 
 
 PRESETS = options("experiment")
-EVAL_ONLY = {"cifar10_pretrained_eval", "imagenet_eval"}
+EVAL_ONLY = {"cifar10_pretrained_eval", "imagenet_eval", "zoo"}
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -49,7 +49,7 @@ PLUMBING = (
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
     "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.default_root_dir",
     "trainer.enable_checkpointing", "trainer.enable_model_summary", "trainer.profiler",
-    "model.model_dir", "module.channels_last", "rig.batch_size",
+    "model.model_dir", "module.channels_last", "rig.batch_size", "zoo",
     # identity keys of their own (a rank series shares one setup across its ranks)
     "rank", "transform.rank", "transform.band",
 )  # fmt: skip

@@ -161,6 +161,7 @@ def base_record(config: dict, run_dir: str | Path, experiment: str | None, comma
         "run_dir": str(run_dir),
         "command": command,
         "timings": {},
+        **({"zoo": dict(config["zoo"])} if config.get("zoo") else {}),  # a zoo job's entry
     }
 
 

@@ -280,6 +280,21 @@ SHAPE: dict[str, Check] = {
     ),  # fmt: skip
     "warnings": list_of(text),
     "per_image": file_name,  # per_image.npz, beside metrics.json (rankrobust.runs)
+    # a zoo job's entry (rankrobust.zoo.Entry.block; docs/zoo.md): reported accuracies cited
+    "zoo": fields(
+        name=text,
+        source=text,
+        dataset=text,
+        threat_model=text,
+        architecture=text,
+        kind=text,
+        threat=fields(norm=text, eps=NUM),
+        clean_acc_reported=ACC,
+        autoattack_acc_reported=ACC,
+        venue=text,
+        link=text,
+        weights=text,
+    ),  # fmt: skip
 }
 
 

@@ -27,12 +27,13 @@ from rankrobust.attribution import rank_integrated_gradients, vanilla_gradient
 from rankrobust.attribution.memory import gradient_batch_size
 from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
+from rankrobust.data.factor_cache import cached_factorization, factorize_batches
 from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
 from rankrobust.files import save_npz
 from rankrobust.identity import model_kind
 from rankrobust.pipeline.explain import run_attribution
 from rankrobust.results import FILES, RIG_TOP_RANKS
-from rankrobust.svd import Factorization, factorize
+from rankrobust.svd import factorize
 
 log = logging.getLogger("rankrobust")
 # the key under which an analysis returns its per-image outcomes ({group: Outcomes}); the task
@@ -65,6 +66,7 @@ class SweepSettings:
     cutoffs: dict[str, list[int] | None] = field(default_factory=dict)
     wavelet: str = "haar"
     basis_n_images: int | None = None  # the basis sweep's images (None = n_images)
+    cache_factors: bool = False  # the images' SVD from / to the disk cache (data/factor_cache)
 
 
 @dataclass
@@ -107,12 +109,9 @@ def run_rank_sweep(
     device = next(model.parameters()).device
     full = min(images.shape[-2:])
     top = max((k for k in ranks if k < full), default=None)  # one factorisation for both sweeps
-    fac = Factorization.cat(
-        [
-            factorize(images[lo : lo + batch_size].to(device), max_rank=top).to(images.device)
-            for lo in range(0, len(labels), batch_size)
-        ]
-    )
+    # a zoo: the images' factors from the disk cache, computed once for every model
+    factorized = cached_factorization if settings.cache_factors else factorize_batches
+    fac = factorized(images, top, batch_size, device)
     found = rank_sweep(
         model, images, labels, ranks, modes=modes, batch_size=batch_size, factorization=fac,
         per_image=True,

@@ -28,6 +28,7 @@ from rankrobust.pipeline.callbacks import (
 from rankrobust.pipeline.checks import check_image_size
 from rankrobust.pipeline.lightning_module import RobustClassifier
 from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
+from rankrobust.pipeline.threat_checks import check_zoo_weights
 
 _NOT_ARGS = NOT_ARGUMENTS["dataset"]
 
@@ -72,6 +73,7 @@ def datamodule(cfg: DictConfig, spec: RunSpec) -> pl.LightningDataModule:
 
 
 def model(cfg: DictConfig) -> nn.Module:
+    check_zoo_weights(cfg.get("zoo"))  # a zoo job: its weights file, named, before the build
     return instantiate(cfg.model, _convert_="all")
 
 

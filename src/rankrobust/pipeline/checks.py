@@ -29,11 +29,13 @@ from rankrobust.pipeline.group_checks import (
 )
 from rankrobust.pipeline.scope import is_rank_trained, scope_analyses
 from rankrobust.pipeline.spec import NOT_ARGUMENTS, RunSpec
+from rankrobust.pipeline.threat_checks import eval_attack_for_model
 from rankrobust.svd import RankTransform
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # src/rankrobust/pipeline/ -> repo
 # Top-level keys that are not config groups (conf/config.yaml) and a few Hydra adds itself.
-TOP_LEVEL = {"name", "seed", "rank", "train", "resume", "deterministic", "launcher", "hydra"}
+# zoo: the zoo entry a job evaluates (rankrobust.launch.zoo writes it; metrics.json "zoo").
+TOP_LEVEL = {"name", "seed", "rank", "train", "resume", "deterministic", "launcher", "hydra", "zoo"}
 
 # (key, kind, low, high, may be null): every numeric setting and its valid range.
 RANGES: tuple[tuple[str, type, float, float, bool], ...] = (
@@ -373,13 +375,14 @@ def check_config(cfg: DictConfig) -> RunSpec:
     check_dataset(cfg)
     transform = check_transform(cfg)
     attacks = check_attacks(cfg)
+    check_model_kind(cfg)
+    attacks["eval"] = eval_attack_for_model(cfg, attacks["eval"])
     settings = check_analyses(cfg)
     rank_trained = is_rank_trained(cfg.rank, _get(cfg, "transform.apply_to", None), cfg.train)
     settings, skipped = scope_analyses(settings, rank_trained)
     check_attribution(cfg)
     check_basis_sweep(cfg)
     check_checkpoint(cfg)
-    check_model_kind(cfg)
     check_speed_options(cfg)
     check_device(cfg)
     if cfg.train and _get(cfg, "trainer.max_epochs", 1) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ from rankrobust.launch import gpus
 MAX_JOB_NAME = 60  # sweep job folders stay short (<= ~80 characters with the job number)
 # Overrides that tell jobs apart come first in a job's folder name; the size knobs last.
 FIRST = ("experiment", "rank", "attack", "transform", "model", "dataset", "seed")
+_RUNS_ONLY = ("launcher.", "logger.", "resume=", "launcher=", "logger=")
 _ITEM = re.compile(r",(?=[+~]*[A-Za-z_][\w.]*=)")  # a comma that starts the next key=value
 
 
@@ -26,12 +28,25 @@ def rank_tag(mode: str, rank: Any, band: Any = None, basis: Any = "svd") -> str:
     return f"{mode}{rank}" if basis in (None, "svd") else f"{basis}-{mode}{rank}"
 
 
-def job_name(override_dirname: str) -> str:
+def job_name(override_dirname: str, zoo: Any = None) -> str:
     """A sweep job's folder name from its overrides: path-safe (never nests) and short.
 
-    A '/' in a value (a data path) would nest job folders; long names are cut and given a
-    hash of the whole so two jobs never share a folder.
+    Keyed by content, never by the job's number: the same settings name the same folder however
+    the sweep is ordered or extended, so a finished job is found and skipped. A '/' in a value
+    (a data path) would nest job folders; long names are cut and given a hash of the whole so
+    two jobs never share a folder. A zoo job (``zoo``: its entry, rankrobust.launch.zoo) is
+    ``<entry name>_<hash of the entry and the other overrides>`` (where its weights lie aside).
     """
+    # how a job runs, not what it computes (with hydra.job.config.override_dirname.exclude_keys)
+    items = [i for i in _ITEM.split(override_dirname) if not i.lstrip("+~").startswith(_RUNS_ONLY)]
+    override_dirname = ",".join(items)
+    if zoo:
+        entry = OmegaConf.to_container(zoo) if OmegaConf.is_config(zoo) else dict(zoo)
+        entry.pop("weights", None)
+        rest = sorted(i for i in _ITEM.split(override_dirname) if "zoo_entry=" not in i)
+        text = json.dumps([entry, rest], sort_keys=True, default=str)
+        name = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(entry.get("name"))).strip("_")[:48]
+        return f"{name or 'entry'}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
     def order(item: str) -> tuple[int, str]:
         key = item.split("=", 1)[0].lstrip("+~")

@@ -192,6 +192,11 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     loggers.setup_logging()
     spec = checks.check_config(cfg)
     last = spec.last_checkpoint(job.run_dir)
+    if spec.resume and job.multirun and not last.is_file() and not _finished(job.run_dir):
+        spec = dataclasses.replace(spec, resume=False)  # -m resume=true: nothing to resume, start
+        attempt.resuming = False
+        log.info("[rankrobust] %s: nothing to resume (no %s): the job starts", job.run_dir,
+                 last.name)  # fmt: skip
     if run_folder.check_run_dir(job, spec.resume, last):
         log.info("[rankrobust] %s finished before (metrics.json says ok): nothing to resume "
                  "or rerun; its results are kept as they are", job.run_dir)  # fmt: skip
