@@ -17,7 +17,8 @@ from PIL import Image
 
 from rankrobust.models import build_model
 from rankrobust.models.external import robustbench_compat
-from rankrobust.results import read_metrics, validate_metrics
+from rankrobust.results import read_metrics
+from rankrobust.run_folders import validate_metrics
 
 pytestmark = pytest.mark.e2e  # the pipeline end to end: two sweeps of seven models
 
