@@ -38,8 +38,8 @@ def check(cfg: DictConfig) -> None:
 
 
 def check_rank(key: str, k: Any, full: int | None) -> None:
-    """svd.validate_rank (the one rank rule) where the image size is known (rank >= 1 itself
-    is TopLevel.rank's declaration)."""
+    """svd.validate_rank (the one rank rule: 1 <= k <= min(H, W)) where the image size is
+    known, else an integer >= 1."""
     from rankrobust.svd import validate_rank
 
     if full is not None:

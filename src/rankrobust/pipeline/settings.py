@@ -138,10 +138,9 @@ def check(key: str, value: Any, rule: Rule) -> None:
 
 @dataclass(frozen=True)
 class TopLevel:
-    """conf/config.yaml's own settings (rank against the image size: rules.py)."""
+    """conf/config.yaml's own settings (rank: its range is the image size's, rules.py)."""
 
     seed: int = setting(kind=int, low=0, high=2**32 - 1)  # what pl.seed_everything accepts
-    rank: int = setting(kind=int, low=1, nullable=True)
 
 
 @dataclass(frozen=True)
