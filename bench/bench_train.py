@@ -95,12 +95,12 @@ class StepTimer(pl.Callback):
 def lightning_throughput(args, cfg, dm, device) -> float:
     """run.py's training loop: the config's module, callbacks, logger and Trainer."""
     pl.seed_everything(SEED, verbose=False)
-    module = build.module(cfg, checks.check_config(cfg), build.model(cfg))
+    module = build.module(spec := checks.check_config(cfg), build.model(spec))
     timer = StepTimer(args.warmup, args.steps)
     with tempfile.TemporaryDirectory() as run_dir:
         logs = loggers.build(cfg, Path(run_dir), None)
-        callbacks = [*build.callbacks(cfg), timer]
-        trainer = build.trainer(cfg, Path(run_dir), logs, callbacks)
+        callbacks = [*build.callbacks(spec), timer]
+        trainer = build.trainer(spec, Path(run_dir), logs, callbacks)
         trainer.fit(module, datamodule=dm)
     assert timer.steps == args.steps, (timer.steps, args.steps)
     return timer.steps * args.batch / timer.elapsed
@@ -190,7 +190,7 @@ def main(argv=None) -> dict:
     args.precision = args.precision or ("bf16-mixed" if gpu else "32-true")
     args.channels_last = gpu
     cfg = config(args, device)
-    dm = build.datamodule(cfg, checks.check_config(cfg))
+    dm = build.datamodule(checks.check_config(cfg))
     dm.setup("fit")
     # Both sides read the training images from the device.
     dm.train_set.images = dm.train_set.images.to(device)

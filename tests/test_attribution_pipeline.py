@@ -12,7 +12,7 @@ from helpers import make_cfg
 
 from rankrobust.errors import ConfigError
 from rankrobust.models import small_cnn
-from rankrobust.pipeline import checks, explain
+from rankrobust.pipeline import checks, explain, rules
 from rankrobust.results import read_metrics, write_metrics
 
 
@@ -97,4 +97,4 @@ def test_bad_attribution_settings_stop_the_run_naming_the_key(override, match):
 
 
 def test_default_attribution_settings_pass_the_checks():
-    checks.check_attribution(make_cfg("dataset=synthetic", "attribution.enabled=true"))
+    rules.check_attribution(make_cfg("dataset=synthetic", "attribution.enabled=true"))

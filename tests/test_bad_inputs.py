@@ -473,7 +473,7 @@ def test_images_too_small_for_the_augmentation_are_named(tmp_path, size, own_cac
 def test_ranks_beyond_the_images_read_are_named_before_training(tmp_path, settings, key, own_cache):
     from types import SimpleNamespace
 
-    from rankrobust.pipeline.checks import check_image_size
+    from rankrobust.pipeline.rules import check_image_size
 
     sweep = {"enabled": True, "ranks": None, **settings.get("sweep", {})}
     rig = {"enabled": False, "ranks": None, **settings.get("rig", {})}

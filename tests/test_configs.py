@@ -22,9 +22,9 @@ STAND_INS = {
     "dataset": {"image_folder": ["dataset.root=/tmp"], "imagenet": ["dataset.root=/tmp"]},
     "model": {
         "resnet50": [],
-        "imagenet_natural_r50": ["model.pretrained=null", "dataset=imagenet"],
+        "imagenet_natural_r50": ["model.pretrained=null", "dataset=imagenet", "dataset.root=/tmp"],
         "imagenet_robust_r50": None,  # robustbench: optional extra, checked but not built
-        "imagenet_madrylab_r50": ["model.checkpoint=null", "dataset=imagenet"],
+        "imagenet_madrylab_r50": ["model.checkpoint=null", "dataset=imagenet", "dataset.root=/tmp"],
         "robustbench": None,
     },
 }
@@ -47,9 +47,9 @@ def test_every_group_option_composes_checks_and_instantiates(group, option, monk
     if extra is None:
         return
     if group == "dataset":
-        assert build.datamodule(cfg, checks.check_config(cfg)).name == cfg.dataset.name
+        assert build.datamodule(checks.check_config(cfg)).name == cfg.dataset.name
     elif group == "model":
-        net = build.model(cfg)
+        net = build.model(checks.check_config(cfg))
         assert isinstance(net, torch.nn.Module) and hasattr(net, "normalize")
     elif group == "attack":
         spec = checks.check_config(cfg)
@@ -60,7 +60,7 @@ def test_every_group_option_composes_checks_and_instantiates(group, option, monk
         cfg.trainer.accelerator = "cpu"
         cfg.trainer.devices = 1
         cfg.trainer.strategy = "auto"
-        trainer = build.trainer(cfg, Path("/tmp"), [], [])
+        trainer = build.trainer(checks.check_config(cfg), Path("/tmp"), [], [])
         assert trainer.max_epochs == cfg.trainer.max_epochs
     elif group == "logger":
         monkeypatch.setenv("WANDB_MODE", "offline")
@@ -68,11 +68,12 @@ def test_every_group_option_composes_checks_and_instantiates(group, option, monk
         assert len(built) == len(cfg.logger or {})
         assert all(hasattr(lg, "log_metrics") for lg in built)
     elif group == "callbacks":
-        assert len(build.callbacks(cfg)) == len(cfg.callbacks)
+        assert len(build.callbacks(checks.check_config(cfg))) == len(cfg.callbacks)
     elif group in ("eval", "sweep", "rig", "attribution", "analysis"):
         assert type(instantiate(cfg[group])).__name__.endswith("Settings")
     elif group == "module":
-        assert build.module(cfg, checks.check_config(cfg), build.model(cfg)).channels_last == "auto"
+        spec = checks.check_config(cfg)
+        assert build.module(spec, build.model(spec)).channels_last == "auto"
 
 
 PRESETS = options("experiment")
@@ -115,8 +116,7 @@ def test_unknown_top_level_key_is_a_config_error():
 def test_unknown_keys_inside_groups_are_config_errors(override, key):
     cfg = make_cfg(*SYNTHETIC, "model=small_cnn", override)
     try:
-        checks.check_config(cfg)
-        build.model(cfg)
+        build.model(checks.check_config(cfg))
     except Exception as raised:  # the task's failure policy sees what as_config_error returns
         err = as_config_error(raised)
     else:
@@ -126,8 +126,9 @@ def test_unknown_keys_inside_groups_are_config_errors(override, key):
 
 def test_options_reach_the_objects():
     cfg = make_cfg(*SYNTHETIC, "model=small_cnn", "model.width=8", "+trainer.gradient_clip_val=1")
-    net = build.model(cfg)
+    spec = checks.check_config(cfg)
+    net = build.model(spec)
     first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.out_channels == 8
-    trainer = build.trainer(cfg, Path("/tmp"), [], [])
+    trainer = build.trainer(spec, Path("/tmp"), [], [])
     assert trainer.gradient_clip_val == 1

@@ -215,7 +215,7 @@ def test_training_attacks_do_not_clamp_brightness_augmented_images():
 
     def attacks(*overrides):
         cfg = make_cfg("experiment=smoke", "attack=fgsm_rs", *overrides)
-        module = build.module(cfg, checks.check_config(cfg), build.model(cfg))
+        module = build.module(spec := checks.check_config(cfg), build.model(spec))
         return getattr(module.train_attack, "keywords", {}), getattr(
             module.eval_attack, "keywords", {}
         )

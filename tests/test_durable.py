@@ -20,7 +20,7 @@ from helpers import FAST, ROOT, child_env, make_cfg, run_cli
 
 from rankrobust import files, results
 from rankrobust.errors import ConfigError, FolderBusy
-from rankrobust.pipeline import analyses, build, run_folder, task
+from rankrobust.pipeline import analyses, build, checks, run_folder, task
 from rankrobust.pipeline.callbacks import AtomicCheckpointIO
 from rankrobust.reporting.collect import write_table
 
@@ -168,7 +168,7 @@ def test_atomic_open_writes_only_whole_files():
 
 def test_the_trainer_saves_checkpoints_through_the_atomic_writer(tmp_path):
     cfg = make_cfg(*TINY)
-    trainer = build.trainer(cfg, tmp_path, [], [])
+    trainer = build.trainer(checks.check_config(cfg), tmp_path, [], [])
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     io = trainer.strategy.checkpoint_io
     path = tmp_path / "checkpoints" / "last.ckpt"

@@ -295,7 +295,7 @@ def test_imagenet_eval_runs_on_a_tiny_val_tree(tmp_path):
 def test_imagenet_stream_applies_the_rank_transform_to_test_batches(tmp_path):
     root = _imagenet_tree(tmp_path / "imagenet")
     cfg = make_cfg(*IMAGENET_TINY, f"dataset.root={root}", "rank=2", "dataset.n_test=9")
-    dm = build.datamodule(cfg, checks.check_config(cfg))
+    dm = build.datamodule(checks.check_config(cfg))
     dm.setup("test")
     assert dm.full_rank == 32 and len(dm.test_set.classes) == 3
     x, y = next(iter(dm.test_dataloader()))
@@ -312,12 +312,12 @@ def test_imagenet_stream_applies_the_rank_transform_to_test_batches(tmp_path):
 def test_imagenet_non_wnid_folders_with_a_1000_class_model_are_clear(tmp_path):
     root = _imagenet_tree(tmp_path / "imagenet")  # folders n001, n002, n003: not WordNet ids
     cfg = make_cfg(*IMAGENET_TINY, f"dataset.root={root}", "dataset.num_classes=1000")
-    dm = build.datamodule(cfg, checks.check_config(cfg))
+    dm = build.datamodule(checks.check_config(cfg))
     with pytest.raises(ConfigError, match=r"'n001' is not a WordNet id.*num_classes=1000"):
         dm.setup("test")
     cfg = make_cfg(*IMAGENET_TINY, f"dataset.root={root}", "dataset.num_classes=5")
     with pytest.raises(ConfigError, match=r"has 3 classes \(n001, n002, n003\).*num_classes=5"):
-        build.datamodule(cfg, checks.check_config(cfg)).setup("test")
+        build.datamodule(checks.check_config(cfg)).setup("test")
 
 
 def test_imagenet_natural_model_without_cached_weights_fails_clearly(offline_hub, tmp_path):

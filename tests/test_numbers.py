@@ -340,7 +340,7 @@ def test_robust_above_clean_is_flagged_in_metrics_and_closing_lines(tmp_path, mo
                  "eval.n_robust=8", "sweep.enabled=false", "analysis.perturbation_spectrum=false",
                  "attack.eval.steps=2"]  # fmt: skip
     cfg = make_cfg(*overrides)
-    dm = build.datamodule(cfg, checks.check_config(cfg))
+    dm = build.datamodule(checks.check_config(cfg))
     dm.setup("test")
     images, labels = dm.test_tensors()
     monkeypatch.setattr(build, "model", lambda cfg: Masked(images, labels, 10))

@@ -36,7 +36,7 @@ def test_load_run_evaluates_to_the_recorded_clean_accuracy(finished_run):
     run = rankrobust.load_run(run_dir)
     assert not run.model.training  # eval mode
     assert run.config["model"]["name"] == "small_cnn" and run.metrics["status"] == "ok"
-    dm = build.datamodule(cfg, checks.check_config(cfg))
+    dm = build.datamodule(checks.check_config(cfg))
     dm.setup("test")
     images, labels = dm.test_tensors()
     with torch.no_grad():

@@ -10,7 +10,7 @@ from helpers import FAST, make_cfg
 
 from rankrobust.errors import ConfigError
 from rankrobust.pipeline import checks
-from rankrobust.pipeline.scope import TURN_ON, skipped_line
+from rankrobust.pipeline.rules import TURN_ON, skipped_line
 
 ALL_ON = ["sweep.enabled=true", "analysis.perturbation_spectrum=true", "rig.enabled=true"]
 

@@ -355,7 +355,7 @@ def read_images(
 
 
 def check_source(name: str, root: str | Path | None) -> None:
-    """The dataset's source exists (checks.py runs this before anything is built)."""
+    """The dataset's source exists (pipeline/rules.py runs this before anything is built)."""
     if name in ("image_folder", "imagenet") and not root:
         raise ConfigError(
             f"dataset={name} needs dataset.root: an ImageFolder tree with train/<class>/ "

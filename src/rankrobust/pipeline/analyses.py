@@ -6,7 +6,8 @@ perturbation_spectrum, rig, attribution); the files they write (rig.npz, rig.png
 attribution.npz, attribution.png) are named in ``results.FILES``; `run_all` runs the enabled
 ones. They always run in float32 (autocast off), whatever eval.precision says for the test
 accuracies. Settings are typed dataclasses built from conf/ (``_target_``) once, by the config
-check.
+check; each field states its default and its rule (pipeline/settings.py `setting`).
+`planned_work` counts the forward passes the test and the enabled analyses will cost.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from rankrobust.attribution import rank_integrated_gradients, vanilla_gradient
 from rankrobust.attribution.memory import gradient_batch_size
 from rankrobust.attribution.methods import default_rig_ranks as default_ranks
 from rankrobust.attribution.plot import save_rig_grid
+from rankrobust.bases import BASES, WAVELETS
 from rankrobust.data.factor_cache import cached_factorization, factorize_batches
 from rankrobust.evaluate import basis_sweep, fourier_heat_map, rank_heat_map, rank_sweep
 from rankrobust.files import save_npz
 from rankrobust.identity import model_kind
 from rankrobust.pipeline.explain import run_attribution
+from rankrobust.pipeline.settings import EVAL_PRECISIONS, FOR_RANK_TRAINED, setting
 from rankrobust.results import FILES, RIG_TOP_RANKS
 from rankrobust.svd import factorize
 
@@ -47,40 +50,45 @@ class EvalSettings:
     of the test accuracies (float32 by default, whatever the training precision; "trainer": the
     training precision). The analyses below always run in float32."""
 
-    n_robust: int | None = 1000
-    precision: str = "32-true"
+    n_robust: int | None = setting(1000, kind=int, low=0, nullable=True)
+    precision: str = setting("32-true", choices=EVAL_PRECISIONS)
 
 
 @dataclass
 class SweepSettings:
-    """Accuracy on L_k(x) and H_k(x) for k in ``ranks`` (None = default_ranks)."""
+    """Accuracy on L_k(x) and H_k(x) for k in ``ranks`` (None = default_ranks; each against the
+    image size: pipeline/rules.py)."""
 
     enabled: bool = True
     ranks: list[int] | None = None
-    modes: list[str] = field(default_factory=lambda: ["low", "high"])
-    n_images: int | None = None
+    modes: list[str] = setting(["low", "high"], choices=("low", "high"), each=True)
+    n_images: int | None = setting(None, kind=int, low=1, nullable=True)
     robust: bool = False
-    n_robust: int | None = 500
+    n_robust: int | None = setting(500, kind=int, low=1, nullable=True)
     # Other bases (metrics.json basis_sweep): low/high accuracy and energy kept per cutoff
-    bases: list[str] = field(default_factory=list)
-    cutoffs: dict[str, list[int] | None] = field(default_factory=dict)
-    wavelet: str = "haar"
-    basis_n_images: int | None = None  # the basis sweep's images (None = n_images)
+    bases: list[str] = setting(
+        [], choices=BASES, each=True, empty=True, hint="E.g. sweep.bases=[svd,fourier]; [] = off."
+    )
+    # per basis; None = bases.default_cutoffs (each against the image size: rules.py)
+    cutoffs: dict[str, list[int] | None] = field(default_factory=lambda: dict.fromkeys(BASES))
+    wavelet: str = setting("haar", choices=tuple(WAVELETS))
+    basis_n_images: int | None = setting(None, kind=int, low=1, nullable=True)  # None: n_images
     cache_factors: bool = False  # the images' SVD from / to the disk cache (data/factor_cache)
 
 
 @dataclass
 class RIGSettings:
-    """Rank Integrated Gradients on ``n_images`` seeded test images (rig.py)."""
+    """Rank Integrated Gradients on ``n_images`` seeded test images (rig.py; the rank path
+    against the image size: pipeline/rules.py)."""
 
     enabled: bool = False
-    n_images: int = 8
-    steps_per_rank: int = 8
-    baseline_steps: int | None = 64
+    n_images: int = setting(8, kind=int, low=1)
+    steps_per_rank: int = setting(8, kind=int, low=1)
+    baseline_steps: int | None = setting(64, kind=int, low=1, nullable=True)
     ranks: list[int] | None = None
-    baseline: str = "zero"
-    batch_size: int = 256
-    seed: int = 0
+    baseline: str = setting("zero", choices=("zero", "mean"))
+    batch_size: int = setting(256, kind=int, low=1)
+    seed: int = setting(0, kind=int, low=0)
 
 
 @dataclass
@@ -88,14 +96,20 @@ class SpectrumSettings:
     """Mean singular values of clean images and of evaluation-attack perturbations."""
 
     perturbation_spectrum: bool = True
-    n_images: int = 256
+    n_images: int = setting(256, kind=int, low=1)
     # Fourier heat map (Yin et al.) and its rank analogue (metrics.json heat_maps)
     heat_maps: bool = False
-    heat_map_eps: float = 4.0
-    heat_map_size: int = 8
-    heat_map_n_images: int = 200
+    heat_map_eps: float = setting(4.0, kind=float, low=1e-12)
+    heat_map_size: int = setting(8, kind=int, low=0)
+    heat_map_n_images: int = setting(200, kind=int, low=1)
     heat_map_ranks: list[int] | None = None
-    for_rank_trained: str = "figures"  # the rule for rank=k runs: pipeline/scope.py
+    # the rule for rank=k runs (pipeline/rules.py scope_analyses)
+    for_rank_trained: str = setting(
+        "figures",
+        choices=FOR_RANK_TRAINED,
+        hint="figures: rank-trained runs compute only the clean and robust accuracy that "
+        "fig-train-rank and C4 read; all: every analysis the config enables.",
+    )
 
 
 def run_rank_sweep(
@@ -368,3 +382,29 @@ def run_heat_maps(
                      "n_images": rank.n_images},
         }
     }  # fmt: skip
+
+
+def planned_work(spec, datamodule) -> int:
+    """Forward passes the test and the enabled analyses of `spec` will cost (a backward pass
+    counted as two forwards): clean test n_test, robust test n_robust x (attack steps + 1) x 3,
+    plus analyses.work_estimate of the rank sweep, perturbation spectrum and RIG. 0 when the
+    test set is not known yet (a streamed set before setup)."""
+    try:
+        n_test = len(datamodule.test_set.labels)
+    except Exception:
+        return 0
+    attack = spec.config["attack"].get("eval") or {}
+    n_robust = n_test if spec.eval.n_robust is None else min(spec.eval.n_robust, n_test)
+    work = n_test + (n_robust * ((attack.get("steps") or 1) + 1) * 3 if spec.eval_attack else 0)
+    todo = {
+        "rank_sweep": (spec.sweep.enabled, spec.sweep),
+        "perturbation_spectrum": (
+            spec.analysis.perturbation_spectrum and spec.eval_attack is not None,
+            spec.analysis,
+        ),
+        "rig": (spec.rig.enabled, spec.rig),
+    }
+    for name, (enabled, settings) in todo.items():
+        if enabled:
+            work += work_estimate(name, settings, datamodule, attack)
+    return int(work)

@@ -33,8 +33,6 @@ class LastCheckpoint(ModelCheckpoint):
     """
 
     def __init__(self, dirpath: str | Path = "checkpoints", every_minutes: float = 0.0):
-        if not every_minutes >= 0:
-            raise ValueError(f"every_minutes={every_minutes!r}: a number of minutes >= 0")
         # ModelCheckpoint makes a relative dirpath absolute against the current directory:
         # keep it to place it inside the run folder once the trainer is known
         self._relative = None if Path(dirpath).is_absolute() else str(dirpath)
@@ -132,8 +130,6 @@ class LineProgress(pl.Callback):
     does nothing (the progress bar shows)."""
 
     def __init__(self, every: float = 0.1):
-        if not 0 < every <= 1:
-            raise ValueError(f"every={every!r}: a fraction of an epoch in (0, 1]")
         self.every = every
         self._next = 0.0
         self._start = 0.0
@@ -191,14 +187,14 @@ class TimeEstimate(pl.Callback):
     the smoke run).
 
     The test and analyses are counted in forward passes (`work`: set by the task from the
-    spec, pipeline/scope.planned_work) at a third of a training step's cost per image (a step
+    spec, pipeline/analyses.planned_work) at a third of a training step's cost per image (a step
     is one forward and one backward pass, the backward counted as two forwards). `advice`: name
     the quicker alternatives on a CPU (the demo turns it off for its own runs)."""
 
     def __init__(self, after_steps: int = 5, warn_minutes: float = 10.0, advice: bool = True):
         self.after_steps, self.warn_minutes, self.advice = after_steps, warn_minutes, advice
         # forward passes after training (test + analyses), or a function giving them once the
-        # data are set up (the task sets it: scope.planned_work)
+        # data are set up (the task sets it: analyses.planned_work)
         self.work: int | Callable[[], int] = 0
         self._start: float | None = None
         self._said = False

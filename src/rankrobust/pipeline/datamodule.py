@@ -17,7 +17,7 @@ from rankrobust.data.batches import (
     random_crop_flip,
 )
 from rankrobust.data.cifar10 import cifar10_sets, locate_cifar10
-from rankrobust.data.folder import check_source, image_folder_sets
+from rankrobust.data.folder import image_folder_sets
 from rankrobust.data.imagenet import class_index, readable_classes
 from rankrobust.data.sets import ImageSet, synthetic_sets
 from rankrobust.data.streaming import random_subset, stream_loader, stream_sets, subset_indices
@@ -92,10 +92,6 @@ class ImageDataModule(pl.LightningDataModule):
         self.size_checks: list = []
 
     # -- loading ---------------------------------------------------------------------------
-    def check(self) -> None:
-        """Fail fast on configuration errors, before any long work starts."""
-        check_source(self.name, self.root)
-
     def load(self) -> tuple[ImageSet, ImageSet]:
         """The raw (untransformed) train and test sets, in memory."""
         if self.name == "synthetic":

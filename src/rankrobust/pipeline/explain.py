@@ -5,14 +5,17 @@ DiffID, sparseness, complexity and randomisation-test scores (rankrobust.attribu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from rankrobust.attribution import METHODS, SUPPORTED_SCORES
+from rankrobust.attribution.methods import METRICS
 from rankrobust.files import save_npz
+from rankrobust.pipeline.settings import setting
 from rankrobust.results import FILES
 
 
@@ -24,19 +27,36 @@ class AttributionSettings:
     ``rig_first_share`` (attribution: comparison_rig_ranks in methods, rig_schedule)."""
 
     enabled: bool = False
-    methods: list[str] = field(default_factory=lambda: ["gradient", "ig", "rig", "sig"])
-    metrics: list[str] = field(
-        default_factory=lambda: ["diffid", "sparseness", "complexity", "mprt"]
+    methods: list[str] = setting(
+        ["gradient", "ig", "rig", "sig"],
+        choices=METHODS,
+        each=True,
+        hint="E.g. attribution.methods=[gradient,ig,rig,sig].",
     )
-    n_images: int = 16
-    steps: int = 64
-    score: str = "softmax"
-    overlap: float = 0.5
-    rig_ranks: list[int] | None = None
-    rig_first_share: float | None = 0.6
-    mprt_layers: int | None = None
-    batch_size: int = 256
-    seed: int = 0
+    metrics: list[str] = setting(
+        ["diffid", "sparseness", "complexity", "mprt"],
+        choices=METRICS,
+        each=True,
+        hint="E.g. attribution.metrics=[diffid,sparseness,complexity,mprt].",
+    )
+    n_images: int = setting(16, kind=int, low=1)
+    steps: int = setting(64, kind=int, low=1)  # >= RIG's segments: pipeline/rules.py
+    score: str = setting("softmax", choices=SUPPORTED_SCORES)
+    overlap: float = setting(0.5, kind=float, low=0, high=1, high_open=True)
+    rig_ranks: list[int] | None = None  # a rank path ending at full rank: pipeline/rules.py
+    rig_first_share: float | None = setting(
+        0.6,
+        kind=float,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        nullable=True,
+        hint="It is the share of RIG's budget on its first segment (null: every segment alike).",
+    )
+    mprt_layers: int | None = setting(None, kind=int, low=1, nullable=True)
+    batch_size: int = setting(256, kind=int, low=1)
+    seed: int = setting(0, kind=int, low=0)
 
 
 def run_attribution(

@@ -18,10 +18,6 @@ from rankrobust.attacks import Attack
 from rankrobust.inputs import check_finite_logits, check_labels
 from rankrobust.runs import Outcomes
 
-# The valid values (checks.py tests the config against these same tuples before any work).
-CHANNELS_LAST = (True, False, "auto")
-EVAL_PRECISIONS = ("32-true", "32", "trainer")  # float32, float32, the training precision
-
 
 def warmup(steps: int, pct: float = 0.25) -> float:
     """OneCycle's warm-up fraction, raised for short runs so each phase has >= 1 step (torch's
@@ -90,13 +86,6 @@ class RobustClassifier(pl.LightningModule):
         self.n_robust = n_robust
         self.optim = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
         self.schedule, self.label_smoothing = schedule, label_smoothing
-        if channels_last not in CHANNELS_LAST:
-            raise ValueError(f"channels_last={channels_last!r}: use true, false or auto")
-        if eval_precision not in EVAL_PRECISIONS:
-            raise ValueError(
-                f"eval_precision={eval_precision!r}: use 32-true (float32, the default) or "
-                "trainer (the training precision)"
-            )
         self.channels_last = channels_last
         self.eval_precision = eval_precision
         self.compile = compile_backend(compile)

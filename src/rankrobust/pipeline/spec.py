@@ -2,15 +2,18 @@
 once (build.py, the task, the analyses).
 
 The typed parts are what more than one place reads: the rank transform, the attack specs, the
-evaluation / sweep / RIG / spectrum settings, where the last checkpoint lives and the run's
-identity. The groups that only build one object (dataset, model, module, optim, trainer,
-callbacks, logger) stay config nodes, instantiated once by build.py from their `_target_`.
+evaluation / sweep / RIG / spectrum / attribution settings (pipeline/settings.py declares
+every setting's rule), where the last checkpoint lives and the run's identity. The groups that
+only build one object (dataset, model, module, optim, trainer, callbacks, logger) stay config
+nodes of the resolved config (`node`), instantiated once by build.py from their `_target_`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 from rankrobust import results
 from rankrobust.attacks import AttackSpec
@@ -47,7 +50,12 @@ class RunSpec:
     rig: RIGSettings
     analysis: SpectrumSettings
     attribution: AttributionSettings
-    skipped: tuple[str, ...] = ()  # analyses switched off by pipeline/scope.py's rule
+    skipped: tuple[str, ...] = ()  # analyses switched off by pipeline/rules.py scope_analyses
+
+    def node(self, key: str) -> DictConfig:
+        """The resolved config node of a group (a copy), e.g. "trainer": what build.py
+        instantiates."""
+        return OmegaConf.create(self.config[key])
 
     @property
     def eval_budget(self) -> int | None:

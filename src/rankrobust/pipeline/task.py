@@ -39,7 +39,7 @@ from rankrobust.launch.lease import job_device
 from rankrobust.pipeline import analyses, build, checks, loggers, resume, run_folder
 from rankrobust.pipeline.callbacks import TimeEstimate
 from rankrobust.pipeline.loggers import log
-from rankrobust.pipeline.scope import planned_work, skipped_line
+from rankrobust.pipeline.rules import skipped_line
 
 
 class Terminated(KeyboardInterrupt):
@@ -205,14 +205,14 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
         cfg, spec = _resumed(cfg, spec, job, last)
         base.update({**_base(cfg, job), "timings": timings})
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    dm = build.datamodule(cfg, spec)
-    module = build.module(cfg, spec, build.model(cfg))
+    dm = build.datamodule(spec)
+    module = build.module(spec, build.model(spec))
     logs = loggers.build(cfg, job.run_dir, job.sweep_dir)
-    cbs = build.callbacks(cfg)
+    cbs = build.callbacks(spec)
     for cb in cbs:  # the job's estimate counts the test and analyses after training
         if isinstance(cb, TimeEstimate):
-            cb.work = functools.partial(planned_work, spec, dm)
-    trainer = build.trainer(cfg, job.run_dir, logs, cbs)
+            cb.work = functools.partial(analyses.planned_work, spec, dm)
+    trainer = build.trainer(spec, job.run_dir, logs, cbs)
     prepare_ddp_children(cfg, job.run_dir)  # DDP: the extra processes rerun this config
     _note_precision(spec.config, trainer)
     _write(job.run_dir, {**base, "status": "running"})
