@@ -132,14 +132,12 @@ ZOO      ?=
 MODELS   ?= models
 OUT      ?= $(RUNS)/zoo
 ZOO_OPTS ?=
-HAS_BOARD = $(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('rankrobust.reporting.leaderboard') is None)"
 .PHONY: zoo
 zoo: install  ## many models: make zoo ZOO=<zoo yaml> MODELS=<model dir> OUT=<dir> DATA=<test images> [ZOO_OPTS=...]
 	@status=0; $(PY) -m rankrobust.launch.zoo $(if $(ZOO),--zoo $(ZOO),) --models $(MODELS) \
 		--out $(OUT) --data $(DATA) $(ZOO_OPTS) || status=$$?; \
 	if [ $$status -eq 2 ]; then exit 2; fi; \
-	if $(HAS_BOARD); then $(PY) -m rankrobust.reporting.leaderboard $(OUT)/runs --out $(OUT) || exit $$?; \
-	else echo "[zoo] the leaderboard (rankrobust.reporting.leaderboard) is not there yet; the runs are in $(OUT)/runs"; fi; \
+	$(PY) -m rankrobust.reporting.leaderboard $(OUT)/runs --out $(OUT) || exit $$?; \
 	exit $$status
 
 install: $(STAMP)  ## the venv (.venv) with torch and the package

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import shlex
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,20 @@ def test_the_resume_command_keeps_the_config_folder(monkeypatch, tmp_path):
     assert f"--config-dir {Path('myconf').resolve()}" in command and "-cn mine" in command
     monkeypatch.setattr("sys.argv", ["run.py", "--config-path=other", "seed=1"])
     assert "--config-path=other" in resume_command(JobInfo(run_dir=tmp_path, overrides=()))
+
+
+def test_the_resume_command_keeps_the_search_path_a_zoo_job_needs(monkeypatch, tmp_path):
+    """A zoo job composes +zoo_entry=<name> from generated config groups on hydra.searchpath:
+    its resume command carries that path, and the path is not one of the job's settings."""
+    from rankrobust.launch.jobs import JobInfo, command_overrides, resume_command
+
+    monkeypatch.setattr("sys.argv", ["run.py"])
+    search = f"hydra.searchpath=['file://{tmp_path / 'conf'}']"
+    job = JobInfo(run_dir=tmp_path / "r", hydra=True, overrides=("+zoo_entry=Wong2020Fast",),
+                  searchpath=(search,))  # fmt: skip
+    command = resume_command(job)
+    assert shlex.quote(search) in command and "+zoo_entry=Wong2020Fast" in command
+    assert command_overrides(command) == ["+zoo_entry=Wong2020Fast"]
 
 
 def test_eval_batch_size_1_gets_a_note_that_it_is_slow(caplog):

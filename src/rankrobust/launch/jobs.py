@@ -19,6 +19,9 @@ class JobInfo:
     job_num: int | None = None
     experiment: str | None = None
     overrides: tuple[str, ...] = ()
+    # hydra.searchpath=[...] given on the command line (a zoo's generated config groups): the
+    # config cannot be composed again without it
+    searchpath: tuple[str, ...] = ()
 
 
 def current_job(run_dir: str | Path | None = None) -> JobInfo:
@@ -39,8 +42,11 @@ def current_job(run_dir: str | Path | None = None) -> JobInfo:
         job_num=hc.job.num if multirun else None,
         experiment=hc.runtime.choices.get("experiment"),
         overrides=tuple(hc.overrides.task),
+        searchpath=tuple(o for o in hc.overrides.hydra if o.startswith(SEARCHPATH)),
     )
 
+
+SEARCHPATH = "hydra.searchpath="
 
 # Hydra's options that choose the config itself: a resume must compose the same one.
 CONFIG_OPTIONS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
@@ -78,14 +84,14 @@ def fresh_command(job: JobInfo) -> str:
 
 def _command(job: JobInfo, tail: list[str]) -> str:
     given = job.overrides or tuple(a for a in sys.argv[1:] if "=" in a and not a.startswith("-"))
-    args = [*config_options(sys.argv[1:]), *own_overrides(given), *tail]
+    args = [*config_options(sys.argv[1:]), *job.searchpath, *own_overrides(given), *tail]
     return " ".join(["python run.py", *(shlex.quote(a) for a in args)])
 
 
 def own_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
-    """The overrides that choose a run's settings: all but where it runs (hydra.run.dir) and
-    whether it resumes."""
-    return [o for o in overrides if not o.startswith(("resume=", "hydra.run.dir="))]
+    """The overrides that choose a run's settings: all but where it runs (hydra.run.dir), where
+    Hydra looks for config groups (hydra.searchpath) and whether it resumes."""
+    return [o for o in overrides if not o.startswith(("resume=", "hydra.run.dir=", SEARCHPATH))]
 
 
 def command_overrides(command: str) -> list[str] | None:
