@@ -150,8 +150,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
+# one worker per core, at most 4 (TEST_WORKERS=0: one process); each test file runs in one
+# worker, so a file's module fixtures are built once
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 test: install  ## the test suite (what CI runs, with lint)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: install  ## ruff check + format check
 	$(VENV)/bin/ruff check src tests bench run.py

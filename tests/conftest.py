@@ -45,7 +45,16 @@ def cifar_images() -> tuple[torch.Tensor, torch.Tensor]:
 
 def pytest_configure(config):
     """Record every file this session and its subprocesses open outside the clone, the temporary
-    folder, ../shared and the installed software (tests/reach.py)."""
+    folder, ../shared and the installed software (tests/reach.py).
+
+    Under pytest-xdist the controller makes the folder and the log before its workers start; the
+    workers inherit the environment, record into the same log, and the controller reports."""
+    if _is_worker(config):
+        reach.install(os.environ[reach.REACH_LOG_ENV])
+        # the cores shared among the workers: more threads than cores only wait for each other
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+        return
     folder = tempfile.mkdtemp(prefix="rankrobust-reach-")
     log = os.path.join(folder, "outside.log")
     os.environ[reach.REACH_LOG_ENV] = log
@@ -61,6 +70,8 @@ def pytest_configure(config):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if _is_worker(session.config):
+        return
     folder, log = session.config.stash[_REACH]
     seen = sorted(set(Path(log).read_text().splitlines()) - {""}) if os.path.isfile(log) else []
     shutil.rmtree(folder, ignore_errors=True)
@@ -74,6 +85,11 @@ def pytest_sessionfinish(session, exitstatus):
         if reporter is not None:
             reporter.write_line("\n".join(lines), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _is_worker(config) -> bool:
+    """A pytest-xdist worker (the controller owns the reach log)."""
+    return hasattr(config, "workerinput")
 
 
 _REACH = pytest.StashKey[tuple]()

@@ -269,9 +269,9 @@ def test_sweep_summary_finds_jobs_nested_by_old_folder_names(tmp_path):
 
 def test_wandb_run_id_is_kept_in_the_run_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = make_cfg(*FAST, "logger=wandb")
-    first = loggers.build(cfg, tmp_path, None)[0]
-    again = loggers.build(cfg, tmp_path, None)[0]  # what resume=true builds
+    spec = checks.check_config(make_cfg(*FAST, "logger=wandb"))
+    first = loggers.build(spec, tmp_path, None)[0]
+    again = loggers.build(spec, tmp_path, None)[0]  # what resume=true builds
     assert first._wandb_init["id"] == again._wandb_init["id"]
     assert (tmp_path / loggers.RUN_ID_FILE).read_text() == first._wandb_init["id"]
     assert task is not None

@@ -64,7 +64,7 @@ def test_every_group_option_composes_checks_and_instantiates(group, option, monk
         assert trainer.max_epochs == cfg.trainer.max_epochs
     elif group == "logger":
         monkeypatch.setenv("WANDB_MODE", "offline")
-        built = loggers.build(cfg, tmp_path, None)
+        built = loggers.build(checks.check_config(cfg), tmp_path, None)
         assert len(built) == len(cfg.logger or {})
         assert all(hasattr(lg, "log_metrics") for lg in built)
     elif group == "callbacks":

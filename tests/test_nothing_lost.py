@@ -18,7 +18,7 @@ from rankrobust import results
 from rankrobust.data.folder import image_folder_sets
 from rankrobust.errors import ConfigError
 from rankrobust.identity import run_identity
-from rankrobust.pipeline import checks, task
+from rankrobust.pipeline import build, checks, task
 
 TINY = [*FAST, "trainer.max_epochs=1", "sweep.enabled=false", "eval.n_robust=4"]
 TINY += ["analysis.perturbation_spectrum=false", "model.width=4", "dataset.n_train=64"]
@@ -130,7 +130,7 @@ def test_another_error_is_recorded_in_run_log_with_its_traceback(tmp_path, run_l
     def boom(cfg):
         raise RuntimeError("boom in the model builder")
 
-    monkeypatch.setattr(task.build, "model", boom)
+    monkeypatch.setattr(build, "model", boom)
     with pytest.raises(RuntimeError):
         task.run(make_cfg(*TINY), tmp_path / "run")
     text = run_log.read_text()
@@ -201,7 +201,7 @@ def test_a_file_named_wandb_in_the_run_folder_is_one_paragraph(tmp_path, monkeyp
     monkeypatch.setenv("WANDB_MODE", "offline")
     (tmp_path / "wandb").write_text("a note")
     with pytest.raises(ConfigError, match="wandb") as info:
-        loggers.build(make_cfg(*FAST, "logger=wandb"), tmp_path, None)
+        loggers.build(checks.check_config(make_cfg(*FAST, "logger=wandb")), tmp_path, None)
     assert "logger=csv" in str(info.value)
 
 

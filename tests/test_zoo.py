@@ -4,6 +4,7 @@ keyed by content, the shared factorisation cache, and one `make zoo`-style run e
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,7 +205,7 @@ def test_a_missing_weights_file_names_the_file_and_where_to_copy_it(tmp_path):
 
     rb = {"name": "Rice2020Overfitting", "source": "robustbench", "dataset": "cifar10",
           "threat_model": "L2", "weights": str(tmp_path / "cifar10" / "L2" / "R.pt")}  # fmt: skip
-    with pytest.raises(ConfigError, match=r"not at .*R\.pt.*load_model\('Rice2020Overfitting'"):
+    with pytest.raises(ConfigError, match=r"not at .*R\.pt.*download .*L2 Rice2020Overfitting"):
         check_zoo_weights(rb)
     mine = {"name": "mine", "source": "checkpoint", "weights": str(tmp_path / "mine.pt")}
     with pytest.raises(ConfigError, match="checkpoint of zoo entry 'mine' is not at"):
@@ -214,3 +215,33 @@ def test_a_missing_weights_file_names_the_file_and_where_to_copy_it(tmp_path):
     check_zoo_weights(rb)
     check_zoo_weights({**rb, "dataset": "imagenet", "name": "Standard_R50"})  # torchvision's
     check_zoo_weights(None)  # an ordinary run
+
+
+def test_download_fetches_each_entry_with_robustbench_into_its_layout(tmp_path, monkeypatch):
+    """rankrobust.zoo.download calls robustbench.utils.load_model per name (importable where
+    setuptools lacks pkg_resources) and names the files; a misspelt name fetches nothing."""
+    from rankrobust.models.external import robustbench_compat
+    from rankrobust.zoo import download
+
+    robustbench_compat()
+    import robustbench.utils
+
+    calls = []
+
+    def fake_load_model(model_name, model_dir, dataset, threat_model):
+        calls.append((model_name, model_dir, dataset, threat_model))
+        path = Path(model_dir) / dataset / threat_model / f"{model_name}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"weights")
+
+    monkeypatch.setattr(robustbench.utils, "load_model", fake_load_model)
+    models = tmp_path / "models"
+    code = download.main(["--model-dir", str(models), "--threat-model", "L2",
+                          "Rice2020Overfitting", "Sehwag2021Proxy_R18"])  # fmt: skip
+    assert code == 0
+    assert calls == [(n, str(models), "cifar10", "L2")
+                     for n in ("Rice2020Overfitting", "Sehwag2021Proxy_R18")]  # fmt: skip
+    assert (models / "cifar10" / "L2" / "Sehwag2021Proxy_R18.pt").read_bytes() == b"weights"
+    calls.clear()
+    code = download.main(["--model-dir", str(models), "Rice2020Overfitting", "Wong2020Fats"])
+    assert code == 2 and calls == []  # checked before anything is fetched

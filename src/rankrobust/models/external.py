@@ -349,9 +349,8 @@ def robustbench_model(
             f"{type(err).__name__}: {text.splitlines()[0] if text else ''}. "
             f"RobustBench caches weights under model.model_dir ('{model_dir}') as {cached}, "
             "and that file is absent: without network access, fetch the model on a machine "
-            "that has it (python -c "
-            f"\"from robustbench.utils import load_model; load_model('{name}', "
-            f"model_dir='models', dataset='{dataset}', threat_model='{threat_model}')\") and "
+            "that has it (python -m rankrobust.zoo.download --model-dir models --dataset "
+            f"{dataset} --threat-model {threat_model} {name}) and "
             f"copy the .pt file to {cached}. (ImageNet 'Standard_R50' reads torchvision's "
             "weights from the torch hub cache instead.)"
         ) from err

@@ -15,16 +15,20 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from rankrobust.errors import ConfigError
 from rankrobust.files import write_text
 from rankrobust.identity import run_identity
 from rankrobust.launch.ddp import rank_zero
 from rankrobust.results import FILES
+
+if TYPE_CHECKING:
+    from rankrobust.pipeline.spec import RunSpec
 
 RUN_ID_FILE = "wandb_run_id.txt"
 DEFAULT_HOST = "https://api.wandb.ai"
@@ -101,8 +105,9 @@ def _reach(host: str, timeout: float) -> str | None:
     return outcome[0] if outcome else "no answer"
 
 
-def run_tags(cfg: DictConfig) -> list[str]:
-    ident = run_identity(OmegaConf.to_container(cfg, resolve=True))
+def run_tags(config: dict) -> list[str]:
+    """W&B tags of a run from its resolved config: dataset, model, attack, rank, transform."""
+    ident = run_identity(config)
     tags = [f"{k}:{ident[k]}" for k in ("dataset", "model", "attack", "rank")]
     return tags + [f"transform:{ident['transform_mode']}"]
 
@@ -135,14 +140,17 @@ def _check_wandb_folder(run_dir: Path) -> None:
         )
 
 
-def build(cfg: DictConfig, run_dir: Path, group: str | None) -> list:
-    """Instantiate every logger under cfg.logger with the run folder as its save_dir."""
+def build(spec: RunSpec, run_dir: Path, group: str | None) -> list:
+    """Every logger of the run's `logger` group, with the run folder as its save_dir; W&B's gets
+    the run's resolved config, its identity as tags and `group` (the sweep folder) as its
+    group. Raises ConfigError for a file named `wandb` in the run folder."""
     from pytorch_lightning.loggers import WandbLogger
 
     loggers = []
-    for node in (cfg.get("logger") or {}).values():
-        if node is None:
+    for plain in (spec.config.get("logger") or {}).values():
+        if plain is None:
             continue
+        node = OmegaConf.create(plain)
         if issubclass(get_class(node._target_), WandbLogger):
             _check_wandb_folder(run_dir)
             if node.get("offline") is False:  # logger.wandb.offline=false: as WANDB_MODE=online
@@ -154,9 +162,9 @@ def build(cfg: DictConfig, run_dir: Path, group: str | None) -> list:
                     id=_run_id(run_dir) if rank_zero() else None,  # only rank 0 logs
                     resume="allow",
                     offline=offline,
-                    group=node.get("group") or group or cfg.name,
-                    tags=run_tags(cfg) + list(node.get("tags") or []),
-                    config=OmegaConf.to_container(cfg, resolve=True),
+                    group=node.get("group") or group or spec.config.get("name"),
+                    tags=run_tags(spec.config) + list(node.get("tags") or []),
+                    config=spec.config,
                 )
             )
             # Lightning passes anonymous=None, which wandb>=0.31 warns about on every run

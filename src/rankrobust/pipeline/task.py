@@ -21,7 +21,6 @@ import time
 import traceback
 from pathlib import Path
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from rankrobust import results, run_folders, runs
@@ -36,8 +35,7 @@ from rankrobust.identity import run_identity
 from rankrobust.launch.ddp import end_ddp, prepare_ddp_children, rank_zero
 from rankrobust.launch.jobs import JobInfo, current_job, resume_command
 from rankrobust.launch.lease import job_device
-from rankrobust.pipeline import analyses, build, checks, loggers, resume, run_folder
-from rankrobust.pipeline.callbacks import TimeEstimate
+from rankrobust.pipeline import checks, loggers, resume, run_folder
 from rankrobust.pipeline.loggers import log
 from rankrobust.pipeline.rules import skipped_line
 
@@ -204,10 +202,17 @@ def run(cfg: DictConfig, job: JobInfo, base: dict, attempt: Attempt) -> dict:
     if spec.resume:
         cfg, spec = _resumed(cfg, spec, job, last)
         base.update({**_base(cfg, job), "timings": timings})
+    # Lightning and the analyses load only now: a refused setting is reported in the time
+    # Hydra and torch take to start (about half of Lightning's)
+    import pytorch_lightning as pl
+
+    from rankrobust.pipeline import analyses, build
+    from rankrobust.pipeline.callbacks import TimeEstimate
+
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     dm = build.datamodule(spec)
     module = build.module(spec, build.model(spec))
-    logs = loggers.build(cfg, job.run_dir, job.sweep_dir)
+    logs = loggers.build(spec, job.run_dir, job.sweep_dir)
     cbs = build.callbacks(spec)
     for cb in cbs:  # the job's estimate counts the test and analyses after training
         if isinstance(cb, TimeEstimate):

@@ -84,9 +84,9 @@ def check_zoo_weights(zoo: dict | DictConfig | None) -> None:
         ds, tm = zoo.get("dataset"), zoo.get("threat_model")
         raise ConfigError(
             f"The weights of zoo entry {name!r} (RobustBench, {ds}, {tm}) are not at {path}. "
-            'On a machine with network access run python -c "from robustbench.utils import '
-            f"load_model; load_model('{name}', model_dir='models', dataset='{ds}', "
-            f"threat_model='{tm}')\" and copy models/{ds}/{tm}/{name}.pt to {path} (MODELS= "
+            "On a machine with network access run python -m rankrobust.zoo.download "
+            f"--model-dir models --dataset {ds} --threat-model {tm} {name} and copy "
+            f"models/{ds}/{tm}/{name}.pt to {path} (MODELS= "
             "of make zoo is the folder holding <dataset>/<threat model>/<name>.pt); the other "
             "entries run on."
         )
