@@ -51,9 +51,13 @@ def pytest_configure(config):
     workers inherit the environment, record into the same log, and the controller reports."""
     if _is_worker(config):
         reach.install(os.environ[reach.REACH_LOG_ENV])
-        # the cores shared among the workers: more threads than cores only wait for each other
+        # The cores shared among the workers (more threads than cores only wait for each
+        # other), in this process and the runs it starts: a test comparing a run in this process
+        # with one in a subprocess needs both at one thread count to be bit-identical.
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+        threads = max(1, torch.get_num_threads() // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
         return
     folder = tempfile.mkdtemp(prefix="rankrobust-reach-")
     log = os.path.join(folder, "outside.log")

@@ -273,6 +273,8 @@ def test_bf16_training_evaluates_in_float32_so_the_sweep_agrees_with_clean_accur
         *FAST,
         "trainer.precision=bf16-mixed",
         "trainer.max_epochs=2",
+        "dataset.n_train=1000",  # bf16 autocast on a CPU is slow: half the default
+        "optim.lr=0.1",
         "dataset.n_test=200",
         "eval.n_robust=16",
         "sweep.ranks=[4,32]",
