@@ -7,7 +7,6 @@ import sys
 
 from rankrobust.launch.summary import write_sweep_summary
 
-
 USAGE = (
     "usage: python -m rankrobust.launch summarize <sweep dir>\n"
     "  (re)write <sweep dir>/sweep_summary.json from its job folders' metrics.json;\n"
