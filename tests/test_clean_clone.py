@@ -4,6 +4,7 @@ and ../shared (the session-wide audit of tests/reach.py, checked here on known c
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -101,3 +102,27 @@ def test_a_subprocess_of_a_test_is_audited_too(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert log.read_text().split() == [str(elsewhere)]
+
+
+def test_the_audit_fails_a_parallel_session_whose_worker_reached_outside(tmp_path):
+    """Under pytest-xdist (make test) the workers record into the controller's log and the
+    controller fails the session, naming the path."""
+    (tmp_path / "tmp").mkdir()
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("x")
+    probe = tmp_path / "tmp" / "test_probe.py"
+    probe.write_text(
+        f"def test_reads_outside():\n    assert open({str(elsewhere)!r}).read() == 'x'\n\n"
+        "def test_stays_inside():\n    assert True\n"
+    )
+    # as make test starts it: no audit hook from sitecustomize, no log of the outer session
+    env = child_env(TMPDIR=str(tmp_path / "tmp"))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(TESTS)])
+    env.pop(reach.REACH_LOG_ENV, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "conftest", "-p",
+         "no:cacheprovider", "--rootdir", str(tmp_path / "tmp"), str(probe)],
+        cwd=tmp_path / "tmp", env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert "2 passed" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.returncode == 1 and str(elsewhere) in done.stdout, done.stdout[-2000:]
