@@ -58,7 +58,7 @@ leaderboard: install  ## leaderboard.json/csv/html of every model under RUNS, po
 # A finished stage (metrics.json "ok") is skipped on a rerun: the demo restarts, it does not start
 # over. FORCE=1 redoes everything.
 DONE = $(PY) -m rankrobust.results status $(1) >/dev/null
-reproduce-demo: install  ## the demo: natural + FGSM-RS robust resnet_small on CIFAR-10, sweeps, RIG, attribution, figures, report (~3.5 min)
+reproduce-demo: install  ## the demo: natural + FGSM-RS robust resnet_small on CIFAR-10, sweeps, RIG, attribution, figures, report (~7.5 min on 2 cores)
 	@if [ -n "$(FORCE)" ]; then rm -rf $(DEMO); fi
 	@echo "[demo 1/4] natural resnet_small, 16k CIFAR-10 images, 2 epochs (crop, flip, brightness)"
 	@if $(call DONE,$(DEMO)/natural); then echo "  done before: $(DEMO)/natural"; else \
