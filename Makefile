@@ -143,13 +143,11 @@ zoo: install  ## many models: make zoo ZOO=<zoo yaml> MODELS=<model dir> OUT=<di
 install: $(STAMP)  ## the venv (.venv) with torch and the package
 
 # torch first, pinned to the wheels that install offline here; then the package, editable.
-# --no-compile: Python compiles a module the first time it is imported, not every file of every
-# package at install (184 s -> 118 s for both steps on 2 cores).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q --no-compile torch==2.14.1 torchvision==0.29.1
-	$(VENV)/bin/pip install -q --no-compile -e '.[dev]'
+	$(VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
 # one worker per core, at most 4 (TEST_WORKERS=0: one process); each test file runs in one
